@@ -1,0 +1,247 @@
+//! The `rolegate` binary: `serve`, offline admin commands (`keygen`, `admin token`,
+//! `rekey`, `audit verify|export`) and `version`.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use rolegate_core::clock::SystemClock;
+use rolegate_core::ids::{Role, UserId};
+use rolegate_core::users::CreateUserCommand;
+use rolegate_core::{RequestContext, audit};
+use rolegate_server::app::open_services;
+use rolegate_server::config::{LogFormat, RawSettings, Settings};
+use secrecy::ExposeSecret as _;
+
+/// rolegate: a self-hosted broker for short-lived AWS credentials in customer accounts.
+#[derive(Debug, Parser)]
+#[command(name = "rolegate", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings shared by every command. Precedence: config file < ROLEGATE_* env < flags.
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// TOML config file (see rolegate.example.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (default ./data): SQLite file, generated master key, admin token.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Store: "sqlite" (default), "sqlite:///path.db" or "redis://host:port".
+    #[arg(long, global = true, value_name = "URL")]
+    store: Option<String>,
+    /// File holding base64 master keys, one per line, oldest first (newest seals).
+    #[arg(long, global = true, value_name = "FILE")]
+    master_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP service.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free port).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Print a new random base64 master key.
+    Keygen,
+    /// Administrative commands that work offline, directly against the store.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Re-seal every stored record under the newest master key.
+    Rekey,
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Issue a new admin token: creates the admin user, or rotates its token if it exists.
+    /// Prints the token on stdout.
+    Token {
+        /// The admin's user id.
+        #[arg(long, default_value = "admin")]
+        user_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain and report every broken link. Exits 1 if any.
+    Verify,
+    /// Stream events as JSON lines.
+    Export {
+        /// Only events at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+fn settings(global: &GlobalArgs, listen: Option<String>) -> anyhow::Result<Settings> {
+    let file = match &global.config {
+        Some(path) => RawSettings::from_file(path)?,
+        None => RawSettings::default(),
+    };
+    let flags = RawSettings {
+        listen,
+        data_dir: global.data_dir.clone(),
+        store: global.store.clone(),
+        master_key_file: global.master_key_file.clone(),
+        ..RawSettings::default()
+    };
+    let mut raw = file.overlay_env(|k| std::env::var(k).ok())?;
+    if flags.master_key_file.is_some() {
+        raw.master_key = None;
+    }
+    Ok(raw.overlay(flags).validate()?)
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("rolegate: {e:#}");
+            }
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let ok = std::process::ExitCode::SUCCESS;
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Version => writeln!(out, "rolegate {}", env!("CARGO_PKG_VERSION"))?,
+        Command::Keygen => writeln!(
+            out,
+            "{}",
+            rolegate_crypto::MasterKey::generate().to_base64()
+        )?,
+        Command::Serve { listen } => {
+            drop(out);
+            let settings = settings(&cli.global, listen)?;
+            rolegate_server::telemetry::init(settings.log_format, &settings.log_level);
+            let app = rolegate_server::Application::build(settings).await?;
+            if let Some(addr) = app.local_addr() {
+                tracing::info!(%addr, "listening");
+                println!("rolegate listening on http://{addr}");
+            }
+            app.run_until_stopped().await?;
+        }
+        Command::Admin {
+            command: AdminCommand::Token { user_id },
+        } => {
+            let settings = settings(&cli.global, None)?;
+            rolegate_server::telemetry::init(LogFormat::Pretty, "warn");
+            let services = open_services(&settings, true, Arc::new(SystemClock)).await?;
+            let id = UserId::parse(&user_id)?;
+            let ctx = RequestContext::system("cli-admin-token");
+            let token = match services.reissue_token(&ctx, &id).await {
+                Ok((user, token)) if user.role == Role::Admin => token,
+                Ok(_) => anyhow::bail!("user {id} exists but is not an admin"),
+                Err(rolegate_core::Error::NotFound { .. }) => {
+                    let cmd = CreateUserCommand {
+                        user_id: id,
+                        role: Role::Admin,
+                        metadata: serde_json::json!({"created_by": "cli"}),
+                    };
+                    services.insert_user(&ctx, cmd, "cli").await?.1
+                }
+                Err(e) => return Err(e.into()),
+            };
+            writeln!(out, "{}", token.expose_secret())?;
+        }
+        Command::Rekey => {
+            let settings = settings(&cli.global, None)?;
+            let services = open_services(&settings, false, Arc::new(SystemClock)).await?;
+            let (resealed, total) = services
+                .vault
+                .rekey(&[rolegate_core::idempotency::PREFIX])
+                .await?;
+            writeln!(
+                out,
+                "re-sealed {resealed} of {total} records under key {}",
+                services.vault.keyring().current_id()
+            )?;
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let settings = settings(&cli.global, None)?;
+            let services = open_services(&settings, false, Arc::new(SystemClock)).await?;
+            let report = audit::verify(&services.vault).await?;
+            if report.breaks.is_empty() {
+                writeln!(out, "audit chain intact: {} events", report.events)?;
+            } else {
+                for b in &report.breaks {
+                    writeln!(out, "BROKEN: {b}")?;
+                }
+                writeln!(
+                    out,
+                    "audit chain broken: {} problem(s) in {} events; first: {}",
+                    report.breaks.len(),
+                    report.events,
+                    report.breaks[0]
+                )?;
+                return Ok(std::process::ExitCode::from(1));
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Export { since },
+        } => {
+            let settings = settings(&cli.global, None)?;
+            let services = open_services(&settings, false, Arc::new(SystemClock)).await?;
+            let since = since
+                .map(|s| {
+                    time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+                })
+                .transpose()
+                .context("--since must be an RFC 3339 time such as 2026-01-01T00:00:00Z")?;
+            let mut after: Option<String> = None;
+            loop {
+                let page = services
+                    .vault
+                    .store()
+                    .list(audit::EVENT_PREFIX, after.as_deref(), 500)
+                    .await?;
+                for (key, raw) in &page.items {
+                    let ev: audit::AuditEvent = services.vault.open(key, raw)?;
+                    let keep = since.is_none_or(|s| {
+                        time::OffsetDateTime::parse(
+                            &ev.time,
+                            &time::format_description::well_known::Rfc3339,
+                        )
+                        .is_ok_and(|t| t >= s)
+                    });
+                    if keep {
+                        serde_json::to_writer(&mut out, &ev)?;
+                        out.write_all(b"\n")?;
+                    }
+                }
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+    }
+    Ok(ok)
+}

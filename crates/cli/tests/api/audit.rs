@@ -1,0 +1,334 @@
+use std::process::Command;
+use std::sync::Arc;
+
+use rolegate_core::audit::{self, ChainBreak};
+use rolegate_core::ports::Txn;
+use serde_json::json;
+
+use crate::support::{AppOptions, Engine, spawn_app, spawn_with};
+
+async fn state_changes_are_chained_and_verify(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let op = app.create_user("auditor", "operator").await;
+    assert_eq!(app.register(&op, "chain-org").await.status, 201);
+    let _ = app
+        .post("/api/orgs/chain-org/api-key", &op, json!({}))
+        .await;
+    let _ = app.delete("/api/orgs/chain-org", &op).await;
+    let events = app.audit_events().await;
+    let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "user.create",
+            "user.create",
+            "org.create",
+            "org.api_key.rotate",
+            "org.offboard"
+        ]
+    );
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1);
+        assert_eq!(e.hash, e.compute_hash());
+        assert!(!e.request_id.is_empty());
+        if i > 0 {
+            assert_eq!(e.prev, events[i - 1].hash);
+        }
+    }
+    assert_eq!(events[2].actor, "user:auditor");
+    assert_eq!(events[2].source_ip.as_deref(), Some("127.0.0.1"));
+    let report = audit::verify(&app.vault().await).await.unwrap();
+    assert!(report.breaks.is_empty(), "{:?}", report.breaks);
+    assert_eq!(report.events, 5);
+}
+
+async fn failed_logins_are_audited_without_the_secret(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let bogus = "rgt_ThisIsAWrongTokenThatMustNeverBeLogged0000000";
+    assert_eq!(app.get("/api/orgs", bogus).await.status, 401);
+    let events = app.audit_events().await;
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "auth.failed")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].outcome, audit::Outcome::Failure);
+    assert_eq!(failed[0].source_ip.as_deref(), Some("127.0.0.1"));
+    assert!(
+        !serde_json::to_string(&events)
+            .unwrap()
+            .contains("ThisIsAWrongToken")
+    );
+}
+
+async fn failed_attempts_count_against_the_attacker_not_the_victim(engine: Engine) {
+    let app = spawn_with(
+        engine,
+        AppOptions {
+            toml: "[rate_limits]\nauth_failures_per_ip = { burst = 3, period_secs = 60 }\n".into(),
+            manual_clock: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let r = app.register(&app.admin_token, "victim-org").await;
+    let key = r.body["api_key"].as_str().unwrap().to_owned();
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            v.push(
+                app.send(
+                    app.client
+                        .get(app.url("/api/orgs/victim-org"))
+                        .header("x-api-key", "rgk_guess"),
+                )
+                .await
+                .status,
+            );
+        }
+        v
+    };
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+    let limited = app
+        .send(
+            app.client
+                .get(app.url("/api/orgs/victim-org"))
+                .header("x-api-key", "rgk_guess"),
+        )
+        .await;
+    assert_eq!(limited.code(), "rate_limited");
+    assert!(limited.header("retry-after").is_some());
+    assert_eq!(limited.header("ratelimit-limit"), Some("3"));
+    assert_eq!(limited.header("ratelimit-remaining"), Some("0"));
+    assert!(limited.header("ratelimit-reset").is_some());
+    // The victim's real key still works, from the same address even.
+    assert_eq!(
+        app.send(
+            app.client
+                .get(app.url("/api/orgs/victim-org"))
+                .header("x-api-key", &key)
+        )
+        .await
+        .status,
+        200
+    );
+    // After the window (injected clock, no sleeping) the attacker gets 401 again.
+    app.clock.advance_ms(61_000);
+    assert_eq!(
+        app.send(
+            app.client
+                .get(app.url("/api/orgs/victim-org"))
+                .header("x-api-key", "rgk_guess")
+        )
+        .await
+        .status,
+        401
+    );
+}
+
+async fn an_action_whose_event_cannot_be_written_has_no_effect(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let store = app.vault().await.store().clone();
+    assert!(
+        store
+            .commit(Txn::new().put(audit::HEAD_KEY, b"not a sealed head".to_vec()))
+            .await
+            .unwrap()
+    );
+    let r = app.register(&app.admin_token, "closed-org").await;
+    assert_eq!((r.status, r.code()), (503, "audit_unavailable"));
+    assert!(
+        !String::from_utf8(r.raw).unwrap().contains("sealed"),
+        "no internal detail"
+    );
+    assert!(
+        store.get("org/closed-org").await.unwrap().is_none(),
+        "no effect"
+    );
+    let r = app
+        .post(
+            "/api/users",
+            &app.admin_token,
+            json!({"user_id": "closed", "role": "operator"}),
+        )
+        .await;
+    assert_eq!(r.status, 503);
+    assert!(store.get("user/closed").await.unwrap().is_none());
+}
+
+async fn parallel_writers_on_two_replicas_neither_fork_nor_gap(engine: Engine) {
+    let a = Arc::new(spawn_app(engine).await);
+    let b = Arc::new(
+        spawn_with(
+            engine,
+            AppOptions {
+                store: Some(a.store.clone()),
+                master_key: Some(a.master_key.clone()),
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let app = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let token = a.admin_token.clone();
+        tasks.push(tokio::spawn(async move {
+            app.register(&token, &format!("par-{i}")).await.status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 201);
+    }
+    let report = audit::verify(&a.vault().await).await.unwrap();
+    assert!(report.breaks.is_empty(), "{:?}", report.breaks);
+    assert_eq!(report.events, 41);
+}
+
+async fn verify_names_an_edited_and_a_deleted_event(engine: Engine) {
+    let app = spawn_app(engine).await;
+    for i in 0..5 {
+        assert_eq!(
+            app.register(&app.admin_token, &format!("tamper-{i}"))
+                .await
+                .status,
+            201
+        );
+    }
+    let vault = app.vault().await;
+    // Edit event 3 (even re-sealed with the right key, the hash no longer matches)...
+    let key3 = audit::event_key(3);
+    let mut ev3: audit::AuditEvent = vault.get(&key3).await.unwrap().unwrap().value;
+    ev3.actor = "user:someone-else".into();
+    let txn = vault.put(Txn::new(), &key3, &ev3).unwrap();
+    assert!(vault.commit(txn).await.unwrap());
+    // ...and delete event 5.
+    assert!(
+        vault
+            .commit(Txn::new().delete(audit::event_key(5)))
+            .await
+            .unwrap()
+    );
+    let report = audit::verify(&vault).await.unwrap();
+    assert_eq!(report.breaks[0], ChainBreak::HashMismatch { seq: 3 });
+    assert!(
+        report.breaks.contains(&ChainBreak::Missing { seq: 5 }),
+        "{:?}",
+        report.breaks
+    );
+    if engine == Engine::Sqlite {
+        // The CLI reports the same, offline against the data dir.
+        let out = Command::new(crate::process::BIN)
+            .args([
+                "--data-dir",
+                app.data_dir.to_str().unwrap(),
+                "--store",
+                &app.store,
+                "audit",
+                "verify",
+            ])
+            .env("ROLEGATE_MASTER_KEY", &app.master_key)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(text.contains("event 3 does not match its hash"), "{text}");
+        assert!(text.contains("event 5 is missing"), "{text}");
+        let out = Command::new(crate::process::BIN)
+            .args([
+                "--data-dir",
+                app.data_dir.to_str().unwrap(),
+                "--store",
+                &app.store,
+                "audit",
+                "export",
+            ])
+            .env("ROLEGATE_MASTER_KEY", &app.master_key)
+            .output()
+            .unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(lines[0]["action"], "user.create");
+    }
+}
+
+async fn the_query_filters_pages_and_scopes_to_the_caller(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let alice = app.create_user("q-alice", "operator").await;
+    let bob = app.create_user("q-bob", "operator").await;
+    for name in ["qa-one", "qa-two"] {
+        assert_eq!(app.register(&alice, name).await.status, 201);
+    }
+    assert_eq!(app.register(&bob, "qb-one").await.status, 201);
+    let _ = app
+        .post("/api/orgs/qa-one/api-key", &alice, json!({}))
+        .await;
+    // Admin: everything, paged with a cursor.
+    let all = app.get("/api/audit?limit=3", &app.admin_token).await;
+    assert_eq!(all.status, 200, "{:?}", all.body);
+    assert_eq!(all.body["events"].as_array().unwrap().len(), 3);
+    let cursor = all.body["next_cursor"].as_str().unwrap();
+    let rest = app
+        .get(
+            &format!("/api/audit?limit=100&cursor={cursor}"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(rest.body["events"].as_array().unwrap().len(), 4);
+    assert!(rest.body["next_cursor"].is_null());
+    // Filters.
+    let rot = app
+        .get("/api/audit?action=org.api_key.rotate", &app.admin_token)
+        .await;
+    assert_eq!(rot.body["events"].as_array().unwrap().len(), 1);
+    let by_bob = app
+        .get("/api/audit?actor=user:q-bob", &app.admin_token)
+        .await;
+    assert_eq!(by_bob.body["events"][0]["org"], "qb-one");
+    let future = app
+        .get("/api/audit?since=2999-01-01T00:00:00Z", &app.admin_token)
+        .await;
+    assert_eq!(future.body["events"].as_array().unwrap().len(), 0);
+    // An operator sees only its own orgs' events.
+    let mine = app.get("/api/audit", &alice).await;
+    let orgs: Vec<_> = mine.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["org"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(orgs, ["qa-one", "qa-two", "qa-one"]);
+    let one = app.get("/api/audit?org=qa-one", &alice).await;
+    assert_eq!(one.body["events"].as_array().unwrap().len(), 2);
+    assert_eq!(app.get("/api/audit?org=qb-one", &alice).await.status, 403);
+    // Bad input names the field; API keys may not read the log.
+    for (q, field) in [
+        ("since=yesterday", "since"),
+        ("limit=0", "limit"),
+        ("cursor=x", "cursor"),
+        ("org=1x", "org_name"),
+        ("bogus=1", "bogus"),
+    ] {
+        let r = app.get(&format!("/api/audit?{q}"), &app.admin_token).await;
+        assert_eq!((r.status, r.code()), (400, "invalid_field"), "{q}");
+        assert_eq!(r.body["error"]["field"], field, "{q}");
+    }
+    let key = app.register(&alice, "qa-three").await.body["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(app.get("/api/audit", &key).await.status, 403);
+}
+
+crate::both_engines!(
+    the_query_filters_pages_and_scopes_to_the_caller,
+    state_changes_are_chained_and_verify,
+    failed_logins_are_audited_without_the_secret,
+    failed_attempts_count_against_the_attacker_not_the_victim,
+    an_action_whose_event_cannot_be_written_has_no_effect,
+    parallel_writers_on_two_replicas_neither_fork_nor_gap,
+    verify_names_an_edited_and_a_deleted_event,
+);

@@ -1,0 +1,196 @@
+use serde_json::json;
+
+use crate::support::{Engine, spawn_app};
+
+fn assert_error_shape(r: &crate::support::Resp, status: u16, code: &str) {
+    assert_eq!(r.status, status, "body: {:?}", r.body);
+    assert_eq!(r.code(), code, "body: {:?}", r.body);
+    let rid = r
+        .header("x-request-id")
+        .expect("every response has x-request-id");
+    assert_eq!(
+        r.body["error"]["request_id"], rid,
+        "error carries the request id"
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+}
+
+async fn malformed_json_is_invalid_json(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let r = app
+        .send(
+            app.client
+                .post(app.url("/api/orgs"))
+                .bearer_auth(&app.admin_token)
+                .header("idempotency-key", "k")
+                .header("content-type", "application/json")
+                .body("{\"org_name\": "),
+        )
+        .await;
+    assert_error_shape(&r, 400, "invalid_json");
+}
+
+async fn failed_field_check_names_the_field(engine: Engine) {
+    let app = spawn_app(engine).await;
+    for (body, field) in [
+        (json!({"org_name": "x"}), "org_name"),
+        (json!({"org_name": "1abc"}), "org_name"),
+        (json!({"org_name": "abc-"}), "org_name"),
+        (json!({"org_name": "ab_c"}), "org_name"),
+        (json!({}), "org_name"),
+        (json!({"org_name": 5}), "org_name"),
+        (
+            json!({"org_name": "good-name", "account_id": "12"}),
+            "account_id",
+        ),
+        (json!({"org_name": "good-name", "bogus": 1}), "bogus"),
+    ] {
+        let key = uuid::Uuid::new_v4().to_string();
+        let r = app
+            .send(
+                app.client
+                    .post(app.url("/api/orgs"))
+                    .bearer_auth(&app.admin_token)
+                    .header("idempotency-key", key)
+                    .json(&body),
+            )
+            .await;
+        assert_error_shape(&r, 400, "invalid_field");
+        assert_eq!(r.body["error"]["field"], field, "{body}: {:?}", r.body);
+    }
+    let r = app
+        .post(
+            "/api/users",
+            &app.admin_token,
+            json!({"user_id": "bob", "role": "root"}),
+        )
+        .await;
+    assert_error_shape(&r, 400, "invalid_field");
+    assert_eq!(r.body["error"]["field"], "role");
+}
+
+async fn missing_or_bad_credentials_are_401_with_www_authenticate(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let r = app.send(app.client.get(app.url("/api/orgs"))).await;
+    assert_error_shape(&r, 401, "unauthorized");
+    assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
+    let r = app.get("/api/orgs", "rgt_not-a-real-token").await;
+    assert_error_shape(&r, 401, "unauthorized");
+    assert!(r.header("www-authenticate").is_some());
+    let r = app
+        .send(
+            app.client
+                .get(app.url("/api/orgs"))
+                .header("authorization", "Basic Zm9vOmJhcg=="),
+        )
+        .await;
+    assert_error_shape(&r, 401, "unauthorized");
+    let r = app
+        .send(
+            app.client
+                .get(app.url("/api/orgs"))
+                .header("x-api-key", "rgk_nope"),
+        )
+        .await;
+    assert_error_shape(&r, 401, "unauthorized");
+}
+
+async fn wrong_scope_is_403(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let op = app.create_user("ops1", "operator").await;
+    let r = app
+        .post("/api/users", &op, json!({"user_id": "x1", "role": "admin"}))
+        .await;
+    assert_error_shape(&r, 403, "forbidden");
+}
+
+async fn unknown_route_is_json_404(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let r = app.get("/api/nope", &app.admin_token).await;
+    assert_error_shape(&r, 404, "not_found");
+    let r = app.send(app.client.get(app.url("/nothing/here"))).await;
+    assert_error_shape(&r, 404, "not_found");
+}
+
+async fn wrong_method_is_405_with_allow(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let r = app
+        .send(
+            app.client
+                .put(app.url("/api/orgs"))
+                .bearer_auth(&app.admin_token),
+        )
+        .await;
+    assert_error_shape(&r, 405, "method_not_allowed");
+    let allow = r.header("allow").unwrap();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    let r = app.send(app.client.post(app.url("/api/health"))).await;
+    assert_error_shape(&r, 405, "method_not_allowed");
+    assert!(r.header("allow").unwrap().contains("GET"));
+}
+
+async fn body_over_64k_is_413(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let big = format!("{{\"org_name\": \"{}\"}}", "a".repeat(70 * 1024));
+    let r = app
+        .send(
+            app.client
+                .post(app.url("/api/orgs"))
+                .bearer_auth(&app.admin_token)
+                .header("idempotency-key", "big")
+                .header("content-type", "application/json")
+                .body(big.clone()),
+        )
+        .await;
+    assert_error_shape(&r, 413, "payload_too_large");
+    let r = app
+        .send(
+            app.client
+                .post(app.url("/api/users"))
+                .bearer_auth(&app.admin_token)
+                .header("content-type", "application/json")
+                .body(big),
+        )
+        .await;
+    assert_error_shape(&r, 413, "payload_too_large");
+}
+
+async fn wrong_content_type_is_415(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let r = app
+        .send(
+            app.client
+                .post(app.url("/api/orgs"))
+                .bearer_auth(&app.admin_token)
+                .header("idempotency-key", "ct")
+                .header("content-type", "text/plain")
+                .body("{\"org_name\":\"acme\"}"),
+        )
+        .await;
+    assert_error_shape(&r, 415, "unsupported_media_type");
+}
+
+async fn success_responses_carry_request_id(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let r = app.send(app.client.get(app.url("/api/health"))).await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("x-request-id").is_some());
+    let r = app.send(app.client.get(app.url("/api/ready"))).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+crate::both_engines!(
+    malformed_json_is_invalid_json,
+    failed_field_check_names_the_field,
+    missing_or_bad_credentials_are_401_with_www_authenticate,
+    wrong_scope_is_403,
+    unknown_route_is_json_404,
+    wrong_method_is_405_with_allow,
+    body_over_64k_is_413,
+    wrong_content_type_is_415,
+    success_responses_carry_request_id,
+);

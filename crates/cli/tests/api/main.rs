@@ -1,0 +1,21 @@
+//! rolegate's integration tests: one binary, the real server on port 0, every test run
+//! against both storage engines (SQLite in a temp dir, Redis started by the harness).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+/// Shared harness: spawning apps, a private redis-server, request helpers.
+mod support;
+
+/// The hash-chained audit log.
+mod audit;
+/// Malformed input and the error shape (foundation issue, section 7).
+mod errors;
+/// Idempotency-Key semantics.
+mod idempotency;
+/// Organisations: registration, races, scoping, rotation, offboarding.
+mod orgs;
+/// Durability across SIGKILL, and the binary's offline commands.
+mod process;
+/// Sealed storage: plaintext scans, AAD binding, rekey.
+mod sealing;
+/// Operators: creation, listing, disabling, token rotation, bootstrap.
+mod users;

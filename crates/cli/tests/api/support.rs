@@ -1,0 +1,259 @@
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use rolegate_core::clock::{Clock, ManualClock, SystemClock};
+use rolegate_server::config::RawSettings;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Redis,
+}
+
+/// Generates `sqlite` and `redis` variants of async tests taking an `Engine`.
+#[macro_export]
+macro_rules! both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name($crate::support::Engine::Sqlite).await } )*
+        }
+        mod redis {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name($crate::support::Engine::Redis).await } )*
+        }
+    };
+}
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One private redis-server per test binary, on a free port. A shell watchdog kills it when
+/// this test process exits. Never the machine's own Redis.
+pub fn redis_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let port = free_port();
+        let pid = std::process::id();
+        let script = format!(
+            "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no --daemonize no --loglevel warning & R=$!; \
+             while kill -0 {pid} 2>/dev/null && kill -0 $R 2>/dev/null; do sleep 1; done; kill $R 2>/dev/null"
+        );
+        // The watchdog outlives this call by design; it reaps redis-server itself.
+        #[allow(clippy::zombie_processes)]
+        let _watchdog = Command::new("bash").arg("-c").arg(script).stdout(Stdio::null()).stderr(Stdio::null()).spawn()
+            .expect("bash must exist to start redis-server");
+        for _ in 0..100 {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(b"PING\r\n");
+                let mut buf = [0u8; 7];
+                if s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
+                    return format!("redis://127.0.0.1:{port}");
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start on port {port}: is it installed? (scripts/test installs it)");
+    })
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub admin_token: String,
+    pub data_dir: PathBuf,
+    pub _tmp: tempfile::TempDir,
+    pub client: reqwest::Client,
+    pub engine: Engine,
+    pub store: String,
+    pub master_key: String,
+    pub clock: ManualClock,
+}
+
+#[derive(Default)]
+pub struct AppOptions {
+    pub store: Option<String>,
+    pub master_key: Option<String>,
+    pub manual_clock: bool,
+    pub toml: String,
+}
+
+pub fn store_spec(engine: Engine) -> String {
+    match engine {
+        Engine::Sqlite => "sqlite".to_owned(),
+        Engine::Redis => format!(
+            "{}/?prefix=t{}:",
+            redis_url(),
+            uuid::Uuid::new_v4().simple()
+        ),
+    }
+}
+
+pub async fn spawn_app(engine: Engine) -> TestApp {
+    spawn_with(engine, AppOptions::default()).await
+}
+
+pub async fn spawn_with(engine: Engine, opts: AppOptions) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        rolegate_server::telemetry::init(rolegate_server::config::LogFormat::Pretty, "debug");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = opts.store.unwrap_or_else(|| match engine {
+        // An absolute path, so that a second app (a "replica" or a restart) can share it.
+        Engine::Sqlite => format!("sqlite://{}", tmp.path().join("rolegate.db").display()),
+        Engine::Redis => store_spec(engine),
+    });
+    let master_key = opts
+        .master_key
+        .unwrap_or_else(|| rolegate_crypto::MasterKey::generate().to_base64());
+    let file: RawSettings = toml::from_str(&opts.toml).unwrap();
+    let raw = RawSettings {
+        listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(tmp.path().to_path_buf()),
+        store: Some(store.clone()),
+        master_key: Some(master_key.clone()),
+        ..RawSettings::default()
+    };
+    let settings = file.overlay(raw).validate().unwrap();
+    let clock = ManualClock::new(SystemClock.now_ms());
+    let clock_dyn: Arc<dyn Clock> = if opts.manual_clock {
+        Arc::new(clock.clone())
+    } else {
+        Arc::new(SystemClock)
+    };
+    let app = rolegate_server::Application::build_with_clock(settings, clock_dyn)
+        .await
+        .unwrap();
+    let addr = app.local_addr().unwrap();
+    tokio::spawn(app.run_until_stopped());
+    let admin_token = std::fs::read_to_string(tmp.path().join("admin.token"))
+        .map(|t| t.trim().to_owned())
+        .unwrap_or_default();
+    TestApp {
+        base: format!("http://{addr}"),
+        admin_token,
+        data_dir: tmp.path().to_path_buf(),
+        _tmp: tmp,
+        client: reqwest::Client::new(),
+        engine,
+        store,
+        master_key,
+        clock,
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub raw: Vec<u8>,
+}
+
+impl Resp {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn into_resp(r: reqwest::Response) -> Resp {
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let raw = r.bytes().await.unwrap().to_vec();
+    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    Resp {
+        status,
+        headers,
+        body,
+        raw,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        into_resp(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.send(self.client.get(self.url(path)).bearer_auth(token))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.send(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Resp {
+        self.send(self.client.delete(self.url(path)).bearer_auth(token))
+            .await
+    }
+
+    /// Registers an org as `token`, with a fresh idempotency key.
+    pub async fn register(&self, token: &str, name: &str) -> Resp {
+        let key = uuid::Uuid::new_v4().to_string();
+        self.send(
+            self.client
+                .post(self.url("/api/orgs"))
+                .bearer_auth(token)
+                .header("idempotency-key", key)
+                .json(&json!({"org_name": name})),
+        )
+        .await
+    }
+
+    /// Creates an operator and returns its token.
+    pub async fn create_user(&self, id: &str, role: &str) -> String {
+        let r = self
+            .post(
+                "/api/users",
+                &self.admin_token,
+                json!({"user_id": id, "role": role}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Every event in the audit log (read straight from the store).
+    pub async fn audit_events(&self) -> Vec<rolegate_core::audit::AuditEvent> {
+        let vault = self.vault().await;
+        vault
+            .list_all::<rolegate_core::audit::AuditEvent>(rolegate_core::audit::EVENT_PREFIX)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect()
+    }
+
+    /// A second view of the same store and keys, as a tool or another replica would have.
+    pub async fn vault(&self) -> rolegate_core::vault::Vault {
+        let store = rolegate_store::connect(&self.store, &self.data_dir)
+            .await
+            .unwrap();
+        let keys = rolegate_crypto::MasterKey::from_base64(&self.master_key).unwrap();
+        rolegate_core::vault::Vault::new(
+            store,
+            Arc::new(rolegate_crypto::Keyring::new(&[keys]).unwrap()),
+        )
+    }
+}

@@ -1,0 +1,352 @@
+//! The audit log: an append-only, hash-chained sequence of events kept in the store.
+//!
+//! Each event carries the SHA-256 of the previous event; the head (`audit/head`) records the
+//! last sequence number and hash. An audited action commits its own writes, the event and
+//! the new head in ONE store transaction, so an action whose event cannot be written has no
+//! effect (fail-closed), and concurrent writers (even on other replicas) can neither fork
+//! nor leave gaps: the head is compare-and-swapped.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::Mutex;
+
+use crate::clock::Clock;
+use crate::ports::Txn;
+use crate::vault::Vault;
+use crate::{Error, RequestContext};
+
+/// Queries over the log (`GET /api/audit`).
+pub mod query;
+
+pub const HEAD_KEY: &str = "audit/head";
+pub const EVENT_PREFIX: &str = "audit/ev/";
+/// Per-org index: `audit/org/<org>/<seq>` for every event that names an org.
+pub const ORG_INDEX_PREFIX: &str = "audit/org/";
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+const MAX_ATTEMPTS: usize = 64;
+
+/// The storage key of event `seq`.
+#[must_use]
+pub fn event_key(seq: u64) -> String {
+    format!("{EVENT_PREFIX}{seq:020}")
+}
+
+/// The per-org index key of event `seq`.
+#[must_use]
+pub fn org_index_key(org: &str, seq: u64) -> String {
+    format!("{ORG_INDEX_PREFIX}{org}/{seq:020}")
+}
+
+/// What happened, as the caller describes it. Never put a secret in here.
+#[derive(Debug, Clone, Default)]
+pub struct AuditRecord {
+    pub action: &'static str,
+    pub org: Option<String>,
+    pub target: Option<String>,
+    pub outcome: Outcome,
+    pub code: Option<String>,
+    pub details: serde_json::Value,
+}
+
+impl AuditRecord {
+    #[must_use]
+    pub fn new(action: &'static str) -> Self {
+        Self {
+            action,
+            details: serde_json::Value::Null,
+            ..Self::default()
+        }
+    }
+    #[must_use]
+    pub fn org(mut self, org: impl Into<String>) -> Self {
+        self.org = Some(org.into());
+        self
+    }
+    #[must_use]
+    pub fn target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+    #[must_use]
+    pub fn failure(mut self, code: impl Into<String>) -> Self {
+        self.outcome = Outcome::Failure;
+        self.code = Some(code.into());
+        self
+    }
+    #[must_use]
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    #[default]
+    Success,
+    Failure,
+}
+
+/// One stored event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub seq: u64,
+    pub time: String,
+    pub actor: String,
+    pub action: String,
+    pub org: Option<String>,
+    pub target: Option<String>,
+    pub outcome: Outcome,
+    pub code: Option<String>,
+    pub request_id: String,
+    pub source_ip: Option<String>,
+    pub details: serde_json::Value,
+    /// SHA-256 (hex) of the previous event; all zeros for the first.
+    pub prev: String,
+    /// SHA-256 (hex) of this event with `hash` set to the empty string.
+    pub hash: String,
+}
+
+impl AuditEvent {
+    /// Recomputes this event's hash.
+    #[must_use]
+    pub fn compute_hash(&self) -> String {
+        let mut copy = self.clone();
+        copy.hash = String::new();
+        // Serialising a struct of strings, numbers and a JSON value cannot fail.
+        let bytes = serde_json::to_vec(&copy).unwrap_or_default();
+        hex::encode(Sha256::digest(&bytes))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHead {
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// Appends events. One per process; the mutex keeps this replica's appends from racing
+/// each other, and the head CAS handles other replicas.
+#[derive(Debug)]
+pub struct Audit {
+    vault: Vault,
+    clock: std::sync::Arc<dyn Clock>,
+    cached: Mutex<Option<(AuditHead, Vec<u8>)>>,
+}
+
+impl Audit {
+    #[must_use]
+    pub fn new(vault: Vault, clock: std::sync::Arc<dyn Clock>) -> Self {
+        Self {
+            vault,
+            clock,
+            cached: Mutex::new(None),
+        }
+    }
+
+    async fn read_head(&self) -> Result<Option<(AuditHead, Vec<u8>)>, Error> {
+        Ok(self
+            .vault
+            .get::<AuditHead>(HEAD_KEY)
+            .await?
+            .map(|v| (v.value, v.rev)))
+    }
+
+    /// Commits `txn` and the event for `record` atomically. Returns `Ok(false)` when the
+    /// action's own conditions failed (nothing written, no event). An error means the
+    /// action did not happen; `AuditUnavailable` means the log itself was the problem.
+    pub async fn commit_with(
+        &self,
+        ctx: &RequestContext,
+        txn: Txn,
+        record: AuditRecord,
+    ) -> Result<bool, Error> {
+        let mut cached = self.cached.lock().await;
+        for _ in 0..MAX_ATTEMPTS {
+            if cached.is_none() {
+                *cached = self
+                    .read_head()
+                    .await
+                    .map_err(|e| Error::AuditUnavailable(Box::new(e)))?;
+            }
+            let (prev_seq, prev_hash, head_cond) = match cached.as_ref() {
+                Some((head, raw)) => (head.seq, head.hash.clone(), Some(raw.clone())),
+                None => (0, GENESIS.to_owned(), None),
+            };
+            let mut event = AuditEvent {
+                seq: prev_seq + 1,
+                time: crate::clock::rfc3339_millis(self.clock.now()),
+                actor: ctx.actor.clone(),
+                action: record.action.to_owned(),
+                org: record.org.clone(),
+                target: record.target.clone(),
+                outcome: record.outcome,
+                code: record.code.clone(),
+                request_id: ctx.request_id.clone(),
+                source_ip: ctx.source_ip.clone(),
+                details: record.details.clone(),
+                prev: prev_hash,
+                hash: String::new(),
+            };
+            event.hash = event.compute_hash();
+            let head = AuditHead {
+                seq: event.seq,
+                hash: event.hash.clone(),
+            };
+            let head_raw = self.vault.seal(HEAD_KEY, &head)?;
+            let mut full = txn.clone();
+            full = match head_cond {
+                Some(raw) => full.equals(HEAD_KEY, raw),
+                None => full.absent(HEAD_KEY),
+            };
+            let ev_key = event_key(event.seq);
+            full = self
+                .vault
+                .put(full.absent(ev_key.clone()), &ev_key, &event)?;
+            if let Some(org) = &event.org {
+                full = self.vault.put(full, &org_index_key(org, event.seq), &())?;
+            }
+            full = full.put(HEAD_KEY, head_raw.clone());
+            if self.vault.commit(full).await? {
+                *cached = Some((head, head_raw));
+                return Ok(true);
+            }
+            // Either another replica moved the head, or the action's conditions failed.
+            let fresh = self
+                .read_head()
+                .await
+                .map_err(|e| Error::AuditUnavailable(Box::new(e)))?;
+            let moved = fresh.as_ref().map(|(_, r)| r) != cached.as_ref().map(|(_, r)| r);
+            *cached = fresh;
+            if !moved {
+                return Ok(false);
+            }
+        }
+        Err(Error::Contention)
+    }
+
+    /// Appends an event that accompanies no other write (failed logins, denials).
+    pub async fn append(&self, ctx: &RequestContext, record: AuditRecord) -> Result<(), Error> {
+        self.commit_with(ctx, Txn::new(), record).await.map(|_| ())
+    }
+}
+
+/// The first problem `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainBreak {
+    Missing { seq: u64 },
+    Unreadable { seq: u64, reason: String },
+    HashMismatch { seq: u64 },
+    PrevMismatch { seq: u64 },
+    SeqMismatch { key: String, seq: u64 },
+    HeadMismatch { head_seq: u64, last_seq: u64 },
+}
+
+impl std::fmt::Display for ChainBreak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing { seq } => write!(f, "event {seq} is missing (deleted)"),
+            Self::Unreadable { seq, reason } => {
+                write!(f, "event {seq} cannot be opened (edited?): {reason}")
+            }
+            Self::HashMismatch { seq } => write!(f, "event {seq} does not match its hash (edited)"),
+            Self::PrevMismatch { seq } => write!(
+                f,
+                "event {seq} does not link to event {}",
+                seq.saturating_sub(1)
+            ),
+            Self::SeqMismatch { key, seq } => {
+                write!(f, "record {key} claims sequence number {seq}")
+            }
+            Self::HeadMismatch { head_seq, last_seq } => {
+                write!(
+                    f,
+                    "chain head says {head_seq} events but the log ends at {last_seq}"
+                )
+            }
+        }
+    }
+}
+
+/// The result of walking the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub events: u64,
+    pub breaks: Vec<ChainBreak>,
+}
+
+/// Walks the whole chain and reports every broken link, first one first.
+pub async fn verify(vault: &Vault) -> Result<VerifyReport, Error> {
+    let mut breaks = Vec::new();
+    let mut expected_seq = 1u64;
+    let mut prev_hash = GENESIS.to_owned();
+    let mut after: Option<String> = None;
+    let mut count = 0u64;
+    loop {
+        let page = vault
+            .store()
+            .list(EVENT_PREFIX, after.as_deref(), 500)
+            .await?;
+        for (key, raw) in &page.items {
+            count += 1;
+            let key_seq: u64 = key[EVENT_PREFIX.len()..].parse().unwrap_or(0);
+            while expected_seq < key_seq {
+                breaks.push(ChainBreak::Missing { seq: expected_seq });
+                expected_seq += 1;
+                prev_hash = String::new();
+            }
+            let event: AuditEvent = match vault.open(key, raw) {
+                Ok(e) => e,
+                Err(e) => {
+                    breaks.push(ChainBreak::Unreadable {
+                        seq: key_seq,
+                        reason: e.to_string(),
+                    });
+                    expected_seq = key_seq + 1;
+                    prev_hash = String::new();
+                    continue;
+                }
+            };
+            if event.seq != key_seq {
+                breaks.push(ChainBreak::SeqMismatch {
+                    key: key.clone(),
+                    seq: event.seq,
+                });
+            }
+            if event.compute_hash() != event.hash {
+                breaks.push(ChainBreak::HashMismatch { seq: key_seq });
+            } else if !prev_hash.is_empty() && event.prev != prev_hash {
+                breaks.push(ChainBreak::PrevMismatch { seq: key_seq });
+            }
+            prev_hash = event.hash.clone();
+            expected_seq = key_seq + 1;
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let last_seq = expected_seq - 1;
+    if let Some(head) = vault.get::<AuditHead>(HEAD_KEY).await? {
+        while expected_seq <= head.value.seq {
+            breaks.push(ChainBreak::Missing { seq: expected_seq });
+            expected_seq += 1;
+        }
+        if head.value.seq < last_seq {
+            breaks.push(ChainBreak::HeadMismatch {
+                head_seq: head.value.seq,
+                last_seq,
+            });
+        }
+    } else if count > 0 {
+        breaks.push(ChainBreak::HeadMismatch {
+            head_seq: 0,
+            last_seq,
+        });
+    }
+    Ok(VerifyReport {
+        events: count,
+        breaks,
+    })
+}

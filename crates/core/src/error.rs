@@ -1,0 +1,51 @@
+//! The domain's error type. Every variant has a stable snake_case code; the HTTP layer maps
+//! each to a status in exactly one place.
+
+use crate::ports::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A field failed validation.
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    /// The addressed thing does not exist (or is not visible to the caller).
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    /// A state conflict with a stable code (`org_exists`, `user_exists`, ...).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// The caller is authenticated but may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No valid credentials.
+    #[error("authentication required")]
+    Unauthorized,
+    /// The audit log could not record the action, so it did not happen.
+    #[error("audit log unavailable")]
+    AuditUnavailable(#[source] Box<Error>),
+    /// Too much contention on one record; the caller may retry.
+    #[error("too much contention, retry")]
+    Contention,
+    /// The storage engine failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored value could not be opened or decoded.
+    #[error("stored record {key} is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Validated identifiers. Each has one `parse` constructor and no public fields, so an
+//! invalid value cannot exist past the edge.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// An organisation name: 3–32 characters of `[a-z0-9-]`, starting with a letter and not
+/// ending with `-`. Input is lower-cased first, so lookups are case-insensitive.
+///
+/// The rule fits every place the name travels: CloudFormation stack names
+/// (`[a-zA-Z][-a-zA-Z0-9]*`), IAM role-session names (`[\w+=,.@-]`) and tag values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OrgName(String);
+
+impl OrgName {
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let name = input.trim().to_ascii_lowercase();
+        let fail = |why: &str| Err(Error::invalid("org_name", format!("org_name {why}")));
+        if name.len() < 3 || name.len() > 32 {
+            return fail("must be 3 to 32 characters long");
+        }
+        if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+            return fail("must start with a letter");
+        }
+        if name.ends_with('-') {
+            return fail("must not end with '-'");
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return fail("may contain only letters, digits and '-'");
+        }
+        Ok(Self(name))
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for OrgName {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<OrgName> for String {
+    fn from(value: OrgName) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for OrgName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An operator's id: 2–64 characters of `[a-z0-9+=,.@_-]`, lower-cased. The charset and
+/// length are those of STS `SourceIdentity`, which carries it into CloudTrail.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let id = input.trim().to_ascii_lowercase();
+        if id.len() < 2 || id.len() > 64 {
+            return Err(Error::invalid(
+                "user_id",
+                "user_id must be 2 to 64 characters long",
+            ));
+        }
+        if !id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+=,.@_-".contains(c))
+        {
+            return Err(Error::invalid(
+                "user_id",
+                "user_id may contain only letters, digits and + = , . @ _ -",
+            ));
+        }
+        Ok(Self(id))
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for UserId {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<UserId> for String {
+    fn from(value: UserId) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An operator's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Operator,
+}
+
+impl Role {
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        match input {
+            "admin" => Ok(Self::Admin),
+            "operator" => Ok(Self::Operator),
+            _ => Err(Error::invalid(
+                "role",
+                "role must be \"admin\" or \"operator\"",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn org_names() {
+        for ok in [
+            "abc",
+            "acme-corp",
+            "a1-2",
+            "ACME",
+            "a23456789012345678901234567890bc",
+        ] {
+            assert!(OrgName::parse(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(OrgName::parse("ACME").unwrap().as_str(), "acme");
+        for bad in [
+            "ab",
+            "1abc",
+            "-abc",
+            "abc-",
+            "ab_c",
+            "a b c",
+            "",
+            "a234567890123456789012345678901234",
+            "ab.c",
+            "é-abc",
+        ] {
+            assert!(OrgName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn user_ids() {
+        assert!(UserId::parse("alice@example.com").is_ok());
+        assert!(UserId::parse("a").is_err());
+        assert!(UserId::parse("al ice").is_err());
+        assert!(UserId::parse("al/ice").is_err());
+    }
+}

@@ -1,0 +1,66 @@
+//! rolegate's domain: validated identifiers, models, services, and the ports (traits) that
+//! adapters implement. This crate must not depend on HTTP, Redis, SQLite or AWS crates.
+
+use std::sync::Arc;
+
+/// The hash-chained audit log.
+pub mod audit;
+/// The injected clock.
+pub mod clock;
+/// The domain error type with stable codes.
+pub mod error;
+/// Idempotency-Key records.
+pub mod idempotency;
+/// Validated identifiers (`OrgName`, `UserId`, `Role`).
+pub mod ids;
+/// Organisations: registration, lookup, key rotation, offboarding.
+pub mod orgs;
+/// Traits implemented by storage (and later AWS) adapters.
+pub mod ports;
+/// Callers and per-request context.
+pub mod principal;
+/// Operators and their bearer tokens.
+pub mod users;
+/// The sealing barrier between services and storage.
+pub mod vault;
+
+pub use error::Error;
+pub use principal::{Principal, RequestContext};
+
+use clock::Clock;
+use rolegate_crypto::Pepper;
+
+/// The domain services, wired to one store, keyring and clock.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub vault: vault::Vault,
+    pub audit: Arc<audit::Audit>,
+    pub clock: Arc<dyn Clock>,
+    pepper: Pepper,
+}
+
+impl Services {
+    /// Wires the services and loads (or creates) the store's token pepper.
+    pub async fn new(vault: vault::Vault, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        let pepper = vault.pepper().await?;
+        let audit = Arc::new(audit::Audit::new(vault.clone(), clock.clone()));
+        Ok(Self {
+            vault,
+            audit,
+            clock,
+            pepper,
+        })
+    }
+
+    /// The current time as RFC 3339 (`Z`, whole seconds).
+    #[must_use]
+    pub fn now(&self) -> String {
+        clock::rfc3339(self.clock.now())
+    }
+
+    /// A salted digest for correlating a non-secret-but-sensitive value in audit events.
+    #[must_use]
+    pub fn correlation_digest(&self, value: &str) -> String {
+        self.pepper.digest("audit-correlation", value).to_hex()[..16].to_owned()
+    }
+}

@@ -1,0 +1,230 @@
+//! The storage port: a small set of atomic primitives that both engines (SQLite, Redis)
+//! implement identically. Everything rolegate keeps goes through here.
+//!
+//! Values are opaque bytes; the sealing barrier above this port encrypts them. Keys are
+//! UTF-8 strings made of printable ASCII (no spaces), at most 512 bytes.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// Why a store operation failed. Conditions that do not hold are not errors: `commit`
+/// returns `Ok(false)` for those.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The engine could not be reached or answered with an error.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The engine returned data that does not fit the expected shape.
+    #[error("store data corrupt at {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// The caller passed an argument the engine refuses (empty key, empty txn, ...).
+    #[error("invalid store request: {0}")]
+    Invalid(String),
+}
+
+/// A precondition checked atomically before a transaction's writes apply.
+/// Expired keys count as absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// The key must not exist.
+    Absent(String),
+    /// The key must exist, whatever its value.
+    Present(String),
+    /// The key must exist and hold exactly these bytes (compare-and-swap).
+    Equals(String, Vec<u8>),
+}
+
+/// A write applied by a transaction when its conditions hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Set `key` to `value`. With `ttl`, the key expires after that long; without it the key
+    /// lives until deleted (an earlier TTL is cleared).
+    Put {
+        key: String,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    },
+    /// Remove `key` (no error if absent).
+    Delete { key: String },
+}
+
+/// An all-or-nothing unit of work: every condition is checked and every write applied in
+/// one atomic step (SQLite: one IMMEDIATE transaction; Redis: one Lua script).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Txn {
+    pub conditions: Vec<Condition>,
+    pub writes: Vec<Write>,
+}
+
+impl Txn {
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+    #[must_use]
+    pub fn absent(mut self, key: impl Into<String>) -> Self {
+        self.conditions.push(Condition::Absent(key.into()));
+        self
+    }
+    #[must_use]
+    pub fn present(mut self, key: impl Into<String>) -> Self {
+        self.conditions.push(Condition::Present(key.into()));
+        self
+    }
+    #[must_use]
+    pub fn equals(mut self, key: impl Into<String>, raw: Vec<u8>) -> Self {
+        self.conditions.push(Condition::Equals(key.into(), raw));
+        self
+    }
+    #[must_use]
+    pub fn put(mut self, key: impl Into<String>, value: Vec<u8>) -> Self {
+        self.writes.push(Write::Put {
+            key: key.into(),
+            value,
+            ttl: None,
+        });
+        self
+    }
+    #[must_use]
+    pub fn put_ttl(mut self, key: impl Into<String>, value: Vec<u8>, ttl: Duration) -> Self {
+        self.writes.push(Write::Put {
+            key: key.into(),
+            value,
+            ttl: Some(ttl),
+        });
+        self
+    }
+    #[must_use]
+    pub fn delete(mut self, key: impl Into<String>) -> Self {
+        self.writes.push(Write::Delete { key: key.into() });
+        self
+    }
+}
+
+/// One page of a prefix listing, in ascending byte order of key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub items: Vec<(String, Vec<u8>)>,
+    /// Pass back as `after` to continue; `None` when the listing is complete.
+    pub next: Option<String>,
+}
+
+/// A Generic Cell Rate Algorithm limit: `burst` requests at once, refilled at one request
+/// every `period / burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub burst: u32,
+    pub period: Duration,
+}
+
+/// The outcome of one GCRA step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateDecision {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Milliseconds until the next request would be allowed (0 when allowed).
+    pub retry_after_ms: u64,
+    /// Milliseconds until the bucket is full again.
+    pub reset_after_ms: u64,
+}
+
+/// The storage engine port. Implementations must be safe to call concurrently from many
+/// tasks and, for shared engines, from many processes: every method is atomic on its own.
+#[async_trait]
+pub trait KvStore: Send + Sync + std::fmt::Debug + 'static {
+    /// A short engine name for logs and metrics (`"sqlite"`, `"redis"`).
+    fn engine(&self) -> &'static str;
+
+    /// The raw bytes at `key`, or `None` when absent or expired.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Apply `txn` atomically. `Ok(true)`: every condition held and every write applied.
+    /// `Ok(false)`: some condition failed and nothing was written.
+    async fn commit(&self, txn: Txn) -> Result<bool, StoreError>;
+
+    /// Live keys starting with `prefix`, strictly after `after` when given, ascending,
+    /// at most `limit` items.
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError>;
+
+    /// One GCRA step on the bucket at `key`, evaluated at `now_ms` (Unix milliseconds, from
+    /// the caller's clock so tests can inject time). Atomic across processes.
+    async fn rate_step(
+        &self,
+        key: &str,
+        now_ms: i64,
+        limit: RateLimit,
+    ) -> Result<RateDecision, StoreError>;
+
+    /// Checks that the engine is reachable and accepts writes.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The GCRA arithmetic both engines share (the Redis engine repeats it in Lua).
+///
+/// `stored_tat` is the bucket's theoretical arrival time in Unix ms, if any. Returns the
+/// decision and, when allowed, the new TAT to store (with a TTL of `new_tat - now_ms`).
+#[must_use]
+pub fn gcra(now_ms: i64, stored_tat: Option<i64>, limit: RateLimit) -> (RateDecision, Option<i64>) {
+    let burst = i64::from(limit.burst.max(1));
+    let period = i64::try_from(limit.period.as_millis())
+        .unwrap_or(i64::MAX / 4)
+        .max(1);
+    // Emission interval: at least 1 ms so the arithmetic never divides by zero.
+    let interval = (period / burst).max(1);
+    let tat = stored_tat.map_or(now_ms, |t| t.max(now_ms));
+    let new_tat = tat + interval;
+    let allow_at = new_tat - interval * burst;
+    let to_u64 = |v: i64| u64::try_from(v.max(0)).unwrap_or(0);
+    if now_ms < allow_at {
+        let decision = RateDecision {
+            allowed: false,
+            limit: limit.burst,
+            remaining: 0,
+            retry_after_ms: to_u64(allow_at - now_ms),
+            reset_after_ms: to_u64(tat - now_ms),
+        };
+        return (decision, None);
+    }
+    let remaining = (interval * burst - (new_tat - now_ms)) / interval;
+    let decision = RateDecision {
+        allowed: true,
+        limit: limit.burst,
+        remaining: u32::try_from(remaining.max(0)).unwrap_or(0),
+        retry_after_ms: 0,
+        reset_after_ms: to_u64(new_tat - now_ms),
+    };
+    (decision, Some(new_tat))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcra_allows_burst_then_refills() {
+        let limit = RateLimit {
+            burst: 3,
+            period: Duration::from_secs(3),
+        };
+        let mut tat = None;
+        for expected_remaining in [2, 1, 0] {
+            let (d, t) = gcra(0, tat, limit);
+            assert!(d.allowed);
+            assert_eq!(d.remaining, expected_remaining);
+            tat = t;
+        }
+        let (d, t) = gcra(0, tat, limit);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after_ms, 1000);
+        assert!(t.is_none());
+        let (d, _) = gcra(1000, tat, limit);
+        assert!(d.allowed);
+    }
+}

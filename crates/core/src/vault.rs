@@ -1,0 +1,174 @@
+//! The sealing barrier. Everything written through the `Vault` is serialised to JSON and
+//! sealed with AES-256-GCM under the current master key, with the storage key as associated
+//! data, before it reaches the (untrusted) storage engine.
+
+use std::sync::Arc;
+
+use rolegate_crypto::{Keyring, Pepper};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+use crate::ports::{KvStore, Txn};
+
+/// Where the per-store pepper for token digests lives.
+const PEPPER_KEY: &str = "sys/pepper";
+
+/// A decoded record together with its raw stored bytes, which serve as the revision for
+/// compare-and-swap.
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub rev: Vec<u8>,
+}
+
+/// The store seen through the sealing barrier.
+#[derive(Debug, Clone)]
+pub struct Vault {
+    store: Arc<dyn KvStore>,
+    ring: Arc<Keyring>,
+}
+
+impl Vault {
+    #[must_use]
+    pub fn new(store: Arc<dyn KvStore>, ring: Arc<Keyring>) -> Self {
+        Self { store, ring }
+    }
+
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn KvStore> {
+        &self.store
+    }
+
+    #[must_use]
+    pub fn keyring(&self) -> &Keyring {
+        &self.ring
+    }
+
+    /// Serialises and seals `value` for `key`.
+    pub fn seal<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<Vec<u8>, Error> {
+        let plain = serde_json::to_vec(value).map_err(|e| Error::Corrupt {
+            key: key.to_owned(),
+            reason: format!("serialise: {e}"),
+        })?;
+        Ok(self.ring.seal(key, &plain))
+    }
+
+    /// Opens and decodes raw bytes read from `key`.
+    pub fn open<T: DeserializeOwned>(&self, key: &str, raw: &[u8]) -> Result<T, Error> {
+        let plain = self.ring.open(key, raw).map_err(|e| Error::Corrupt {
+            key: key.to_owned(),
+            reason: e.to_string(),
+        })?;
+        serde_json::from_slice(&plain).map_err(|e| Error::Corrupt {
+            key: key.to_owned(),
+            reason: format!("decode: {e}"),
+        })
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Versioned<T>>, Error> {
+        match self.store.get(key).await? {
+            None => Ok(None),
+            Some(rev) => Ok(Some(Versioned {
+                value: self.open(key, &rev)?,
+                rev,
+            })),
+        }
+    }
+
+    /// Adds a sealed put of `value` at `key` to `txn`.
+    pub fn put<T: Serialize + ?Sized>(&self, txn: Txn, key: &str, value: &T) -> Result<Txn, Error> {
+        Ok(txn.put(key, self.seal(key, value)?))
+    }
+
+    /// Adds a sealed put with a TTL.
+    pub fn put_ttl<T: Serialize + ?Sized>(
+        &self,
+        txn: Txn,
+        key: &str,
+        value: &T,
+        ttl: std::time::Duration,
+    ) -> Result<Txn, Error> {
+        Ok(txn.put_ttl(key, self.seal(key, value)?, ttl))
+    }
+
+    pub async fn commit(&self, txn: Txn) -> Result<bool, Error> {
+        Ok(self.store.commit(txn).await?)
+    }
+
+    /// Every record under `prefix`, decoded, following cursors to the end.
+    pub async fn list_all<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, Error> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.list(prefix, after.as_deref(), 500).await?;
+            for (k, raw) in &page.items {
+                out.push((k.clone(), self.open(k, raw)?));
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Loads the per-store pepper, creating it on first use. Safe under races: only one
+    /// creator wins and everyone reads the winner's value.
+    pub async fn pepper(&self) -> Result<Pepper, Error> {
+        for _ in 0..3 {
+            if let Some(v) = self.get::<Vec<u8>>(PEPPER_KEY).await? {
+                let bytes: [u8; 32] = v.value.try_into().map_err(|_| Error::Corrupt {
+                    key: PEPPER_KEY.to_owned(),
+                    reason: "pepper must be 32 bytes".to_owned(),
+                })?;
+                return Ok(Pepper::from_bytes(bytes));
+            }
+            let fresh = rolegate_crypto::MasterKey::generate().derive("pepper");
+            let txn = self.put(Txn::new().absent(PEPPER_KEY), PEPPER_KEY, &fresh.to_vec())?;
+            self.commit(txn).await?;
+        }
+        Err(Error::Contention)
+    }
+
+    /// Re-seals every record not sealed under the current key. Short-lived records under
+    /// `skip_prefixes` (nonces, idempotency) are left to expire. Returns (re-sealed, total).
+    pub async fn rekey(&self, skip_prefixes: &[&str]) -> Result<(usize, usize), Error> {
+        let current = self.ring.current_id();
+        let (mut resealed, mut total) = (0, 0);
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.list("", after.as_deref(), 500).await?;
+            for (key, raw) in &page.items {
+                if skip_prefixes.iter().any(|p| key.starts_with(p)) {
+                    continue;
+                }
+                total += 1;
+                let id = Keyring::key_id_of(raw).map_err(|e| Error::Corrupt {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })?;
+                if id == current {
+                    continue;
+                }
+                let plain = self.ring.open(key, raw).map_err(|e| Error::Corrupt {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })?;
+                let txn = Txn::new()
+                    .equals(key.clone(), raw.clone())
+                    .put(key.clone(), self.ring.seal(key, &plain));
+                // A concurrent writer already re-sealed it under the current key if this fails.
+                if self.store.commit(txn).await? {
+                    resealed += 1;
+                }
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Ok((resealed, total)),
+            }
+        }
+    }
+}

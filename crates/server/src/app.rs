@@ -1,0 +1,181 @@
+//! Start-up: open the store, load keys, bootstrap the first admin, bind, and serve.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderName, Request};
+use axum::middleware;
+use rolegate_core::clock::{Clock, SystemClock};
+use rolegate_core::idempotency::Idempotency;
+use rolegate_core::ids::{Role, UserId};
+use rolegate_core::users::CreateUserCommand;
+use rolegate_core::vault::Vault;
+use rolegate_core::{RequestContext, Services};
+use secrecy::ExposeSecret as _;
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::Settings;
+use crate::error::{ApiError, render_errors};
+use crate::state::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Opens the store and keyring and wires the domain services (shared by `serve` and the
+/// offline admin commands).
+pub async fn open_services(
+    settings: &Settings,
+    create_key: bool,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Services> {
+    let ring = crate::keys::load_keyring(settings, create_key)?;
+    let store = rolegate_store::connect(settings.store.expose_secret(), &settings.data_dir).await?;
+    let vault = Vault::new(store, Arc::new(ring));
+    Ok(Services::new(vault, clock).await?)
+}
+
+/// A built, bound application.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Builds the app and binds its listener (port 0 picks a free port).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid setting `data_dir`: cannot create {}: {e}",
+                settings.data_dir.display()
+            )
+        })?;
+        let services = open_services(&settings, true, clock.clone()).await?;
+        bootstrap_admin(&services, &settings).await?;
+        let idempotency = Idempotency::new(services.vault.clone(), settings.idempotency_ttl);
+        let state = AppState {
+            services,
+            idempotency,
+            settings: Arc::new(settings.clone()),
+            clock,
+        };
+        let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+            anyhow::anyhow!(
+                "invalid setting `listen`: cannot bind {}: {e}",
+                settings.listen
+            )
+        })?;
+        Ok(Self {
+            router: router(state.clone()),
+            listener,
+            state,
+        })
+    }
+
+    #[must_use]
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    #[must_use]
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGINT/SIGTERM.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let svc = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, svc)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down");
+}
+
+/// On an empty store, creates the first admin and writes its token to
+/// `<data_dir>/admin.token` (mode 0600).
+async fn bootstrap_admin(services: &Services, settings: &Settings) -> anyhow::Result<()> {
+    if services.has_users().await? {
+        return Ok(());
+    }
+    let cmd = CreateUserCommand {
+        user_id: UserId::parse("admin")?,
+        role: Role::Admin,
+        metadata: serde_json::json!({"bootstrap": true}),
+    };
+    let ctx = RequestContext::system("bootstrap");
+    match services.insert_user(&ctx, cmd, "system").await {
+        Ok((_, token)) => {
+            let path = settings.data_dir.join("admin.token");
+            crate::keys::write_private(&path, &format!("{}\n", token.expose_secret()))?;
+            tracing::info!(path = %path.display(), "created the first admin; its token is in this file");
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "rolegate: first admin created; token written to {}",
+                    path.display()
+                );
+            }
+            Ok(())
+        }
+        // Another replica bootstrapped at the same moment.
+        Err(rolegate_core::Error::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The full router with every layer.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .merge(crate::routes::users::router(&state))
+        .merge(crate::routes::orgs::router(&state))
+        .merge(crate::routes::audit::router())
+        .route_layer(middleware::from_fn(render_errors))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ));
+    Router::new()
+        .merge(crate::routes::health::router())
+        .merge(protected)
+        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .with_state(state)
+        .layer(middleware::from_fn(render_errors))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}

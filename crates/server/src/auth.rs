@@ -1,0 +1,185 @@
+//! Authentication: every protected route passes through `authenticate`, which resolves a
+//! bearer token (`rgt_…`, operators) or an org API key (`X-Api-Key` or `Bearer rgk_…`) to a
+//! `Principal`. Failed attempts are audited and rate-limited per source IP, so they count
+//! against the attacker and never lock out the key they guessed at.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rolegate_core::audit::AuditRecord;
+use rolegate_core::{Principal, RequestContext};
+
+use crate::error::ApiError;
+use crate::extract::SourceIp;
+use crate::state::AppState;
+
+/// The authenticated caller, for handlers.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub ctx: RequestContext,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("authentication required"))
+    }
+}
+
+/// The presented secret, if any. `X-Api-Key` wins over `Authorization`.
+fn presented(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    if let Some(v) = headers.get("x-api-key") {
+        let v = v
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("X-Api-Key is not valid text"))?;
+        return Ok(Some(v.trim().to_owned()));
+    }
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("Authorization is not valid text"))?;
+    let mut parts = v.splitn(2, ' ');
+    let scheme = parts.next().unwrap_or_default();
+    let token = parts.next().unwrap_or_default().trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(ApiError::unauthorized("use Authorization: Bearer <token>"));
+    }
+    Ok(Some(token.to_owned()))
+}
+
+/// The caller's address.
+pub fn source_ip(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
+    if state.settings.trust_forwarded_for
+        && let Some(first) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+    {
+        return first.to_owned();
+    }
+    peer.map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
+}
+
+pub fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Middleware for protected routes.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let ip = source_ip(&state, req.headers(), peer);
+    req.extensions_mut().insert(SourceIp(ip.clone()));
+    let mut ctx = RequestContext {
+        request_id: request_id(req.headers()),
+        source_ip: Some(ip.clone()),
+        actor: "anonymous".to_owned(),
+    };
+    let secret = match presented(req.headers()) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return ApiError::unauthorized(
+                "authentication required: send Authorization: Bearer <token> or X-Api-Key",
+            )
+            .into_response();
+        }
+        Err(e) => return failed(&state, &ctx, &ip, e, "malformed").await,
+    };
+    let resolved = if secret.starts_with(rolegate_core::orgs::API_KEY_PREFIX) {
+        state.services.authenticate_api_key(&secret).await
+    } else {
+        state.services.authenticate_token(&secret).await
+    };
+    match resolved {
+        Ok(Some(principal)) => {
+            ctx.actor = principal.actor();
+            req.extensions_mut().insert(Caller { principal, ctx });
+            next.run(req).await
+        }
+        Ok(None) => {
+            let kind = if secret.starts_with("rgk_") {
+                "api_key"
+            } else if secret.starts_with("rgt_") {
+                "token"
+            } else {
+                "unknown"
+            };
+            failed(
+                &state,
+                &ctx,
+                &ip,
+                ApiError::unauthorized("invalid credentials"),
+                kind,
+            )
+            .await
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Records a failed attempt against the source IP and answers 401, or 429 once that IP has
+/// used up its failure budget (then it is no longer audited, to keep floods out of the log).
+async fn failed(
+    state: &AppState,
+    ctx: &RequestContext,
+    ip: &str,
+    err: ApiError,
+    kind: &str,
+) -> Response {
+    let limit = state.settings.rate_limits.auth_failures_per_ip;
+    let now = state.clock.now_ms();
+    match state
+        .services
+        .vault
+        .store()
+        .rate_step(&format!("rl/authfail/{ip}"), now, limit)
+        .await
+    {
+        Ok(d) if !d.allowed => return crate::ratelimit::rejected(&d).into_response(),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "rate limiter unavailable"),
+    }
+    let record = AuditRecord::new("auth.failed")
+        .failure("unauthorized")
+        .details(serde_json::json!({"credential": kind}));
+    if let Err(e) = state.services.audit.append(ctx, record).await {
+        // The request is refused anyway; a failed audit of a refusal must not turn into a 5xx.
+        tracing::error!(error = %e, "could not audit a failed authentication");
+    }
+    err.into_response()
+}
+
+/// Header value helper.
+pub fn hv(v: &str) -> HeaderValue {
+    HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// 403 unless the caller is an operator (any role).
+pub fn require_operator(p: &Principal) -> Result<(), ApiError> {
+    match p {
+        Principal::Operator { .. } => Ok(()),
+        Principal::OrgKey { .. } => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this endpoint needs an operator token, not an API key",
+        )),
+    }
+}

@@ -1,0 +1,338 @@
+//! Settings: a TOML file (`--config`), then `ROLEGATE_*` environment variables, then flags,
+//! in increasing precedence. Every secret can be given inline or as a `*_file` path. An
+//! invalid setting stops start-up with an error naming it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rolegate_core::ports::RateLimit;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// A setting that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting `{setting}`: {reason}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub reason: String,
+}
+
+fn bad(setting: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// One rate limit as written in the config: `burst` requests per `period_secs`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimit {
+    pub burst: u32,
+    pub period_secs: u64,
+}
+
+impl RawLimit {
+    fn parse(self, setting: &str) -> Result<RateLimit, ConfigError> {
+        if self.burst == 0 {
+            return Err(bad(setting, "burst must be at least 1"));
+        }
+        if self.period_secs == 0 || self.period_secs > 86_400 {
+            return Err(bad(setting, "period_secs must be between 1 and 86400"));
+        }
+        Ok(RateLimit {
+            burst: self.burst,
+            period: Duration::from_secs(self.period_secs),
+        })
+    }
+}
+
+/// The `[rate_limits]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    pub auth_failures_per_ip: Option<RawLimit>,
+}
+
+/// The config file's shape; every field optional so that layers can overlay.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub store: Option<String>,
+    pub store_file: Option<PathBuf>,
+    pub master_key: Option<String>,
+    pub master_key_file: Option<PathBuf>,
+    pub log_format: Option<String>,
+    pub log_level: Option<String>,
+    pub idempotency_ttl_secs: Option<u64>,
+    pub trust_forwarded_for: Option<bool>,
+    #[serde(default)]
+    pub rate_limits: RawRateLimits,
+}
+
+/// Environment variable names, one per scalar setting.
+const ENV: &[(&str, &str)] = &[
+    ("listen", "ROLEGATE_LISTEN"),
+    ("data_dir", "ROLEGATE_DATA_DIR"),
+    ("store", "ROLEGATE_STORE"),
+    ("store_file", "ROLEGATE_STORE_FILE"),
+    ("master_key", "ROLEGATE_MASTER_KEY"),
+    ("master_key_file", "ROLEGATE_MASTER_KEY_FILE"),
+    ("log_format", "ROLEGATE_LOG_FORMAT"),
+    ("log_level", "ROLEGATE_LOG_LEVEL"),
+    ("idempotency_ttl_secs", "ROLEGATE_IDEMPOTENCY_TTL_SECS"),
+    ("trust_forwarded_for", "ROLEGATE_TRUST_FORWARDED_FOR"),
+];
+
+impl RawSettings {
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad("config", format!("cannot read {}: {e}", path.display())))?;
+        toml::from_str(&text)
+            .map_err(|e| bad("config", format!("{}: {}", path.display(), e.message())))
+    }
+
+    /// Overlays `ROLEGATE_*` variables from `lookup` (the process environment in production).
+    pub fn overlay_env(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        for (setting, var) in ENV {
+            let Some(v) = lookup(var) else { continue };
+            match *setting {
+                "listen" => self.listen = Some(v),
+                "data_dir" => self.data_dir = Some(v.into()),
+                "store" => self.store = Some(v),
+                "store_file" => self.store_file = Some(v.into()),
+                "master_key" => self.master_key = Some(v),
+                "master_key_file" => self.master_key_file = Some(v.into()),
+                "log_format" => self.log_format = Some(v),
+                "log_level" => self.log_level = Some(v),
+                "idempotency_ttl_secs" => {
+                    self.idempotency_ttl_secs = Some(
+                        v.parse()
+                            .map_err(|_| bad(var, "must be a whole number of seconds"))?,
+                    );
+                }
+                "trust_forwarded_for" => {
+                    self.trust_forwarded_for =
+                        Some(v.parse().map_err(|_| bad(var, "must be true or false"))?);
+                }
+                _ => {}
+            }
+        }
+        Ok(self)
+    }
+
+    /// Overlays values given as flags (highest precedence).
+    #[must_use]
+    pub fn overlay(mut self, flags: RawSettings) -> Self {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if flags.$f.is_some() { self.$f = flags.$f; } )* };
+        }
+        take!(
+            listen,
+            data_dir,
+            store,
+            store_file,
+            master_key,
+            master_key_file,
+            log_format,
+            log_level,
+            idempotency_ttl_secs,
+            trust_forwarded_for
+        );
+        self
+    }
+
+    /// Validates every setting.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let listen: SocketAddr = self
+            .listen
+            .as_deref()
+            .unwrap_or("127.0.0.1:8080")
+            .parse()
+            .map_err(|_| bad("listen", "must be an address like 127.0.0.1:8080"))?;
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
+        let store = match (self.store, self.store_file) {
+            (Some(_), Some(_)) => {
+                return Err(bad("store", "set either store or store_file, not both"));
+            }
+            (Some(s), None) => s,
+            (None, Some(f)) => read_secret_file("store_file", &f)?,
+            (None, None) => "sqlite".to_owned(),
+        };
+        let scheme_ok = store == "sqlite"
+            || store.starts_with("sqlite://")
+            || store.starts_with("redis://")
+            || store.starts_with("rediss://");
+        if !scheme_ok {
+            return Err(bad(
+                "store",
+                "must be \"sqlite\", \"sqlite:///path\", \"redis://host:port\" or \"rediss://...\"",
+            ));
+        }
+        let master_key = match (self.master_key, self.master_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "master_key",
+                    "set either master_key or master_key_file, not both",
+                ));
+            }
+            (Some(k), None) => MasterKeySource::Inline(SecretString::from(k)),
+            (None, Some(f)) => MasterKeySource::File(f),
+            (None, None) => MasterKeySource::Generated,
+        };
+        let log_format = match self.log_format.as_deref().unwrap_or("auto") {
+            "auto" => LogFormat::Auto,
+            "json" => LogFormat::Json,
+            "pretty" => LogFormat::Pretty,
+            _ => return Err(bad("log_format", "must be auto, json or pretty")),
+        };
+        let log_level = self.log_level.unwrap_or_else(|| "info".to_owned());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(bad(
+                "log_level",
+                "must be a level (error, warn, info, debug, trace) or a filter directive",
+            ));
+        }
+        let ttl = self.idempotency_ttl_secs.unwrap_or(86_400);
+        if !(60..=7 * 86_400).contains(&ttl) {
+            return Err(bad("idempotency_ttl_secs", "must be between 60 and 604800"));
+        }
+        let limits = RateLimits {
+            auth_failures_per_ip: self
+                .rate_limits
+                .auth_failures_per_ip
+                .unwrap_or(RawLimit {
+                    burst: 20,
+                    period_secs: 60,
+                })
+                .parse("rate_limits.auth_failures_per_ip")?,
+        };
+        Ok(Settings {
+            listen,
+            data_dir,
+            store: SecretString::from(store),
+            master_key,
+            log_format,
+            log_level,
+            idempotency_ttl: Duration::from_secs(ttl),
+            trust_forwarded_for: self.trust_forwarded_for.unwrap_or(false),
+            rate_limits: limits,
+        })
+    }
+}
+
+/// Reads a secret from a `*_file` setting, trimming the trailing newline.
+pub fn read_secret_file(setting: &str, path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad(setting, format!("cannot read {}: {e}", path.display())))?;
+    let text = text.trim().to_owned();
+    if text.is_empty() {
+        return Err(bad(setting, format!("{} is empty", path.display())));
+    }
+    Ok(text)
+}
+
+/// Where the master keys come from.
+#[derive(Debug, Clone)]
+pub enum MasterKeySource {
+    /// Base64 keys, comma-separated, oldest first.
+    Inline(SecretString),
+    /// A file with one base64 key per line, oldest first.
+    File(PathBuf),
+    /// `<data_dir>/master.key`, created (mode 0600) when missing.
+    Generated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    pub auth_failures_per_ip: RateLimit,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// The store URL may carry a password, so it is kept secret.
+    pub store: SecretString,
+    pub master_key: MasterKeySource,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub idempotency_ttl: Duration,
+    pub trust_forwarded_for: bool,
+    pub rate_limits: RateLimits,
+}
+
+impl Settings {
+    /// Settings with every default (used by tests and `serve` without config).
+    pub fn defaults() -> Result<Self, ConfigError> {
+        RawSettings::default().validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn defaults_work_with_no_config() {
+        let s = Settings::defaults().unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert!(matches!(s.master_key, MasterKeySource::Generated));
+    }
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        let file: RawSettings =
+            toml::from_str("listen = \"127.0.0.1:1\"\nstore = \"sqlite\"").unwrap();
+        let env = file
+            .overlay_env(|k| (k == "ROLEGATE_LISTEN").then(|| "127.0.0.1:2".to_owned()))
+            .unwrap();
+        assert_eq!(env.listen.as_deref(), Some("127.0.0.1:2"));
+        let flags = RawSettings {
+            listen: Some("127.0.0.1:3".into()),
+            ..RawSettings::default()
+        };
+        assert_eq!(env.overlay(flags).validate().unwrap().listen.port(), 3);
+    }
+
+    #[test]
+    fn invalid_settings_name_themselves() {
+        let e = RawSettings {
+            listen: Some("nope".into()),
+            ..RawSettings::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.setting, "listen");
+        let e = RawSettings {
+            store: Some("mysql://x".into()),
+            ..RawSettings::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.setting, "store");
+        let e = toml::from_str::<RawSettings>("bogus = 1").unwrap_err();
+        assert!(e.to_string().contains("bogus"));
+        let e = RawSettings::default()
+            .overlay_env(|k| (k == "ROLEGATE_IDEMPOTENCY_TTL_SECS").then(|| "x".into()))
+            .unwrap_err();
+        assert_eq!(e.setting, "ROLEGATE_IDEMPOTENCY_TTL_SECS");
+    }
+}

@@ -1,0 +1,148 @@
+//! The Idempotency-Key middleware for POST routes that create or change something.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rolegate_core::idempotency::{Claim, Idempotency, StoredResponse, fingerprint};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const BODY_LIMIT: usize = 64 * 1024;
+/// Response headers kept with a stored response.
+const KEPT_HEADERS: &[&str] = &["content-type", "location", "cache-control"];
+
+/// For routes where `Idempotency-Key` is required (organisation registration).
+pub async fn required(state: State<AppState>, req: Request, next: Next) -> Response {
+    run(state, req, next, true).await
+}
+
+/// For routes where `Idempotency-Key` is honoured when sent.
+pub async fn optional(state: State<AppState>, req: Request, next: Next) -> Response {
+    run(state, req, next, false).await
+}
+
+async fn run(State(state): State<AppState>, req: Request, next: Next, required: bool) -> Response {
+    let key = match req.headers().get("idempotency-key") {
+        None if required => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "idempotency_key_required",
+                "this endpoint requires an Idempotency-Key header",
+            )
+            .into_response();
+        }
+        None => return next.run(req).await,
+        Some(v) => match v.to_str() {
+            Ok(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => {
+                k.to_owned()
+            }
+            _ => {
+                return ApiError::invalid_field(
+                    "Idempotency-Key",
+                    "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                )
+                .into_response();
+            }
+        },
+    };
+    let Some(caller) = req.extensions().get::<Caller>().cloned() else {
+        return ApiError::unauthorized("authentication required").into_response();
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = to_bytes(body, BODY_LIMIT).await else {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body exceeds 64 KiB",
+        )
+        .into_response();
+    };
+    let fp = fingerprint(&bytes);
+    let scope = Idempotency::scope_key(
+        &caller.principal.actor(),
+        parts.method.as_str(),
+        parts.uri.path(),
+        &key,
+    );
+    match state.idempotency.claim(&scope, &fp).await {
+        Err(e) => ApiError::from(e).into_response(),
+        Ok(Claim::Mismatch) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used with a different request body",
+        )
+        .into_response(),
+        Ok(Claim::InProgress) => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_in_progress",
+            "a request with this Idempotency-Key is still being processed",
+        )
+        .with_header(
+            axum::http::header::RETRY_AFTER,
+            HeaderValue::from_static("1"),
+        )
+        .into_response(),
+        Ok(Claim::Replay(stored)) => replay(stored),
+        Ok(Claim::Proceed(scope)) => {
+            let res = next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
+            finish(&state, &scope, &fp, res).await
+        }
+    }
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let mut res = Response::new(Body::from(stored.body));
+    *res.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    for (k, v) in stored.headers {
+        if let (Ok(k), Ok(v)) = (
+            axum::http::HeaderName::try_from(k),
+            HeaderValue::from_str(&v),
+        ) {
+            res.headers_mut().insert(k, v);
+        }
+    }
+    res.headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    res
+}
+
+async fn finish(state: &AppState, scope: &str, fp: &str, res: Response) -> Response {
+    if res.status().is_server_error() {
+        if let Err(e) = state.idempotency.release(scope).await {
+            tracing::error!(error = %e, "could not release an idempotency key after a 5xx");
+        }
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let Ok(bytes) = to_bytes(body, usize::MAX).await else {
+        let _ = state.idempotency.release(scope).await;
+        return ApiError::internal().into_response();
+    };
+    let headers = KEPT_HEADERS
+        .iter()
+        .filter_map(|h| {
+            parts
+                .headers
+                .get(*h)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| ((*h).to_owned(), v.to_owned()))
+        })
+        .collect();
+    let stored = StoredResponse {
+        status: parts.status.as_u16(),
+        headers,
+        body: bytes.to_vec(),
+    };
+    if let Err(e) = state.idempotency.complete(scope, fp, stored).await {
+        // The action happened; say so, and let the key lapse rather than replay a wrong answer.
+        tracing::error!(error = %e, "could not store an idempotent response");
+        let _ = state.idempotency.release(scope).await;
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}

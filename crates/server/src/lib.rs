@@ -1,0 +1,29 @@
+//! rolegate's HTTP edge: configuration, start-up, routes per resource, and the one
+//! `ApiError`. Handlers are short: extract the caller, parse the request into a command,
+//! call a service in `rolegate-core`, map the result. No SQL, Redis or SDK calls here.
+
+/// Start-up and the router.
+pub mod app;
+/// Authentication middleware and the `Caller` extractor.
+pub mod auth;
+/// Layered settings.
+pub mod config;
+/// The one error type and error rendering.
+pub mod error;
+/// Extractors with rolegate's error codes.
+pub mod extract;
+/// The Idempotency-Key middleware.
+pub mod idempotency;
+/// Master keyring loading.
+pub mod keys;
+/// 429 responses.
+pub mod ratelimit;
+/// Route modules.
+pub mod routes;
+/// Shared handler state.
+pub mod state;
+/// Log set-up.
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::{RawSettings, Settings};

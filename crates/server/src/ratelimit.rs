@@ -1,0 +1,35 @@
+//! Rate-limit responses: 429 `rate_limited` with `Retry-After` and the IETF `RateLimit-*`
+//! headers.
+
+use axum::http::{StatusCode, header};
+use rolegate_core::ports::RateDecision;
+
+use crate::auth::hv;
+use crate::error::ApiError;
+
+fn secs(ms: u64) -> String {
+    ms.div_ceil(1000).max(1).to_string()
+}
+
+/// The 429 for a denied step.
+#[must_use]
+pub fn rejected(d: &RateDecision) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "too many requests; retry after the time in Retry-After",
+    )
+    .with_header(header::RETRY_AFTER, hv(&secs(d.retry_after_ms)))
+    .with_header(
+        header::HeaderName::from_static("ratelimit-limit"),
+        hv(&d.limit.to_string()),
+    )
+    .with_header(
+        header::HeaderName::from_static("ratelimit-remaining"),
+        hv(&d.remaining.to_string()),
+    )
+    .with_header(
+        header::HeaderName::from_static("ratelimit-reset"),
+        hv(&secs(d.reset_after_ms)),
+    )
+}

@@ -1,0 +1,374 @@
+//! The embedded engine: one SQLite file in WAL mode with `synchronous=FULL`, so a commit that
+//! returned is on disk. One writer connection behind a mutex serialises transactions; a small
+//! pool of read-only connections serves `get` and `list` concurrently. Every SQLite call runs
+//! on tokio's blocking pool.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rolegate_core::ports::{
+    Condition, KvStore, Page, RateDecision, RateLimit, StoreError, Txn, Write, gcra,
+};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use crate::validate;
+
+/// Read-only connections kept for `get` and `list`.
+const READERS: usize = 4;
+/// How long a connection waits for another process's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Expired rows are swept once every this many commits (and rate steps).
+const SWEEP_EVERY: u64 = 256;
+/// Rows removed per sweep, per table: keeps any single sweep short.
+const SWEEP_BATCH: i64 = 500;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY NOT NULL,
+    value BLOB NOT NULL,
+    expires_at INTEGER NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kv_expires ON kv(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS ratelimit (
+    key TEXT PRIMARY KEY NOT NULL,
+    tat INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ratelimit_expires ON ratelimit(expires_at);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+const SQL_GET: &str =
+    "SELECT value FROM kv WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)";
+const SQL_PUT: &str = "INSERT INTO kv (key, value, expires_at) VALUES (?1, ?2, ?3)
+     ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at";
+const SQL_DELETE: &str = "DELETE FROM kv WHERE key = ?1";
+const SQL_LIST: &str = "SELECT key, value FROM kv
+     WHERE key >= ?1 AND key > ?2 AND key < ?3 AND (expires_at IS NULL OR expires_at > ?4)
+     ORDER BY key LIMIT ?5";
+const SQL_RATE_GET: &str = "SELECT tat FROM ratelimit WHERE key = ?1 AND expires_at > ?2";
+const SQL_RATE_PUT: &str = "INSERT INTO ratelimit (key, tat, expires_at) VALUES (?1, ?2, ?3)
+     ON CONFLICT(key) DO UPDATE SET tat = excluded.tat, expires_at = excluded.expires_at";
+const SQL_SWEEP_KV: &str =
+    "DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= ?1 LIMIT ?2)";
+const SQL_SWEEP_RATE: &str = "DELETE FROM ratelimit WHERE key IN (SELECT key FROM ratelimit WHERE expires_at <= ?1 LIMIT ?2)";
+
+/// Upper bound used for the empty prefix: every valid key is ASCII below 0x7f.
+const ALL_KEYS_UPPER: &str = "\u{7f}";
+
+/// The SQLite engine. Cheap to clone; clones share the connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    writes: AtomicU64,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn db_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("sqlite: {e}"))
+}
+
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while holding the lock leaves the connection usable: any open transaction was
+    // rolled back when its guard dropped.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`, and its parent directory.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if the directory or file cannot be created or opened, or
+    /// the schema cannot be applied.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let writer = Connection::open_with_flags(path, flags).map_err(db_err)?;
+        writer.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
+        let mode: String = writer
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(db_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unavailable(format!(
+                "sqlite refused WAL mode (got {mode})"
+            )));
+        }
+        writer
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(db_err)?;
+        writer.execute_batch(SCHEMA).map_err(db_err)?;
+        writer.set_prepared_statement_cache_capacity(32);
+
+        let ro = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let conn = Connection::open_with_flags(path, ro).map_err(db_err)?;
+            conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
+            conn.set_prepared_statement_cache_capacity(16);
+            readers.push(Mutex::new(conn));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+                writes: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The database file this store uses.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on the blocking pool with the shared state.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("sqlite task failed: {e}")))?
+    }
+}
+
+impl Inner {
+    /// A free read-only connection, or (if all are busy) waits for one, round-robin.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let n = self.readers.len();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed) % n;
+        for i in 0..n {
+            if let Ok(guard) = self.readers[(start + i) % n].try_lock() {
+                return guard;
+            }
+        }
+        lock(&self.readers[start])
+    }
+
+    /// Deletes a batch of expired rows every `SWEEP_EVERY` writes (outside any transaction).
+    fn maybe_sweep(&self, conn: &Connection) {
+        if self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != SWEEP_EVERY - 1 {
+            return;
+        }
+        let now = validate::now_ms();
+        for sql in [SQL_SWEEP_KV, SQL_SWEEP_RATE] {
+            let res = conn
+                .prepare_cached(sql)
+                .and_then(|mut s| s.execute(params![now, SWEEP_BATCH]));
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "sqlite expiry sweep failed");
+            }
+        }
+    }
+}
+
+fn live_value(conn: &Connection, key: &str, now: i64) -> Result<Option<Vec<u8>>, rusqlite::Error> {
+    conn.prepare_cached(SQL_GET)?
+        .query_row(params![key, now], |r| r.get(0))
+        .optional()
+}
+
+/// Checks every condition then applies every write inside one IMMEDIATE transaction.
+fn apply_txn(conn: &mut Connection, txn: &Txn) -> Result<bool, rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let now = validate::now_ms();
+    for cond in &txn.conditions {
+        let holds = match cond {
+            Condition::Absent(k) => live_value(&tx, k, now)?.is_none(),
+            Condition::Present(k) => live_value(&tx, k, now)?.is_some(),
+            Condition::Equals(k, want) => {
+                live_value(&tx, k, now)?.as_deref() == Some(want.as_slice())
+            }
+        };
+        if !holds {
+            tx.rollback()?;
+            return Ok(false);
+        }
+    }
+    for write in &txn.writes {
+        match write {
+            Write::Put { key, value, ttl } => {
+                // Already validated: the TTL converts.
+                let expires = ttl
+                    .and_then(|t| validate::ttl_ms(t).ok())
+                    .map(|ms| now.saturating_add(ms));
+                tx.prepare_cached(SQL_PUT)?
+                    .execute(params![key, value, expires])?;
+            }
+            Write::Delete { key } => {
+                tx.prepare_cached(SQL_DELETE)?.execute(params![key])?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(true)
+}
+
+/// One GCRA step in an IMMEDIATE transaction. The stored TAT expires (in wall-clock time)
+/// after `new_tat - now_ms`, like the Redis engine's `PX`.
+fn apply_rate(
+    conn: &mut Connection,
+    key: &str,
+    now_ms: i64,
+    limit: RateLimit,
+) -> Result<RateDecision, rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let wall = validate::now_ms();
+    let stored: Option<i64> = tx
+        .prepare_cached(SQL_RATE_GET)?
+        .query_row(params![key, wall], |r| r.get(0))
+        .optional()?;
+    let (decision, new_tat) = gcra(now_ms, stored, limit);
+    if let Some(tat) = new_tat {
+        let expires = wall.saturating_add(tat.saturating_sub(now_ms));
+        tx.prepare_cached(SQL_RATE_PUT)?
+            .execute(params![key, tat, expires])?;
+        tx.commit()?;
+    } else {
+        tx.rollback()?;
+    }
+    Ok(decision)
+}
+
+#[async_trait]
+impl KvStore for SqliteStore {
+    fn engine(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        validate::key(key)?;
+        let key = key.to_owned();
+        self.blocking(move |inner| {
+            let conn = inner.reader();
+            live_value(&conn, &key, validate::now_ms()).map_err(db_err)
+        })
+        .await
+    }
+
+    async fn commit(&self, txn: Txn) -> Result<bool, StoreError> {
+        validate::txn(&txn)?;
+        self.blocking(move |inner| {
+            let mut conn = lock(&inner.writer);
+            let applied = apply_txn(&mut conn, &txn).map_err(db_err)?;
+            inner.maybe_sweep(&conn);
+            Ok(applied)
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        validate::prefix(prefix)?;
+        if let Some(a) = after {
+            validate::key(a)?;
+        }
+        let limit = validate::page_limit(limit);
+        if limit == 0 {
+            return Ok(Page::default());
+        }
+        let lower = prefix.to_owned();
+        let upper = validate::prefix_upper(prefix).unwrap_or_else(|| ALL_KEYS_UPPER.to_owned());
+        let after = after.unwrap_or("").to_owned();
+        self.blocking(move |inner| {
+            let conn = inner.reader();
+            let now = validate::now_ms();
+            let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+            let mut stmt = conn.prepare_cached(SQL_LIST).map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![lower, after, upper, now, fetch], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .map_err(db_err)?;
+            let mut items = rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?;
+            let next = if items.len() > limit {
+                items.truncate(limit);
+                items.last().map(|(k, _)| k.clone())
+            } else {
+                None
+            };
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn rate_step(
+        &self,
+        key: &str,
+        now_ms: i64,
+        limit: RateLimit,
+    ) -> Result<RateDecision, StoreError> {
+        validate::rate(key, now_ms, limit)?;
+        let key = key.to_owned();
+        self.blocking(move |inner| {
+            let mut conn = lock(&inner.writer);
+            let decision = apply_rate(&mut conn, &key, now_ms, limit).map_err(db_err)?;
+            inner.maybe_sweep(&conn);
+            Ok(decision)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.blocking(|inner| {
+            let written: i64 = {
+                let conn = lock(&inner.writer);
+                conn.prepare_cached(
+                    "INSERT INTO meta (key, value) VALUES ('ping', 1)
+                     ON CONFLICT(key) DO UPDATE SET value = value + 1 RETURNING value",
+                )
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(db_err)?
+            };
+            let conn = inner.reader();
+            let seen: i64 = conn
+                .prepare_cached("SELECT value FROM meta WHERE key = 'ping'")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(db_err)?;
+            // The counter only grows; a concurrent ping can only have moved it further.
+            if seen < written {
+                return Err(StoreError::Unavailable(
+                    "sqlite ping read back a stale value".into(),
+                ));
+            }
+            Ok(())
+        })
+        .await
+    }
+}

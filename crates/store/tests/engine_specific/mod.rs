@@ -1,0 +1,2 @@
+mod redis_only;
+mod sqlite_only;
