@@ -20,6 +20,26 @@ pub enum Error {
     /// No valid credentials.
     #[error("authentication required")]
     Unauthorized,
+    /// A signed request was refused (bad or replayed signature, skewed clock), with a code.
+    #[error("{message}")]
+    SignatureRejected { code: &'static str, message: String },
+    /// The org is not in a state that allows this (e.g. credentials before validation).
+    #[error("{message}")]
+    Precondition {
+        code: &'static str,
+        message: String,
+        details: serde_json::Value,
+    },
+    /// An upstream AWS call failed; the code says how (mapped from `StsError`).
+    #[error("{message}")]
+    Upstream {
+        code: &'static str,
+        message: String,
+        retry_after_secs: Option<u64>,
+    },
+    /// A required setting is missing for this feature.
+    #[error("{0}")]
+    NotConfigured(String),
     /// The audit log could not record the action, so it did not happen.
     #[error("audit log unavailable")]
     AuditUnavailable(#[source] Box<Error>),

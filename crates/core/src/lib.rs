@@ -7,12 +7,16 @@ use std::sync::Arc;
 pub mod audit;
 /// The injected clock.
 pub mod clock;
+/// Credential vending and its cache.
+pub mod credentials;
 /// The domain error type with stable codes.
 pub mod error;
 /// Idempotency-Key records.
 pub mod idempotency;
 /// Validated identifiers (`OrgName`, `UserId`, `Role`).
 pub mod ids;
+/// Customer onboarding: signed callbacks, binding, links.
+pub mod onboarding;
 /// Organisations: registration, lookup, key rotation, offboarding.
 pub mod orgs;
 /// Traits implemented by storage (and later AWS) adapters.
@@ -36,18 +40,25 @@ pub struct Services {
     pub vault: vault::Vault,
     pub audit: Arc<audit::Audit>,
     pub clock: Arc<dyn Clock>,
+    /// STS, for onboarding checks and credential vending.
+    pub sts: Arc<dyn ports::aws::Sts>,
     pepper: Pepper,
 }
 
 impl Services {
     /// Wires the services and loads (or creates) the store's token pepper.
-    pub async fn new(vault: vault::Vault, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+    pub async fn new(
+        vault: vault::Vault,
+        clock: Arc<dyn Clock>,
+        sts: Arc<dyn ports::aws::Sts>,
+    ) -> Result<Self, Error> {
         let pepper = vault.pepper().await?;
         let audit = Arc::new(audit::Audit::new(vault.clone(), clock.clone()));
         Ok(Self {
             vault,
             audit,
             clock,
+            sts,
             pepper,
         })
     }

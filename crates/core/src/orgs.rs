@@ -13,10 +13,10 @@ use crate::{Error, Services};
 pub const API_KEY_PREFIX: &str = "rgk_";
 pub const CALLBACK_SECRET_PREFIX: &str = "rgc_";
 
-fn org_key(name: &OrgName) -> String {
+pub(crate) fn org_key(name: &OrgName) -> String {
     format!("org/{name}")
 }
-fn api_key_key(digest_hex: &str) -> String {
+pub(crate) fn api_key_key(digest_hex: &str) -> String {
     format!("apikey/{digest_hex}")
 }
 fn external_id_key(digest_hex: &str) -> String {
@@ -88,6 +88,24 @@ pub struct OrgRecord {
     pub created_at: String,
     pub updated_at: String,
     pub offboarded_at: Option<String>,
+    /// When the current callback secret stops working if unused (RFC 3339).
+    #[serde(default)]
+    pub callback_secret_expires_at: Option<String>,
+    /// Whether a verified callback has used the current secret (then it does not expire).
+    #[serde(default)]
+    pub callback_secret_used: bool,
+    /// Result of the trust-policy check after binding (`external_id_enforced`,
+    /// `external_id_not_enforced`, or why the check failed).
+    #[serde(default)]
+    pub trust_check: Option<String>,
+    /// A human-readable explanation of the current status, when it needs one.
+    #[serde(default)]
+    pub status_message: Option<String>,
+    #[serde(default)]
+    pub last_callback_at: Option<String>,
+    /// The CloudFormation stack that reported the binding.
+    #[serde(default)]
+    pub stack_id: Option<String>,
 }
 
 /// What the API-key index points at.
@@ -110,6 +128,9 @@ pub struct Org {
     pub expected_account_id: Option<String>,
     pub account_id: Option<String>,
     pub role_arn: Option<String>,
+    pub trust_check: Option<String>,
+    pub status_message: Option<String>,
+    pub last_callback_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub offboarded_at: Option<String>,
@@ -129,6 +150,9 @@ impl From<&OrgRecord> for Org {
                 .map(|a| a.as_str().to_owned()),
             account_id: r.account_id.as_ref().map(|a| a.as_str().to_owned()),
             role_arn: r.role_arn.clone(),
+            trust_check: r.trust_check.clone(),
+            status_message: r.status_message.clone(),
+            last_callback_at: r.last_callback_at.clone(),
             created_at: r.created_at.clone(),
             updated_at: r.updated_at.clone(),
             offboarded_at: r.offboarded_at.clone(),
@@ -228,6 +252,14 @@ impl Services {
             created_at: now.clone(),
             updated_at: now,
             offboarded_at: None,
+            callback_secret_expires_at: Some(crate::clock::rfc3339(
+                self.clock.now() + crate::onboarding::CALLBACK_SECRET_TTL,
+            )),
+            callback_secret_used: false,
+            trust_check: None,
+            status_message: None,
+            last_callback_at: None,
+            stack_id: None,
         };
         let okey = org_key(&cmd.name);
         let akey = api_key_key(&api_digest);

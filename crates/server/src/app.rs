@@ -33,7 +33,23 @@ pub async fn open_services(
     let ring = crate::keys::load_keyring(settings, create_key)?;
     let store = rolegate_store::connect(settings.store.expose_secret(), &settings.data_dir).await?;
     let vault = Vault::new(store, Arc::new(ring));
-    Ok(Services::new(vault, clock).await?)
+    let sdk = rolegate_aws::load(&settings.aws.settings).await;
+    let sts = Arc::new(rolegate_aws::SdkSts::new(&sdk));
+    Ok(Services::new(vault, clock, sts).await?)
+}
+
+/// The S3 template store, when a bucket is configured.
+async fn template_store(
+    settings: &Settings,
+) -> Option<Arc<dyn rolegate_core::ports::aws::TemplateStore>> {
+    let bucket = settings.onboarding.template_bucket.as_deref()?;
+    let sdk = rolegate_aws::load(&settings.aws.settings).await;
+    Some(Arc::new(rolegate_aws::S3TemplateStore::new(
+        &sdk,
+        bucket,
+        settings.onboarding.s3_path_style,
+        settings.onboarding.template_public_base_url.clone(),
+    )))
 }
 
 /// A built, bound application.
@@ -63,18 +79,29 @@ impl Application {
         let services = open_services(&settings, true, clock.clone()).await?;
         bootstrap_admin(&services, &settings).await?;
         let idempotency = Idempotency::new(services.vault.clone(), settings.idempotency_ttl);
-        let state = AppState {
-            services,
-            idempotency,
-            settings: Arc::new(settings.clone()),
-            clock,
-        };
         let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
             anyhow::anyhow!(
                 "invalid setting `listen`: cannot bind {}: {e}",
                 settings.listen
             )
         })?;
+        let callback_url = match &settings.onboarding.callback_url {
+            Some(u) => u.clone(),
+            None => {
+                let addr = listener.local_addr()?;
+                tracing::warn!(%addr, "onboarding.callback_url is not set; customer stacks will be told this local address");
+                format!("http://{addr}/api/integrations/validate")
+            }
+        };
+        let templates = template_store(&settings).await;
+        let state = AppState {
+            services,
+            idempotency,
+            settings: Arc::new(settings.clone()),
+            clock,
+            templates,
+            callback_url,
+        };
         Ok(Self {
             router: router(state.clone()),
             listener,
@@ -158,6 +185,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::routes::users::router(&state))
         .merge(crate::routes::orgs::router(&state))
         .merge(crate::routes::audit::router())
+        .merge(crate::routes::onboarding::router(&state))
         .route_layer(middleware::from_fn(render_errors))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -165,6 +193,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .merge(crate::routes::health::router())
+        .merge(crate::routes::onboarding::public_router())
         .merge(protected)
         .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)

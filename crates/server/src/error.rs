@@ -89,6 +89,39 @@ impl From<CoreError> for ApiError {
             CoreError::Conflict { code, message } => Self::new(StatusCode::CONFLICT, code, message),
             CoreError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "forbidden", m),
             CoreError::Unauthorized => Self::unauthorized("authentication required"),
+            CoreError::SignatureRejected { code, message } => {
+                Self::new(StatusCode::UNAUTHORIZED, code, message).with_header(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("X-Sig-Signature"),
+                )
+            }
+            CoreError::Precondition { code, message, .. } => {
+                Self::new(StatusCode::PRECONDITION_FAILED, code, message)
+            }
+            CoreError::Upstream {
+                code,
+                message,
+                retry_after_secs,
+            } => {
+                let status = match code {
+                    "assume_role_denied" => StatusCode::FORBIDDEN,
+                    "sts_throttled" | "provider_credentials_unavailable" => {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                    "session_policy_too_large" | "invalid_credentials" => StatusCode::BAD_REQUEST,
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                let mut e = Self::new(status, code, message);
+                if let Some(secs) = retry_after_secs
+                    && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+                {
+                    e = e.with_header(header::RETRY_AFTER, v);
+                }
+                e
+            }
+            CoreError::NotConfigured(m) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_configured", m)
+            }
             CoreError::Contention => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "contention",

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use rolegate_core::Services;
 use rolegate_core::clock::Clock;
 use rolegate_core::idempotency::Idempotency;
+use rolegate_core::ports::aws::TemplateStore;
 
 use crate::config::Settings;
 
@@ -14,4 +15,12 @@ pub struct AppState {
     pub idempotency: Idempotency,
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
+    /// Where onboarding templates are published (`None` without `onboarding.template_bucket`).
+    pub templates: Option<Arc<dyn TemplateStore>>,
+    /// The callback URL given to customer stacks: configured, or derived from the bound
+    /// address for local use.
+    pub callback_url: String,
 }
+
+/// The onboarding template customers deploy, built into the binary.
+pub const ONBOARDING_TEMPLATE: &[u8] = include_bytes!("../../../cloudformation/onboarding.yaml");

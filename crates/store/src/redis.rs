@@ -22,7 +22,11 @@ use rolegate_core::ports::{
     Condition, KvStore, Page, RateDecision, RateLimit, StoreError, Txn, Write,
 };
 
+use self::secret::{scrub_secret, url_password};
 use crate::validate;
+
+/// Masks URL passwords in error messages.
+mod secret;
 
 static COMMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/commit.lua")));
 static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/list.lua")));
@@ -158,48 +162,6 @@ impl<'a> KeySlots<'a> {
         self.slots.insert(key, self.keys.len());
         self.keys.len()
     }
-}
-
-/// The password part of `scheme://user:password@host/...`, if any.
-fn url_password(url: &str) -> Option<&str> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
-    (!password.is_empty()).then_some(password)
-}
-
-/// Masks `secret` (raw and percent-decoded) wherever it appears in `msg`.
-fn scrub_secret(msg: String, secret: Option<&str>) -> String {
-    let Some(secret) = secret else { return msg };
-    let mut out = msg.replace(secret, "***");
-    let decoded = percent_decode(secret);
-    if !decoded.is_empty() && decoded != secret {
-        out = out.replace(&decoded, "***");
-    }
-    out
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[async_trait]

@@ -1,7 +1,8 @@
-//! The embedded engine: one SQLite file in WAL mode with `synchronous=FULL`, so a commit that
-//! returned is on disk. One writer connection behind a mutex serialises transactions; a small
-//! pool of read-only connections serves `get` and `list` concurrently. Every SQLite call runs
-//! on tokio's blocking pool.
+//! The embedded engine: one SQLite file in WAL mode with `synchronous=FULL`, so a commit
+//! that returned is on disk (rate-limit steps alone relax this to `NORMAL`, see `Writer`).
+//! One writer connection behind a mutex serialises transactions; a small pool of read-only
+//! connections serves `get` and `list` concurrently. Every SQLite call runs on tokio's
+//! blocking pool.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,11 @@ use rolegate_core::ports::{
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+use self::sql::*;
 use crate::validate;
+
+/// The schema and statements, kept apart from the logic that runs them.
+mod sql;
 
 /// Read-only connections kept for `get` and `list`.
 const READERS: usize = 4;
@@ -26,43 +31,6 @@ const SWEEP_EVERY: u64 = 256;
 /// Rows removed per sweep, per table: keeps any single sweep short.
 const SWEEP_BATCH: i64 = 500;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS kv (
-    key TEXT PRIMARY KEY NOT NULL,
-    value BLOB NOT NULL,
-    expires_at INTEGER NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS kv_expires ON kv(expires_at) WHERE expires_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS ratelimit (
-    key TEXT PRIMARY KEY NOT NULL,
-    tat INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS ratelimit_expires ON ratelimit(expires_at);
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY NOT NULL,
-    value INTEGER NOT NULL
-) WITHOUT ROWID;
-";
-
-const SQL_GET: &str =
-    "SELECT value FROM kv WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)";
-const SQL_PUT: &str = "INSERT INTO kv (key, value, expires_at) VALUES (?1, ?2, ?3)
-     ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at";
-const SQL_DELETE: &str = "DELETE FROM kv WHERE key = ?1";
-const SQL_LIST: &str = "SELECT key, value FROM kv
-     WHERE key >= ?1 AND key > ?2 AND key < ?3 AND (expires_at IS NULL OR expires_at > ?4)
-     ORDER BY key LIMIT ?5";
-const SQL_RATE_GET: &str = "SELECT tat FROM ratelimit WHERE key = ?1 AND expires_at > ?2";
-const SQL_RATE_PUT: &str = "INSERT INTO ratelimit (key, tat, expires_at) VALUES (?1, ?2, ?3)
-     ON CONFLICT(key) DO UPDATE SET tat = excluded.tat, expires_at = excluded.expires_at";
-const SQL_SWEEP_KV: &str =
-    "DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= ?1 LIMIT ?2)";
-const SQL_SWEEP_RATE: &str = "DELETE FROM ratelimit WHERE key IN (SELECT key FROM ratelimit WHERE expires_at <= ?1 LIMIT ?2)";
-
-/// Upper bound used for the empty prefix: every valid key is ASCII below 0x7f.
-const ALL_KEYS_UPPER: &str = "\u{7f}";
-
 /// The SQLite engine. Cheap to clone; clones share the connections.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -71,7 +39,7 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     writes: AtomicU64,
@@ -89,7 +57,7 @@ fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("sqlite: {e}"))
 }
 
-fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves the connection usable: any open transaction was
     // rolled back when its guard dropped.
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -137,7 +105,10 @@ impl SqliteStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
-                writer: Mutex::new(writer),
+                writer: Mutex::new(Writer {
+                    conn: writer,
+                    relaxed: false,
+                }),
                 readers,
                 next_reader: AtomicUsize::new(0),
                 writes: AtomicU64::new(0),
@@ -161,6 +132,35 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || f(&inner))
             .await
             .map_err(|e| StoreError::Unavailable(format!("sqlite task failed: {e}")))?
+    }
+}
+
+/// The single writing connection and its current `synchronous` level.
+struct Writer {
+    conn: Connection,
+    /// `synchronous=NORMAL` is in effect (set for rate-limit steps only).
+    relaxed: bool,
+}
+
+impl Writer {
+    /// `synchronous=FULL`: a commit is fsynced before it returns. Used for every KV write.
+    fn durable(&mut self) -> Result<&mut Connection, rusqlite::Error> {
+        if self.relaxed {
+            self.conn.execute_batch("PRAGMA synchronous = FULL")?;
+            self.relaxed = false;
+        }
+        Ok(&mut self.conn)
+    }
+
+    /// `synchronous=NORMAL`: still atomic and safe against a process crash, but may lose the
+    /// last commits on power loss. Only rate-limit buckets use it: losing a few steps of a
+    /// bucket is harmless and saves an fsync per request.
+    fn relaxed(&mut self) -> Result<&mut Connection, rusqlite::Error> {
+        if !self.relaxed {
+            self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+            self.relaxed = true;
+        }
+        Ok(&mut self.conn)
     }
 }
 
@@ -281,9 +281,10 @@ impl KvStore for SqliteStore {
     async fn commit(&self, txn: Txn) -> Result<bool, StoreError> {
         validate::txn(&txn)?;
         self.blocking(move |inner| {
-            let mut conn = lock(&inner.writer);
-            let applied = apply_txn(&mut conn, &txn).map_err(db_err)?;
-            inner.maybe_sweep(&conn);
+            let mut writer = lock(&inner.writer);
+            let conn = writer.durable().map_err(db_err)?;
+            let applied = apply_txn(conn, &txn).map_err(db_err)?;
+            inner.maybe_sweep(conn);
             Ok(applied)
         })
         .await
@@ -337,9 +338,10 @@ impl KvStore for SqliteStore {
         validate::rate(key, now_ms, limit)?;
         let key = key.to_owned();
         self.blocking(move |inner| {
-            let mut conn = lock(&inner.writer);
-            let decision = apply_rate(&mut conn, &key, now_ms, limit).map_err(db_err)?;
-            inner.maybe_sweep(&conn);
+            let mut writer = lock(&inner.writer);
+            let conn = writer.relaxed().map_err(db_err)?;
+            let decision = apply_rate(conn, &key, now_ms, limit).map_err(db_err)?;
+            inner.maybe_sweep(conn);
             Ok(decision)
         })
         .await
@@ -348,7 +350,8 @@ impl KvStore for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.blocking(|inner| {
             let written: i64 = {
-                let conn = lock(&inner.writer);
+                let mut writer = lock(&inner.writer);
+                let conn = writer.durable().map_err(db_err)?;
                 conn.prepare_cached(
                     "INSERT INTO meta (key, value) VALUES ('ping', 1)
                      ON CONFLICT(key) DO UPDATE SET value = value + 1 RETURNING value",

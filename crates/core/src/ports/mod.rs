@@ -1,5 +1,7 @@
 //! Ports: the traits that adapters outside `core` implement.
 
+/// STS and S3 calls implemented by `rolegate-aws`.
+pub mod aws;
 /// Storage primitives implemented by `rolegate-store`.
 pub mod store;
 

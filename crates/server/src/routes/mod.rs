@@ -4,6 +4,8 @@
 pub mod audit;
 /// Liveness and readiness.
 pub mod health;
+/// Onboarding: the signed callback, links, binding reset.
+pub mod onboarding;
 /// Organisations.
 pub mod orgs;
 /// Operators.

@@ -2,6 +2,9 @@
 //! in increasing precedence. Every secret can be given inline or as a `*_file` path. An
 //! invalid setting stops start-up with an error naming it.
 
+/// `[aws]` and `[onboarding]`.
+pub mod aws;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,7 +21,7 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-fn bad(setting: &str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn bad(setting: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         setting: setting.to_owned(),
         reason: reason.into(),
@@ -53,6 +56,8 @@ impl RawLimit {
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimits {
     pub auth_failures_per_ip: Option<RawLimit>,
+    pub callback_per_ip: Option<RawLimit>,
+    pub callback_per_org: Option<RawLimit>,
 }
 
 /// The config file's shape; every field optional so that layers can overlay.
@@ -71,6 +76,10 @@ pub struct RawSettings {
     pub trust_forwarded_for: Option<bool>,
     #[serde(default)]
     pub rate_limits: RawRateLimits,
+    #[serde(default)]
+    pub aws: aws::RawAws,
+    #[serde(default)]
+    pub onboarding: aws::RawOnboarding,
 }
 
 /// Environment variable names, one per scalar setting.
@@ -85,6 +94,12 @@ const ENV: &[(&str, &str)] = &[
     ("log_level", "ROLEGATE_LOG_LEVEL"),
     ("idempotency_ttl_secs", "ROLEGATE_IDEMPOTENCY_TTL_SECS"),
     ("trust_forwarded_for", "ROLEGATE_TRUST_FORWARDED_FOR"),
+    ("aws.region", "ROLEGATE_AWS_REGION"),
+    ("aws.endpoint_url", "ROLEGATE_AWS_ENDPOINT_URL"),
+    (
+        "onboarding.callback_url",
+        "ROLEGATE_ONBOARDING_CALLBACK_URL",
+    ),
 ];
 
 impl RawSettings {
@@ -118,6 +133,9 @@ impl RawSettings {
                             .map_err(|_| bad(var, "must be a whole number of seconds"))?,
                     );
                 }
+                "aws.region" => self.aws.region = Some(v),
+                "aws.endpoint_url" => self.aws.endpoint_url = Some(v),
+                "onboarding.callback_url" => self.onboarding.callback_url = Some(v),
                 "trust_forwarded_for" => {
                     self.trust_forwarded_for =
                         Some(v.parse().map_err(|_| bad(var, "must be true or false"))?);
@@ -213,7 +231,25 @@ impl RawSettings {
                     period_secs: 60,
                 })
                 .parse("rate_limits.auth_failures_per_ip")?,
+            callback_per_ip: self
+                .rate_limits
+                .callback_per_ip
+                .unwrap_or(RawLimit {
+                    burst: 30,
+                    period_secs: 60,
+                })
+                .parse("rate_limits.callback_per_ip")?,
+            callback_per_org: self
+                .rate_limits
+                .callback_per_org
+                .unwrap_or(RawLimit {
+                    burst: 10,
+                    period_secs: 60,
+                })
+                .parse("rate_limits.callback_per_org")?,
         };
+        let aws = self.aws.validate()?;
+        let onboarding = self.onboarding.validate(&aws.settings.region)?;
         Ok(Settings {
             listen,
             data_dir,
@@ -224,6 +260,8 @@ impl RawSettings {
             idempotency_ttl: Duration::from_secs(ttl),
             trust_forwarded_for: self.trust_forwarded_for.unwrap_or(false),
             rate_limits: limits,
+            aws,
+            onboarding,
         })
     }
 }
@@ -260,6 +298,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimits {
     pub auth_failures_per_ip: RateLimit,
+    pub callback_per_ip: RateLimit,
+    pub callback_per_org: RateLimit,
 }
 
 /// Validated settings.
@@ -275,6 +315,8 @@ pub struct Settings {
     pub idempotency_ttl: Duration,
     pub trust_forwarded_for: bool,
     pub rate_limits: RateLimits,
+    pub aws: aws::AwsConfig,
+    pub onboarding: aws::OnboardingConfig,
 }
 
 impl Settings {

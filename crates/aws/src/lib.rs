@@ -1,0 +1,60 @@
+//! The AWS SDK calls rolegate makes (STS `AssumeRole` and `GetCallerIdentity`, S3 template
+//! publishing), implementing `rolegate-core`'s ports. This crate must not depend on HTTP
+//! server or storage crates. Errors are mapped to `StsError` here and nowhere else.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use secrecy::{ExposeSecret as _, SecretString};
+
+/// S3 template publishing.
+mod s3;
+/// STS calls and their error mapping.
+mod sts;
+
+pub use s3::S3TemplateStore;
+pub use sts::SdkSts;
+
+/// How to reach AWS.
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    pub region: String,
+    /// Override for every service endpoint (tests and local emulators only).
+    pub endpoint_url: Option<String>,
+    /// Static provider credentials. Without them, the SDK's default chain is used (env,
+    /// profile, SSO, container or instance role), which is what production should use.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<SecretString>,
+    pub connect_timeout: Duration,
+    pub operation_timeout: Duration,
+    pub max_attempts: u32,
+}
+
+/// Loads the shared SDK configuration once at start-up.
+pub async fn load(settings: &AwsSettings) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(settings.region.clone()))
+        .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts.max(1)))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(settings.connect_timeout)
+                .operation_timeout(settings.operation_timeout)
+                .build(),
+        );
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let (Some(id), Some(secret)) = (&settings.access_key_id, &settings.secret_access_key) {
+        loader = loader.credentials_provider(Credentials::new(
+            id,
+            secret.expose_secret(),
+            None,
+            None,
+            "rolegate-config",
+        ));
+    }
+    loader.load().await
+}

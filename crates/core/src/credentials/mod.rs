@@ -1,0 +1,99 @@
+//! Credential vending. Cached credentials live under `cred/<org>/…` (sealed), so that
+//! offboarding, a binding reset or an API-key rotation can drop an org's cache at once.
+
+use crate::ids::OrgName;
+use crate::{Error, Services};
+
+/// The storage prefix of every cached credential of `org`.
+#[must_use]
+pub fn cache_prefix(org: &OrgName) -> String {
+    format!("cred/{org}/")
+}
+
+impl Services {
+    /// Drops every cached credential of `org`. Returns how many were dropped.
+    pub async fn evict_credentials(&self, org: &OrgName) -> Result<usize, Error> {
+        let prefix = cache_prefix(org);
+        let mut dropped = 0;
+        loop {
+            let page = self.vault.store().list(&prefix, None, 500).await?;
+            if page.items.is_empty() {
+                return Ok(dropped);
+            }
+            let mut txn = crate::ports::Txn::new();
+            for (key, _) in &page.items {
+                txn = txn.delete(key.clone());
+            }
+            dropped += page.items.len();
+            self.vault.commit(txn).await?;
+        }
+    }
+}
+
+use crate::ports::aws::StsError;
+
+/// The stable error code for an STS failure.
+#[must_use]
+pub fn sts_error_code(e: &StsError) -> &'static str {
+    match e {
+        StsError::AccessDenied(_) => "assume_role_denied",
+        StsError::Throttled => "sts_throttled",
+        StsError::Unavailable(_) => "sts_unavailable",
+        StsError::PolicyTooLarge(_) => "session_policy_too_large",
+        StsError::ProviderCredentials(_) => "provider_credentials_unavailable",
+        StsError::InvalidCredentials(_) => "invalid_credentials",
+        StsError::Other { .. } => "sts_error",
+    }
+}
+
+/// Maps an STS failure to the domain error clients see. Detail that could help an attacker
+/// or leak provider internals (provider credential problems) goes to the log only.
+#[must_use]
+pub fn sts_error(e: StsError) -> Error {
+    let code = sts_error_code(&e);
+    match e {
+        StsError::AccessDenied(m) => Error::Upstream {
+            code,
+            message: format!(
+                "the customer's role refused AssumeRole ({m}); the role may have been deleted, its trust policy changed, or the ExternalId no longer matches"
+            ),
+            retry_after_secs: None,
+        },
+        StsError::Throttled => Error::Upstream {
+            code,
+            message: "STS is throttling requests; retry later".to_owned(),
+            retry_after_secs: Some(5),
+        },
+        StsError::Unavailable(detail) => {
+            tracing::warn!(%detail, "STS unreachable");
+            Error::Upstream {
+                code,
+                message: "STS could not be reached after retries".to_owned(),
+                retry_after_secs: None,
+            }
+        }
+        StsError::PolicyTooLarge(m) => Error::Upstream {
+            code,
+            message: format!("the session policy is too large: {m}"),
+            retry_after_secs: None,
+        },
+        StsError::ProviderCredentials(detail) => {
+            tracing::error!(%detail, "provider AWS credentials unavailable");
+            Error::Upstream {
+                code,
+                message: "rolegate's own AWS credentials are missing or expired".to_owned(),
+                retry_after_secs: Some(30),
+            }
+        }
+        StsError::InvalidCredentials(m) => Error::Upstream {
+            code,
+            message: m,
+            retry_after_secs: None,
+        },
+        StsError::Other { code: c, message } => Error::Upstream {
+            code,
+            message: format!("STS error {c}: {message}"),
+            retry_after_secs: None,
+        },
+    }
+}

@@ -1,0 +1,221 @@
+//! What a customer needs to deploy the onboarding stack: a CloudFormation quick-create link
+//! with every parameter filled in, the template URL, and an equivalent AWS CLI command.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Serialize;
+
+use crate::audit::AuditRecord;
+use crate::ids::OrgName;
+use crate::orgs::{CALLBACK_SECRET_PREFIX, OrgRecord, OrgStatus, org_key};
+use crate::ports::Txn;
+use crate::ports::aws::TemplateStore;
+use crate::{Error, Principal, RequestContext, Services};
+
+/// Provider-side onboarding settings.
+#[derive(Debug, Clone)]
+pub struct OnboardingSettings {
+    pub provider_account_id: String,
+    pub provider_principal_arn: Option<String>,
+    pub callback_url: String,
+    pub region: String,
+    pub partition: String,
+    pub access_level: String,
+    pub max_session_duration: u32,
+    pub template_url_ttl: Duration,
+}
+
+/// The links handed to a customer. Carries the callback secret (inside the URLs), never the
+/// org's API key.
+#[derive(Debug, Clone, Serialize)]
+pub struct OnboardingLinks {
+    pub console_url: String,
+    pub template_url: String,
+    pub aws_cli_command: String,
+    pub stack_name: String,
+    pub region: String,
+    pub expires_at: String,
+}
+
+/// The console host of each partition.
+#[must_use]
+pub fn console_host(partition: &str) -> &'static str {
+    match partition {
+        "aws-cn" => "console.amazonaws.cn",
+        "aws-us-gov" => "console.amazonaws-us-gov.com",
+        _ => "console.aws.amazon.com",
+    }
+}
+
+/// Percent-encodes everything outside RFC 3986's unreserved set.
+#[must_use]
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// Quotes a word for a POSIX shell: single quotes, with `'` written as `'\''`.
+#[must_use]
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The stack name for an org (valid: starts with a letter, `[A-Za-z0-9-]`, ≤ 128).
+#[must_use]
+pub fn stack_name(org: &OrgName) -> String {
+    format!("rolegate-{org}")
+}
+
+/// Template parameters in a stable order.
+#[must_use]
+pub fn parameters(
+    rec: &OrgRecord,
+    s: &OnboardingSettings,
+    secret: &str,
+) -> Vec<(&'static str, String)> {
+    let mut p = vec![
+        ("OrgName", rec.name.to_string()),
+        ("ExternalId", rec.external_id.clone()),
+        ("CallbackUrl", s.callback_url.clone()),
+        ("CallbackSecret", secret.to_owned()),
+        ("ProviderAccountId", s.provider_account_id.clone()),
+        ("AccessLevel", s.access_level.clone()),
+        ("MaxSessionDuration", s.max_session_duration.to_string()),
+    ];
+    if let Some(arn) = &s.provider_principal_arn {
+        p.push(("ProviderPrincipalArn", arn.clone()));
+    }
+    p
+}
+
+/// The quick-create console URL.
+#[must_use]
+pub fn console_url(
+    s: &OnboardingSettings,
+    template_url: &str,
+    stack: &str,
+    params: &[(&str, String)],
+) -> String {
+    let mut url = format!(
+        "https://{region}.{host}/cloudformation/home?region={region}#/stacks/quickcreate?templateURL={t}&stackName={n}",
+        region = s.region,
+        host = console_host(&s.partition),
+        t = url_encode(template_url),
+        n = url_encode(stack)
+    );
+    for (k, v) in params {
+        let _ = write!(url, "&param_{k}={}", url_encode(v));
+    }
+    url
+}
+
+/// `aws cloudformation create-stack …`, safely quoted for any parameter value.
+#[must_use]
+pub fn cli_command(
+    s: &OnboardingSettings,
+    template_url: &str,
+    stack: &str,
+    params: &[(&str, String)],
+) -> String {
+    let json: Vec<serde_json::Value> = params
+        .iter()
+        .map(|(k, v)| serde_json::json!({"ParameterKey": k, "ParameterValue": v}))
+        .collect();
+    let params_json = serde_json::Value::Array(json).to_string();
+    format!(
+        "aws cloudformation create-stack --region {} --stack-name {} --template-url {} --capabilities CAPABILITY_NAMED_IAM --parameters {}",
+        shell_quote(&s.region),
+        shell_quote(stack),
+        shell_quote(template_url),
+        shell_quote(&params_json)
+    )
+}
+
+impl Services {
+    /// Issues a fresh callback secret (replacing any earlier one), publishes the template
+    /// and returns the links for the customer.
+    pub async fn issue_onboarding(
+        &self,
+        ctx: &RequestContext,
+        by: &Principal,
+        org: &OrgName,
+        settings: &OnboardingSettings,
+        templates: &dyn TemplateStore,
+        template: &[u8],
+    ) -> Result<OnboardingLinks, Error> {
+        if matches!(by, Principal::OrgKey { .. }) {
+            return Err(Error::Forbidden(
+                "only operators can issue onboarding links".to_owned(),
+            ));
+        }
+        let digest = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(template)[..8]);
+        let template_url = templates
+            .publish(
+                &format!("rolegate/onboarding-{digest}.yaml"),
+                template,
+                settings.template_url_ttl,
+            )
+            .await
+            .map_err(crate::credentials::sts_error)?;
+        for _ in 0..8 {
+            let cur = self.org_record(by, org).await?;
+            let mut rec = cur.value.clone();
+            if rec.status == OrgStatus::Offboarded {
+                return Err(Error::conflict(
+                    "org_offboarded",
+                    format!("organisation {org} is offboarded"),
+                ));
+            }
+            let secret: SecretString = rolegate_crypto::secret_token(CALLBACK_SECRET_PREFIX);
+            let expires = self.clock.now() + super::CALLBACK_SECRET_TTL;
+            rec.callback_secret = secret.expose_secret().to_owned();
+            rec.callback_secret_expires_at = Some(crate::clock::rfc3339(expires));
+            rec.callback_secret_used = false;
+            rec.updated_at = self.now();
+            let key = org_key(org);
+            let txn = self
+                .vault
+                .put(Txn::new().equals(key.clone(), cur.rev), &key, &rec)?;
+            let audit = AuditRecord::new("org.onboarding_issued")
+                .org(org.to_string())
+                .details(serde_json::json!({"callback_secret_expires_at": rec.callback_secret_expires_at, "region": settings.region}));
+            if !self.audit.commit_with(ctx, txn, audit).await? {
+                continue;
+            }
+            let stack = stack_name(org);
+            let params = parameters(&rec, settings, secret.expose_secret());
+            let url_expiry = self.clock.now() + settings.template_url_ttl;
+            return Ok(OnboardingLinks {
+                console_url: console_url(settings, &template_url, &stack, &params),
+                aws_cli_command: cli_command(settings, &template_url, &stack, &params),
+                template_url,
+                stack_name: stack,
+                region: settings.region.clone(),
+                expires_at: crate::clock::rfc3339(url_expiry.min(expires)),
+            });
+        }
+        Err(Error::Contention)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_and_encoding() {
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(url_encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+        assert_eq!(console_host("aws-cn"), "console.amazonaws.cn");
+        assert_eq!(console_host("aws-us-gov"), "console.amazonaws-us-gov.com");
+    }
+}

@@ -1,0 +1,40 @@
+//! The schema and every statement the SQLite engine runs (all prepared and cached).
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY NOT NULL,
+    value BLOB NOT NULL,
+    expires_at INTEGER NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kv_expires ON kv(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS ratelimit (
+    key TEXT PRIMARY KEY NOT NULL,
+    tat INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ratelimit_expires ON ratelimit(expires_at);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+pub(super) const SQL_GET: &str =
+    "SELECT value FROM kv WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)";
+pub(super) const SQL_PUT: &str = "INSERT INTO kv (key, value, expires_at) VALUES (?1, ?2, ?3)
+     ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at";
+pub(super) const SQL_DELETE: &str = "DELETE FROM kv WHERE key = ?1";
+pub(super) const SQL_LIST: &str = "SELECT key, value FROM kv
+     WHERE key >= ?1 AND key > ?2 AND key < ?3 AND (expires_at IS NULL OR expires_at > ?4)
+     ORDER BY key LIMIT ?5";
+pub(super) const SQL_RATE_GET: &str =
+    "SELECT tat FROM ratelimit WHERE key = ?1 AND expires_at > ?2";
+pub(super) const SQL_RATE_PUT: &str =
+    "INSERT INTO ratelimit (key, tat, expires_at) VALUES (?1, ?2, ?3)
+     ON CONFLICT(key) DO UPDATE SET tat = excluded.tat, expires_at = excluded.expires_at";
+pub(super) const SQL_SWEEP_KV: &str =
+    "DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= ?1 LIMIT ?2)";
+pub(super) const SQL_SWEEP_RATE: &str = "DELETE FROM ratelimit WHERE key IN (SELECT key FROM ratelimit WHERE expires_at <= ?1 LIMIT ?2)";
+
+/// Upper bound used for the empty prefix: every valid key is ASCII below 0x7f.
+pub(super) const ALL_KEYS_UPPER: &str = "\u{7f}";
