@@ -12,6 +12,7 @@ import tempfile
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import boto3
@@ -167,7 +168,7 @@ class OnboardingStackTest(unittest.TestCase):
         role = self.iam.get_role(RoleName=role_name)["Role"]
         document = role["AssumeRolePolicyDocument"]
         if isinstance(document, str):
-            document = json.loads(urllib.request.unquote(document))
+            document = json.loads(urllib.parse.unquote(document))
         return role, document["Statement"]
 
     def assert_managed_policy(self, stack, role_name, policy_name):
