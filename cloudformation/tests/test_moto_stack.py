@@ -1,0 +1,255 @@
+"""Deploy the onboarding stack into the customer's account in moto (see /work/shared/MOTO.md).
+
+moto runs no Lambda code, so the callback resource stays CREATE_IN_PROGRESS until the test
+answers for the Lambda with a cfn-response, as CloudFormation's ResponseURL would receive it.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import boto3
+
+import support
+
+CUSTOMER = "111122223333"
+PROVIDER = "123456789012"
+REGION = "eu-west-1"
+EXTERNAL_ID = "Xy7" * 16
+SECRET = "rgc_" + "MotoStackCallbackSecret-0123456789abcdefghi"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MotoServer:
+    """moto_server on a free port, started and stopped by the test."""
+
+    def __init__(self):
+        self.log = tempfile.TemporaryFile()
+        for _ in range(3):  # the port could be taken between choosing and binding it
+            port = free_port()
+            self.process = subprocess.Popen(
+                [support.venv_tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+                env=self._env(),
+            )
+            self.endpoint = f"http://127.0.0.1:{port}"
+            if self._ready():
+                return
+            self.stop()
+        raise RuntimeError("moto_server did not start")
+
+    @staticmethod
+    def _env():
+        env = dict(os.environ)
+        # MOTO_ACCOUNT_ID would override x-moto-account-id, and the account must come from it.
+        env.pop("MOTO_ACCOUNT_ID", None)
+        return env
+
+    def _ready(self):
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            try:
+                with urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1):
+                    return True
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        return False
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class OnboardingStackTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.moto = MotoServer()
+        cls.cfn = cls.client("cloudformation", CUSTOMER)
+        cls.iam = cls.client("iam", CUSTOMER)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.moto.stop()
+        cls.moto.log.close()
+
+    @classmethod
+    def client(cls, service, account):
+        client = boto3.client(
+            service,
+            endpoint_url=cls.moto.endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+        def in_account(request, **_):
+            request.headers["x-moto-account-id"] = account
+
+        client.meta.events.register("before-sign.*.*", in_account)
+        return client
+
+    def create(self, stack_name, **params):
+        parameters = {
+            "OrgName": "acme-corp",
+            "ExternalId": EXTERNAL_ID,
+            "CallbackUrl": "https://rolegate.example.com/api/onboarding/callback",
+            "CallbackSecret": SECRET,
+            "ProviderAccountId": PROVIDER,
+        }
+        parameters.update(params)
+        return self.cfn.create_stack(
+            StackName=stack_name,
+            TemplateBody=support.template_text(),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            Capabilities=["CAPABILITY_NAMED_IAM"],
+        )["StackId"]
+
+    def stack(self, stack_id):
+        return self.cfn.describe_stacks(StackName=stack_id)["Stacks"][0]
+
+    def answer_for_the_lambda(self, stack_id, status="SUCCESS"):
+        """PUT the cfn-response the Lambda would send to its ResponseURL."""
+        body = json.dumps(
+            {
+                "Status": status,
+                "Reason": "rolegate accepted the callback (HTTP 200)",
+                "PhysicalResourceId": "rolegate-callback-acme-corp",
+                "StackId": stack_id,
+                "RequestId": "moto-does-not-check-this",
+                "LogicalResourceId": "RolegateCallback",
+                "Data": {"Status": status},
+            }
+        ).encode()
+        request = urllib.request.Request(
+            f"{self.moto.endpoint}/cloudformation_{REGION}/cfnresponse?stack={stack_id}",
+            data=body,
+            method="PUT",
+            headers={
+                "Content-Type": "",
+                "x-moto-account-id": CUSTOMER,
+                # moto picks the region of this request from the User-Agent (else us-east-1),
+                # not from the /cloudformation_<region>/ path.
+                "User-Agent": f"rolegate-tests region/{REGION}",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            self.assertEqual(response.status, 200)
+
+    def wait_for(self, stack_id, status, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            current = self.stack(stack_id)["StackStatus"]
+            if current == status:
+                return self.stack(stack_id)
+            time.sleep(0.2)
+        self.fail(f"stack stayed {current}, expected {status}")
+
+    def trust(self, role_name):
+        role = self.iam.get_role(RoleName=role_name)["Role"]
+        document = role["AssumeRolePolicyDocument"]
+        if isinstance(document, str):
+            document = json.loads(urllib.parse.unquote(document))
+        return role, document["Statement"]
+
+    def assert_managed_policy(self, stack, role_name, policy_name):
+        expected = f"arn:aws:iam::aws:policy/{policy_name}"
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        self.assertEqual(outputs["AccessPolicyArn"], expected)
+        # moto 5.2.5 ignores ManagedPolicyArns on AWS::IAM::Role (nothing is attached). The
+        # AccessPolicyArn output is the same expression as the role's ManagedPolicyArns
+        # (test_template checks that), so the output stands in; if a later moto attaches the
+        # policy, it must be exactly this one.
+        attached = self.iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
+        if attached:
+            self.assertEqual([p["PolicyArn"] for p in attached], [expected])
+
+    def test_onboarding_stack_in_the_customer_account(self):
+        stack_id = self.create("rolegate-onboarding", AccessLevel="PowerUser", MaxSessionDuration="7200")
+        self.assertTrue(stack_id.startswith(f"arn:aws:cloudformation:{REGION}:{CUSTOMER}:stack/"))
+
+        # The role is there, in the customer's account, before the callback is answered.
+        role, statements = self.trust("rolegate-acme-corp")
+        self.assertEqual(role["Arn"], f"arn:aws:iam::{CUSTOMER}:role/rolegate-acme-corp")
+        self.assertEqual(role["MaxSessionDuration"], 7200)
+        assume, session = statements
+        self.assertEqual(assume["Action"], "sts:AssumeRole")
+        self.assertEqual(assume["Principal"], {"AWS": f"arn:aws:iam::{PROVIDER}:root"})
+        self.assertEqual(assume["Condition"], {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}})
+        self.assertEqual(session["Action"], ["sts:SetSourceIdentity", "sts:TagSession"])
+        self.assertEqual(session["Principal"], {"AWS": f"arn:aws:iam::{PROVIDER}:root"})
+        self.assertNotIn("Condition", session)
+
+        # Not in the provider's (moto's default) account.
+        provider_iam = self.client("iam", PROVIDER)
+        with self.assertRaises(provider_iam.exceptions.NoSuchEntityException):
+            provider_iam.get_role(RoleName="rolegate-acme-corp")
+
+        # Until the Lambda answers, the stack waits on the callback resource.
+        time.sleep(0.5)
+        self.assertEqual(self.stack(stack_id)["StackStatus"], "CREATE_IN_PROGRESS")
+        resources = {
+            r["LogicalResourceId"]: r["ResourceStatus"]
+            for r in self.cfn.describe_stack_resources(StackName=stack_id)["StackResources"]
+        }
+        self.assertEqual(resources["RolegateCallback"], "CREATE_IN_PROGRESS")
+
+        self.answer_for_the_lambda(stack_id)
+        stack = self.wait_for(stack_id, "CREATE_COMPLETE")
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+        self.assertEqual(outputs["RoleArn"], f"arn:aws:iam::{CUSTOMER}:role/rolegate-acme-corp")
+        self.assertEqual(outputs["RoleName"], "rolegate-acme-corp")
+        self.assert_managed_policy(stack, "rolegate-acme-corp", "PowerUserAccess")
+        # (moto echoes NoEcho parameters back unmasked, so NoEcho is checked in test_template.)
+
+        self.cfn.delete_stack(StackName=stack_id)
+        self.wait_for(stack_id, "DELETE_COMPLETE")
+        with self.assertRaises(self.iam.exceptions.NoSuchEntityException):
+            self.iam.get_role(RoleName="rolegate-acme-corp")
+
+    def test_a_second_org_onboards_the_same_account_pinned_to_one_provider_role(self):
+        pin = f"arn:aws:iam::{PROVIDER}:role/rolegate-broker"
+        stack_id = self.create("rolegate-onboarding-other", OrgName="other-org", ProviderPrincipalArn=pin)
+        _, statements = self.trust("rolegate-other-org")
+        assume, session = statements
+        self.assertEqual(
+            assume["Condition"],
+            {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}, "ArnEquals": {"aws:PrincipalArn": pin}},
+        )
+        self.assertEqual(session["Condition"], {"ArnEquals": {"aws:PrincipalArn": pin}})
+        self.answer_for_the_lambda(stack_id)
+        stack = self.wait_for(stack_id, "CREATE_COMPLETE")
+        self.assert_managed_policy(stack, "rolegate-other-org", "ReadOnlyAccess")  # the default
+
+    def test_an_explicit_role_name_wins(self):
+        stack_id = self.create(
+            "rolegate-onboarding-named", OrgName="named-org", RoleName="ProviderAccess", AccessLevel="Administrator"
+        )
+        role, _ = self.trust("ProviderAccess")
+        self.assertEqual(role["Arn"], f"arn:aws:iam::{CUSTOMER}:role/ProviderAccess")
+        self.answer_for_the_lambda(stack_id)
+        stack = self.wait_for(stack_id, "CREATE_COMPLETE")
+        self.assert_managed_policy(stack, "ProviderAccess", "AdministratorAccess")
+
+
+if __name__ == "__main__":
+    unittest.main()
