@@ -279,7 +279,7 @@ impl KvStore for RedisStore {
         let mut reply = reply.into_iter();
         let last_scanned = reply.next().unwrap_or_default();
         let corrupt = |reason: &str| StoreError::Corrupt {
-            key: format!("{}idx", self.prefix),
+            key: self.meta_key("idx"),
             reason: reason.into(),
         };
         let mut items = Vec::new();

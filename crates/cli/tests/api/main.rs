@@ -7,6 +7,8 @@ mod support;
 
 /// The hash-chained audit log.
 mod audit;
+/// Customer onboarding: the stack, the signed callback, binding.
+mod onboarding;
 /// Malformed input and the error shape (foundation issue, section 7).
 mod errors;
 /// Idempotency-Key semantics.

@@ -65,6 +65,83 @@ pub fn redis_url() -> &'static str {
     })
 }
 
+/// The Python venv that `scripts/test` creates (moto, cfn-lint, the AWS CLI, boto3).
+pub fn venv_bin(tool: &str) -> PathBuf {
+    let venv = std::env::var("ROLEGATE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/rolegate-venv"));
+    let path = venv.join("bin").join(tool);
+    assert!(path.exists(), "{} is missing: run ./scripts/test, which installs the test venv", path.display());
+    path
+}
+
+/// One private `moto_server` per test binary, on a free port, reaped by a watchdog when
+/// this process exits. moto's default account (123456789012) plays the provider.
+pub fn moto_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let port = free_port();
+        let pid = std::process::id();
+        let moto = venv_bin("moto_server");
+        let script = format!(
+            "'{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & M=$!; \
+             while kill -0 {pid} 2>/dev/null && kill -0 $M 2>/dev/null; do sleep 1; done; kill $M 2>/dev/null",
+            moto.display()
+        );
+        // The watchdog outlives this call by design; it reaps moto_server itself.
+        #[allow(clippy::zombie_processes)]
+        let _watchdog = Command::new("bash").arg("-c").arg(script).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return url;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("moto_server did not start on port {port}");
+    })
+}
+
+/// Config that points rolegate's AWS calls at moto as the provider account.
+pub fn moto_toml() -> String {
+    format!(
+        "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\nmax_attempts = 1\n",
+        moto_url()
+    )
+}
+
+/// Runs the venv's AWS CLI against moto with the given credentials (provider by default).
+pub fn aws_cli(args: &[&str], creds: Option<(&str, &str, &str)>) -> std::process::Output {
+    let (id, secret, token) = creds.unwrap_or(("testing", "testing", ""));
+    let mut cmd = Command::new(venv_bin("aws"));
+    cmd.args(args)
+        .env("AWS_ENDPOINT_URL", moto_url())
+        .env("AWS_ACCESS_KEY_ID", id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE");
+    if token.is_empty() {
+        cmd.env_remove("AWS_SESSION_TOKEN");
+    } else {
+        cmd.env("AWS_SESSION_TOKEN", token);
+    }
+    cmd.output().unwrap()
+}
+
+/// Credentials acting inside `account` in moto (moto does not need the role to exist).
+pub fn customer_credentials(account: &str) -> (String, String, String) {
+    let out = aws_cli(
+        &["sts", "assume-role", "--role-arn", &format!("arn:aws:iam::{account}:role/test-admin"), "--role-session-name", "test", "--output", "json"],
+        None,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &v["Credentials"];
+    (c["AccessKeyId"].as_str().unwrap().into(), c["SecretAccessKey"].as_str().unwrap().into(), c["SessionToken"].as_str().unwrap().into())
+}
+
 pub struct TestApp {
     pub base: String,
     pub admin_token: String,

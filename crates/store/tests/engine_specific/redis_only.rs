@@ -150,3 +150,64 @@ async fn errors_never_reveal_the_password() {
         .to_string();
     assert!(err.contains("ftp") && !err.contains("s3cr"), "{err}");
 }
+
+async fn index_len(prefix: &str) -> usize {
+    let mut conn = raw().await;
+    ::redis::cmd("ZCARD")
+        .arg(format!("{prefix} idx"))
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn listing_resumes_past_many_expired_entries() {
+    let prefix = unique_prefix("many-dead");
+    let s = RedisStore::connect(&redis_url(), &prefix).await.unwrap();
+    let mut txn = Txn::new();
+    for i in 0..2500 {
+        txn = txn.put_ttl(format!("d/{i:05}"), vec![], Duration::from_millis(50));
+    }
+    assert!(s.commit(txn.put("d/zz", b"live".to_vec())).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let (mut items, mut after, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let page = s.list("d/", after.as_deref(), 10).await.unwrap();
+        pages += 1;
+        items.extend(page.items);
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(items, vec![("d/zz".to_owned(), b"live".to_vec())]);
+    assert!(
+        pages >= 2,
+        "a bounded script call cannot examine 2500 entries at once"
+    );
+    assert_eq!(index_len(&prefix).await, 1);
+}
+
+#[tokio::test]
+async fn background_sweep_trims_the_index() {
+    let prefix = unique_prefix("sweep");
+    let s = RedisStore::connect(&redis_url(), &prefix).await.unwrap();
+    let mut txn = Txn::new();
+    for i in 0..20 {
+        txn = txn.put_ttl(format!("s/{i}"), vec![], Duration::from_millis(50));
+    }
+    assert!(s.commit(txn).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    for i in 0..1100u32 {
+        assert!(
+            s.commit(Txn::new().put("other", i.to_le_bytes().to_vec()))
+                .await
+                .unwrap()
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while index_len(&prefix).await != 1 {
+        assert!(std::time::Instant::now() < deadline, "sweep did not run");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
