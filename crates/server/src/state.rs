@@ -7,6 +7,7 @@ use rolegate_core::clock::Clock;
 use rolegate_core::idempotency::Idempotency;
 
 use crate::config::Settings;
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -14,4 +15,6 @@ pub struct AppState {
     pub idempotency: Idempotency,
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
+    /// This application's own metrics registry (never process-global; ADR 0005).
+    pub metrics: Arc<Metrics>,
 }

@@ -11,6 +11,8 @@ mod audit;
 mod errors;
 /// Idempotency-Key semantics.
 mod idempotency;
+/// `GET /metrics`: route templates, store timings, 429 counts, per-app registry.
+mod metrics;
 /// Organisations: registration, races, scoping, rotation, offboarding.
 mod orgs;
 /// Durability across SIGKILL, and the binary's offline commands.
