@@ -11,7 +11,7 @@ mod audit;
 mod errors;
 /// Idempotency-Key semantics.
 mod idempotency;
-/// `GET /metrics`: route templates, store timings, 429 counts, per-app registry.
+/// `GET /metrics` (per-app registry) and the JSON request logs of the real binary.
 mod metrics;
 /// Organisations: registration, races, scoping, rotation, offboarding.
 mod orgs;

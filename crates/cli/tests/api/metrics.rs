@@ -1,8 +1,11 @@
-//! `GET /metrics`. Every app has its own registry (ADR 0005), so the counts
+//! `GET /metrics` and the logs. Every app has its own registry (ADR 0005), so the counts
 //! asserted here are this test's own, whatever runs beside it.
 
 use std::collections::BTreeMap;
 
+use serde_json::{Value, json};
+
+use crate::process::{self, Server};
 use crate::support::{AppOptions, Engine, TestApp, spawn_app, spawn_with};
 
 /// The body of `/metrics`, fetched with no credentials at all.
@@ -220,3 +223,145 @@ crate::both_engines!(
     rate_limit_rejections_are_counted_per_limit,
     disabled_metrics_are_not_found,
 );
+
+/// The real binary, stdout piped (not a terminal): every line is JSON, each request's lines
+/// carry its `x-request-id`, each request ends with an info "request finished" line, and no
+/// token, API key or body ever appears.
+#[test]
+fn logs_are_json_lines_with_the_request_id_and_no_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let master_key = rolegate_crypto::MasterKey::generate().to_base64();
+    let server: Server = process::start_with(
+        tmp.path(),
+        "sqlite",
+        &master_key,
+        &[
+            ("ROLEGATE_LOG_LEVEL", "info"),
+            ("ROLEGATE_LOG_FORMAT", "auto"),
+        ],
+    );
+    let admin = std::fs::read_to_string(tmp.path().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let wrong = "rgt_WrongTokenThatMustNeverAppearInTheLogs0000";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (requests, secrets) = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let url = |p: &str| format!("{}{p}", server.base);
+        let mut requests: Vec<(String, u16)> = Vec::new();
+        let mut note = |r: &reqwest::Response| {
+            let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+            requests.push((id, r.status().as_u16()));
+        };
+        let r = client
+            .post(url("/api/users"))
+            .bearer_auth(&admin)
+            .json(&json!({"user_id": "logger", "role": "operator"}))
+            .send()
+            .await
+            .unwrap();
+        note(&r);
+        let op_token = r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = client
+            .post(url("/api/orgs"))
+            .bearer_auth(&op_token)
+            .header("idempotency-key", "log-test")
+            .json(&json!({"org_name": "log-org"}))
+            .send()
+            .await
+            .unwrap();
+        note(&r);
+        let api_key = r.json::<Value>().await.unwrap()["api_key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = client
+            .get(url("/api/orgs/log-org"))
+            .header("x-api-key", &api_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        note(&r);
+        let r = client
+            .get(url("/api/orgs/log-org"))
+            .bearer_auth(&api_key)
+            .send()
+            .await
+            .unwrap();
+        note(&r);
+        let r = client
+            .get(url("/api/users"))
+            .bearer_auth(wrong)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        note(&r);
+        let r = client.get(url("/nowhere")).send().await.unwrap();
+        note(&r);
+        (
+            requests,
+            vec![
+                admin.clone(),
+                op_token,
+                api_key,
+                wrong.to_owned(),
+                master_key.clone(),
+            ],
+        )
+    });
+    drop(rt);
+    let (stdout, stderr) = server.stop();
+
+    let lines: Vec<Value> = stdout
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["message"].is_string())
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "listening" && l["addr"].is_string()),
+        "{stdout:#?}"
+    );
+    // Every line inside a request's span carries a non-empty request id.
+    for l in lines.iter().filter(|l| l["span"]["name"] == "request") {
+        assert!(
+            l["span"]["request_id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty()),
+            "{l}"
+        );
+    }
+    for (id, status) in &requests {
+        let finished: Vec<_> = lines
+            .iter()
+            .filter(|l| {
+                l["span"]["request_id"] == id.as_str() && l["message"] == "request finished"
+            })
+            .collect();
+        assert_eq!(finished.len(), 1, "request {id}: {stdout:#?}");
+        assert_eq!(finished[0]["level"], "INFO");
+        assert_eq!(finished[0]["status"], *status);
+        assert!(finished[0]["latency_ms"].is_number());
+    }
+    for secret in &secrets {
+        // The random part too, in case something logged a secret without its `rgt_` prefix.
+        let tail = secret.split_once('_').map_or(secret.as_str(), |(_, t)| t);
+        for line in stdout.iter().chain(&stderr) {
+            assert!(
+                !line.contains(secret.as_str()) && !line.contains(tail),
+                "a secret was logged: {line}"
+            );
+        }
+    }
+}
