@@ -142,7 +142,12 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let app = rolegate_server::Application::build(settings).await?;
             if let Some(addr) = app.local_addr() {
                 tracing::info!(%addr, "listening");
-                println!("rolegate listening on http://{addr}");
+                // For people and scripts; on stderr so that stdout carries only log lines
+                // (JSON when it is not a terminal).
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("rolegate listening on http://{addr}");
+                }
             }
             app.run_until_stopped().await?;
         }

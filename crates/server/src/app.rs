@@ -2,10 +2,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, Request};
 use axum::middleware;
+use axum::response::Response;
+use axum::routing::get;
 use rolegate_core::clock::{Clock, SystemClock};
 use rolegate_core::idempotency::Idempotency;
 use rolegate_core::ids::{Role, UserId};
@@ -19,19 +22,36 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
 use crate::error::{ApiError, render_errors};
+use crate::instrumented_store::InstrumentedStore;
+use crate::metrics::{Metrics, StoreMetrics};
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Opens the store and keyring and wires the domain services (shared by `serve` and the
-/// offline admin commands).
+/// Opens the store and keyring and wires the domain services (the offline admin commands;
+/// `serve` goes through [`open_services_with`] to record store metrics).
 pub async fn open_services(
     settings: &Settings,
     create_key: bool,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Services> {
+    open_services_with(settings, create_key, clock, None).await
+}
+
+/// [`open_services`], with the engine wrapped in an [`InstrumentedStore`] when `metrics` is
+/// given, so every store call below the vault is timed and its failures counted.
+pub async fn open_services_with(
+    settings: &Settings,
+    create_key: bool,
+    clock: Arc<dyn Clock>,
+    metrics: Option<&StoreMetrics>,
+) -> anyhow::Result<Services> {
     let ring = crate::keys::load_keyring(settings, create_key)?;
-    let store = rolegate_store::connect(settings.store.expose_secret(), &settings.data_dir).await?;
+    let mut store =
+        rolegate_store::connect(settings.store.expose_secret(), &settings.data_dir).await?;
+    if let Some(metrics) = metrics {
+        store = Arc::new(InstrumentedStore::new(store, metrics.clone()));
+    }
     let vault = Vault::new(store, Arc::new(ring));
     let sdk = rolegate_aws::load(&settings.aws.settings).await;
     let sts = Arc::new(rolegate_aws::SdkSts::new(&sdk));
@@ -76,7 +96,10 @@ impl Application {
                 settings.data_dir.display()
             )
         })?;
-        let services = open_services(&settings, true, clock.clone()).await?;
+        let metrics =
+            Arc::new(Metrics::new().map_err(|e| anyhow::anyhow!("cannot set up metrics: {e}"))?);
+        let services =
+            open_services_with(&settings, true, clock.clone(), Some(metrics.store())).await?;
         bootstrap_admin(&services, &settings).await?;
         let idempotency = Idempotency::new(services.vault.clone(), settings.idempotency_ttl);
         let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
@@ -101,6 +124,7 @@ impl Application {
             clock,
             templates,
             callback_url,
+            metrics,
         };
         Ok(Self {
             router: router(state.clone()),
@@ -180,6 +204,9 @@ async fn bootstrap_admin(services: &Services, settings: &Settings) -> anyhow::Re
 }
 
 /// The full router with every layer.
+///
+/// `/metrics` sits beside the health routes, outside authentication: it must only be
+/// reachable from the network that scrapes it.
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .merge(crate::routes::users::router(&state))
@@ -191,19 +218,34 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::auth::authenticate,
         ));
+    let mut open = Router::new().merge(crate::routes::health::router());
+    if state.settings.metrics_enabled {
+        open = open.route("/metrics", get(crate::metrics::render));
+    }
     Router::new()
-        .merge(crate::routes::health::router())
+        .merge(open)
         .merge(crate::routes::onboarding::public_router())
         .merge(protected)
         .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route") })
-        .with_state(state)
         .layer(middleware::from_fn(render_errors))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track_http))
+        .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
-                tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
-            }),
+            // Spans and events name the method, the path (never the query) and the request id;
+            // never a header or a body, where the secrets are.
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+                })
+                .on_response(|res: &Response, latency: Duration, _: &tracing::Span| {
+                    tracing::info!(
+                        status = res.status().as_u16(),
+                        latency_ms = latency.as_secs_f64() * 1000.0,
+                        "request finished"
+                    );
+                }),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

@@ -153,7 +153,10 @@ async fn failed(
         .rate_step(&format!("rl/authfail/{ip}"), now, limit)
         .await
     {
-        Ok(d) if !d.allowed => return crate::ratelimit::rejected(&d).into_response(),
+        Ok(d) if !d.allowed => {
+            return crate::ratelimit::rejected(&state.metrics, "auth_failures_per_ip", &d)
+                .into_response();
+        }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "rate limiter unavailable"),
     }

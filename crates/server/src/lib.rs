@@ -14,8 +14,12 @@ pub mod error;
 pub mod extract;
 /// The Idempotency-Key middleware.
 pub mod idempotency;
+/// The `KvStore` decorator that records store metrics.
+pub mod instrumented_store;
 /// Master keyring loading.
 pub mod keys;
+/// Prometheus metrics and `GET /metrics`.
+pub mod metrics;
 /// 429 responses.
 pub mod ratelimit;
 /// Route modules.

@@ -1,19 +1,22 @@
 //! Rate-limit responses: 429 `rate_limited` with `Retry-After` and the IETF `RateLimit-*`
-//! headers.
+//! headers. Every 429 is built here, so every one is counted in
+//! `rolegate_rate_limit_rejections_total{limit}`.
 
 use axum::http::{StatusCode, header};
 use rolegate_core::ports::RateDecision;
 
 use crate::auth::hv;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 
 fn secs(ms: u64) -> String {
     ms.div_ceil(1000).max(1).to_string()
 }
 
-/// The 429 for a denied step.
+/// The 429 for a denied step of the limit named `limit` (its config key), counted once.
 #[must_use]
-pub fn rejected(d: &RateDecision) -> ApiError {
+pub fn rejected(metrics: &Metrics, limit: &str, d: &RateDecision) -> ApiError {
+    metrics.rate_limit_rejected(limit);
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",

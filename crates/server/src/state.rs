@@ -8,6 +8,7 @@ use rolegate_core::idempotency::Idempotency;
 use rolegate_core::ports::aws::TemplateStore;
 
 use crate::config::Settings;
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -20,6 +21,8 @@ pub struct AppState {
     /// The callback URL given to customer stacks: configured, or derived from the bound
     /// address for local use.
     pub callback_url: String,
+    /// This application's own metrics registry (never process-global; ADR 0005).
+    pub metrics: Arc<Metrics>,
 }
 
 /// The onboarding template customers deploy, built into the binary.

@@ -13,6 +13,8 @@ mod onboarding;
 mod errors;
 /// Idempotency-Key semantics.
 mod idempotency;
+/// `GET /metrics` (per-app registry) and the JSON request logs of the real binary.
+mod metrics;
 /// Organisations: registration, races, scoping, rotation, offboarding.
 mod orgs;
 /// Durability across SIGKILL, and the binary's offline commands.

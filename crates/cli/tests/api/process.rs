@@ -2,6 +2,7 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
 
 use serde_json::json;
 
@@ -12,40 +13,84 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_rolegate");
 pub struct Server {
     pub child: Child,
     pub base: String,
+    stdout: Option<JoinHandle<Vec<String>>>,
+    stderr: Option<JoinHandle<Vec<String>>>,
 }
 
-/// Starts `rolegate serve` on a free port and waits for its "listening" line.
+/// Starts `rolegate serve` on a free port (log level warn) and waits until it listens.
 pub fn start(data_dir: &std::path::Path, store: &str, key: &str) -> Server {
-    let mut child = Command::new(BIN)
-        .args([
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--store",
-            store,
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("ROLEGATE_MASTER_KEY", key)
-        .env("ROLEGATE_LOG_LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    start_with(data_dir, store, key, &[])
+}
+
+/// [`start`] with extra environment variables (they win over the defaults here). The
+/// "listening" line is read from stderr; every stdout line (the logs) is kept for [`Server::stop`].
+pub fn start_with(
+    data_dir: &std::path::Path,
+    store: &str,
+    key: &str,
+    env: &[(&str, &str)],
+) -> Server {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--store",
+        store,
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .env("ROLEGATE_MASTER_KEY", key)
+    .env("ROLEGATE_LOG_LEVEL", "warn")
+    .env_remove("RUST_LOG")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    // Keep draining both pipes so the server never blocks on a full one.
     let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
+    let stdout = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect()
+    });
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
     let base = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
+        let Some(line) = lines.next() else {
+            panic!("server exited before listening; stderr: {seen:?}");
+        };
+        let line = line.unwrap();
         if let Some(rest) = line.strip_prefix("rolegate listening on ") {
             break rest.trim().to_owned();
         }
+        seen.push(line);
     };
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
+    let stderr = std::thread::spawn(move || {
+        seen.extend(lines.map_while(Result::ok));
+        seen
+    });
+    Server {
+        child,
+        base,
+        stdout: Some(stdout),
+        stderr: Some(stderr),
+    }
+}
+
+impl Server {
+    /// Stops the server gracefully (SIGTERM) and returns its stdout and stderr lines.
+    pub fn stop(mut self) -> (Vec<String>, Vec<String>) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().unwrap();
+        let out = self.stdout.take().unwrap().join().unwrap();
+        let err = self.stderr.take().unwrap().join().unwrap();
+        (out, err)
+    }
 }
 
 fn admin(data_dir: &std::path::Path) -> String {

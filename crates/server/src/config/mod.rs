@@ -74,6 +74,7 @@ pub struct RawSettings {
     pub log_level: Option<String>,
     pub idempotency_ttl_secs: Option<u64>,
     pub trust_forwarded_for: Option<bool>,
+    pub metrics_enabled: Option<bool>,
     #[serde(default)]
     pub rate_limits: RawRateLimits,
     #[serde(default)]
@@ -100,6 +101,7 @@ const ENV: &[(&str, &str)] = &[
         "onboarding.callback_url",
         "ROLEGATE_ONBOARDING_CALLBACK_URL",
     ),
+    ("metrics_enabled", "ROLEGATE_METRICS_ENABLED"),
 ];
 
 impl RawSettings {
@@ -140,6 +142,10 @@ impl RawSettings {
                     self.trust_forwarded_for =
                         Some(v.parse().map_err(|_| bad(var, "must be true or false"))?);
                 }
+                "metrics_enabled" => {
+                    self.metrics_enabled =
+                        Some(v.parse().map_err(|_| bad(var, "must be true or false"))?);
+                }
                 _ => {}
             }
         }
@@ -162,7 +168,8 @@ impl RawSettings {
             log_format,
             log_level,
             idempotency_ttl_secs,
-            trust_forwarded_for
+            trust_forwarded_for,
+            metrics_enabled
         );
         self
     }
@@ -259,6 +266,7 @@ impl RawSettings {
             log_level,
             idempotency_ttl: Duration::from_secs(ttl),
             trust_forwarded_for: self.trust_forwarded_for.unwrap_or(false),
+            metrics_enabled: self.metrics_enabled.unwrap_or(true),
             rate_limits: limits,
             aws,
             onboarding,
@@ -314,6 +322,8 @@ pub struct Settings {
     pub log_level: String,
     pub idempotency_ttl: Duration,
     pub trust_forwarded_for: bool,
+    /// Serve `GET /metrics` (unauthenticated: scrape it from an internal network only).
+    pub metrics_enabled: bool,
     pub rate_limits: RateLimits,
     pub aws: aws::AwsConfig,
     pub onboarding: aws::OnboardingConfig,
@@ -376,5 +386,36 @@ mod tests {
             .overlay_env(|k| (k == "ROLEGATE_IDEMPOTENCY_TTL_SECS").then(|| "x".into()))
             .unwrap_err();
         assert_eq!(e.setting, "ROLEGATE_IDEMPOTENCY_TTL_SECS");
+    }
+
+    #[test]
+    fn the_example_config_parses_and_shows_the_defaults() {
+        let text = include_str!("../../../rolegate.example.toml");
+        let example = toml::from_str::<RawSettings>(text)
+            .unwrap()
+            .validate()
+            .unwrap();
+        let defaults = Settings::defaults().unwrap();
+        assert_eq!(example.listen, defaults.listen);
+        assert_eq!(example.metrics_enabled, defaults.metrics_enabled);
+        assert_eq!(example.trust_forwarded_for, defaults.trust_forwarded_for);
+        assert_eq!(example.idempotency_ttl, defaults.idempotency_ttl);
+    }
+
+    #[test]
+    fn metrics_are_on_by_default_and_can_be_turned_off() {
+        assert!(Settings::defaults().unwrap().metrics_enabled);
+        let file: RawSettings = toml::from_str("metrics_enabled = false").unwrap();
+        assert!(!file.clone().validate().unwrap().metrics_enabled);
+        let env = file
+            .overlay_env(|k| (k == "ROLEGATE_METRICS_ENABLED").then(|| "true".to_owned()))
+            .unwrap();
+        assert!(env.validate().unwrap().metrics_enabled);
+        let e = RawSettings::default()
+            .overlay_env(|k| (k == "ROLEGATE_METRICS_ENABLED").then(|| "yes".into()))
+            .unwrap_err();
+        assert_eq!(e.setting, "ROLEGATE_METRICS_ENABLED");
+        let e = toml::from_str::<RawSettings>("metrics_enabled = \"on\"").unwrap_err();
+        assert!(e.to_string().contains("metrics_enabled"), "{e}");
     }
 }

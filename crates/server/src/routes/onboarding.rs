@@ -39,6 +39,7 @@ fn header(h: &HeaderMap, name: &str) -> Option<String> {
 
 async fn step(
     state: &AppState,
+    name: &str,
     key: String,
     limit: rolegate_core::ports::RateLimit,
 ) -> Result<(), ApiError> {
@@ -52,7 +53,7 @@ async fn step(
     if d.allowed {
         Ok(())
     } else {
-        Err(crate::ratelimit::rejected(&d))
+        Err(crate::ratelimit::rejected(&state.metrics, name, &d))
     }
 }
 
@@ -67,6 +68,7 @@ async fn callback_handler(
     let limits = state.settings.rate_limits;
     step(
         &state,
+        "callback_per_ip",
         format!("rl/callback-ip/{ip}"),
         limits.callback_per_ip,
     )
@@ -74,6 +76,7 @@ async fn callback_handler(
     if let Some(org) = callback::claimed_org(&body) {
         step(
             &state,
+            "callback_per_org",
             format!("rl/callback-org/{org}"),
             limits.callback_per_org,
         )

@@ -129,3 +129,58 @@ async fn expired_rows_are_swept() {
         .unwrap();
     assert_eq!(left, 0);
 }
+
+const CHILD_DB: &str = "ROLEGATE_STORE_SIGKILL_DB";
+
+/// Runs in a child process (re-executed test binary) when `CHILD_DB` is set: acknowledges
+/// each commit on stdout, then waits to be killed. A no-op in a normal test run.
+#[tokio::test]
+async fn sigkill_child_writer() {
+    let Ok(path) = std::env::var(CHILD_DB) else {
+        return;
+    };
+    let s = SqliteStore::open(std::path::Path::new(&path)).unwrap();
+    for i in 0..50u32 {
+        assert!(
+            s.commit(Txn::new().put(format!("ack/{i:03}"), i.to_le_bytes().to_vec()))
+                .await
+                .unwrap()
+        );
+        println!("ACK {i}");
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_sigkill() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kill.db");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "engine_specific::sqlite_only::sigkill_child_writer",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DB, &path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut acked = 0;
+    for line in stdout.lines() {
+        if line.unwrap().starts_with("ACK ") {
+            acked += 1;
+            if acked == 50 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(acked, 50);
+    let s = SqliteStore::open(&path).unwrap();
+    let page = s.list("ack/", None, 100).await.unwrap();
+    assert_eq!(page.items.len(), 50, "every acknowledged commit survived");
+}
