@@ -7,14 +7,14 @@ mod support;
 
 /// The hash-chained audit log.
 mod audit;
-/// Customer onboarding: the stack, the signed callback, binding.
-mod onboarding;
 /// Malformed input and the error shape (foundation issue, section 7).
 mod errors;
 /// Idempotency-Key semantics.
 mod idempotency;
 /// `GET /metrics` (per-app registry) and the JSON request logs of the real binary.
 mod metrics;
+/// Customer onboarding: the stack, the signed callback, binding.
+mod onboarding;
 /// Organisations: registration, races, scoping, rotation, offboarding.
 mod orgs;
 /// Durability across SIGKILL, and the binary's offline commands.

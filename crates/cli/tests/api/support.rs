@@ -69,9 +69,15 @@ pub fn redis_url() -> &'static str {
 pub fn venv_bin(tool: &str) -> PathBuf {
     let venv = std::env::var("ROLEGATE_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/rolegate-venv"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/rolegate-venv")
+        });
     let path = venv.join("bin").join(tool);
-    assert!(path.exists(), "{} is missing: run ./scripts/test, which installs the test venv", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run ./scripts/test, which installs the test venv",
+        path.display()
+    );
     path
 }
 
@@ -133,13 +139,30 @@ pub fn aws_cli(args: &[&str], creds: Option<(&str, &str, &str)>) -> std::process
 /// Credentials acting inside `account` in moto (moto does not need the role to exist).
 pub fn customer_credentials(account: &str) -> (String, String, String) {
     let out = aws_cli(
-        &["sts", "assume-role", "--role-arn", &format!("arn:aws:iam::{account}:role/test-admin"), "--role-session-name", "test", "--output", "json"],
+        &[
+            "sts",
+            "assume-role",
+            "--role-arn",
+            &format!("arn:aws:iam::{account}:role/test-admin"),
+            "--role-session-name",
+            "test",
+            "--output",
+            "json",
+        ],
         None,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let c = &v["Credentials"];
-    (c["AccessKeyId"].as_str().unwrap().into(), c["SecretAccessKey"].as_str().unwrap().into(), c["SessionToken"].as_str().unwrap().into())
+    (
+        c["AccessKeyId"].as_str().unwrap().into(),
+        c["SecretAccessKey"].as_str().unwrap().into(),
+        c["SessionToken"].as_str().unwrap().into(),
+    )
 }
 
 pub struct TestApp {

@@ -390,7 +390,7 @@ mod tests {
 
     #[test]
     fn the_example_config_parses_and_shows_the_defaults() {
-        let text = include_str!("../../../rolegate.example.toml");
+        let text = include_str!("../../../../rolegate.example.toml");
         let example = toml::from_str::<RawSettings>(text)
             .unwrap()
             .validate()

@@ -139,6 +139,9 @@ fn settings(state: &AppState) -> Result<OnboardingSettings, ApiError> {
 }
 
 async fn issue(state: &AppState, caller: &Caller, org: &OrgName) -> Result<Response, ApiError> {
+    crate::auth::require_operator(&caller.principal)?;
+    // 404/403 for the org come before any configuration problem.
+    state.services.org_record(&caller.principal, org).await?;
     let s = settings(state)?;
     let templates = state.templates.as_ref().ok_or_else(|| {
         ApiError::new(
