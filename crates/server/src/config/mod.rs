@@ -4,6 +4,8 @@
 
 /// `[aws]` and `[onboarding]`.
 pub mod aws;
+/// `[credentials]` (access levels, cache) and `[console]`.
+pub mod credentials;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -58,6 +60,9 @@ pub struct RawRateLimits {
     pub auth_failures_per_ip: Option<RawLimit>,
     pub callback_per_ip: Option<RawLimit>,
     pub callback_per_org: Option<RawLimit>,
+    pub credentials_per_principal: Option<RawLimit>,
+    pub credentials_per_org: Option<RawLimit>,
+    pub validate_per_principal: Option<RawLimit>,
 }
 
 /// The config file's shape; every field optional so that layers can overlay.
@@ -81,6 +86,10 @@ pub struct RawSettings {
     pub aws: aws::RawAws,
     #[serde(default)]
     pub onboarding: aws::RawOnboarding,
+    #[serde(default)]
+    pub credentials: credentials::RawCredentials,
+    #[serde(default)]
+    pub console: credentials::RawConsole,
 }
 
 /// Environment variable names, one per scalar setting.
@@ -254,9 +263,37 @@ impl RawSettings {
                     period_secs: 60,
                 })
                 .parse("rate_limits.callback_per_org")?,
+            credentials_per_principal: self
+                .rate_limits
+                .credentials_per_principal
+                .unwrap_or(RawLimit {
+                    burst: 120,
+                    period_secs: 60,
+                })
+                .parse("rate_limits.credentials_per_principal")?,
+            credentials_per_org: self
+                .rate_limits
+                .credentials_per_org
+                .unwrap_or(RawLimit {
+                    burst: 600,
+                    period_secs: 60,
+                })
+                .parse("rate_limits.credentials_per_org")?,
+            validate_per_principal: self
+                .rate_limits
+                .validate_per_principal
+                .unwrap_or(RawLimit {
+                    burst: 60,
+                    period_secs: 60,
+                })
+                .parse("rate_limits.validate_per_principal")?,
         };
         let aws = self.aws.validate()?;
         let onboarding = self.onboarding.validate(&aws.settings.region)?;
+        let credentials = self
+            .credentials
+            .validate(&onboarding.partition, &aws.settings.region)?;
+        let console = self.console.validate()?;
         Ok(Settings {
             listen,
             data_dir,
@@ -270,6 +307,8 @@ impl RawSettings {
             rate_limits: limits,
             aws,
             onboarding,
+            credentials,
+            console,
         })
     }
 }
@@ -308,6 +347,9 @@ pub struct RateLimits {
     pub auth_failures_per_ip: RateLimit,
     pub callback_per_ip: RateLimit,
     pub callback_per_org: RateLimit,
+    pub credentials_per_principal: RateLimit,
+    pub credentials_per_org: RateLimit,
+    pub validate_per_principal: RateLimit,
 }
 
 /// Validated settings.
@@ -327,6 +369,10 @@ pub struct Settings {
     pub rate_limits: RateLimits,
     pub aws: aws::AwsConfig,
     pub onboarding: aws::OnboardingConfig,
+    /// Access levels and the credential cache.
+    pub credentials: rolegate_core::credentials::CredentialPolicy,
+    /// Console sign-in.
+    pub console: rolegate_core::credentials::ConsoleSettings,
 }
 
 impl Settings {

@@ -37,26 +37,6 @@ fn header(h: &HeaderMap, name: &str) -> Option<String> {
     h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
-async fn step(
-    state: &AppState,
-    name: &str,
-    key: String,
-    limit: rolegate_core::ports::RateLimit,
-) -> Result<(), ApiError> {
-    let d = state
-        .services
-        .vault
-        .store()
-        .rate_step(&key, state.clock.now_ms(), limit)
-        .await
-        .map_err(rolegate_core::Error::from)?;
-    if d.allowed {
-        Ok(())
-    } else {
-        Err(crate::ratelimit::rejected(&state.metrics, name, &d))
-    }
-}
-
 /// `POST /api/integrations/validate`: the onboarding stack's signed callback.
 async fn callback_handler(
     State(state): State<AppState>,
@@ -66,7 +46,7 @@ async fn callback_handler(
 ) -> Result<Response, ApiError> {
     let ip = source_ip(&state, &headers, Some(peer));
     let limits = state.settings.rate_limits;
-    step(
+    crate::ratelimit::step(
         &state,
         "callback_per_ip",
         format!("rl/callback-ip/{ip}"),
@@ -74,7 +54,7 @@ async fn callback_handler(
     )
     .await?;
     if let Some(org) = callback::claimed_org(&body) {
-        step(
+        crate::ratelimit::step(
             &state,
             "callback_per_org",
             format!("rl/callback-org/{org}"),
