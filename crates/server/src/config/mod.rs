@@ -446,6 +446,18 @@ mod tests {
         assert_eq!(example.metrics_enabled, defaults.metrics_enabled);
         assert_eq!(example.trust_forwarded_for, defaults.trust_forwarded_for);
         assert_eq!(example.idempotency_ttl, defaults.idempotency_ttl);
+        for level in ["readonly", "operator"] {
+            assert_eq!(
+                example.credentials.level(Some(level)).unwrap(),
+                defaults.credentials.level(Some(level)).unwrap(),
+                "the example's {level} level is the built-in one"
+            );
+        }
+        assert_eq!(
+            example.credentials.default_level(),
+            defaults.credentials.default_level()
+        );
+        assert_eq!(example.console.issuer, defaults.console.issuer);
     }
 
     #[test]
