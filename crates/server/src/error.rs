@@ -210,6 +210,13 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
         .unwrap_or_default()
         .to_owned();
     let res = next.run(req).await;
+    render(res, &request_id)
+}
+
+/// Gives an error response its JSON body (a no-op for successes and for errors already
+/// rendered). The idempotency layer renders before it stores, so a replayed error is the
+/// original one, byte for byte.
+pub fn render(res: Response, request_id: &str) -> Response {
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
@@ -240,7 +247,7 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
         error: ErrorDetail {
             code,
             message: &message,
-            request_id: &request_id,
+            request_id,
             field: field.as_deref(),
             details,
         },
