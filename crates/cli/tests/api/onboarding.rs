@@ -408,7 +408,40 @@ async fn callbacks_are_rate_limited_per_ip(engine: Engine) {
     assert!(statuses[3].header("retry-after").is_some());
 }
 
+/// The per-org budget is spent only by verified callbacks, so unsigned posts naming an org
+/// cannot lock out its real stack; and an extreme timestamp is just stale.
+async fn callbacks_are_rate_limited_per_org_after_the_signature(engine: Engine) {
+    let extra = "[rate_limits]\ncallback_per_org = { burst = 2, period_secs = 60 }\n";
+    let app = onboarding_app(engine, false, true, extra).await;
+    assert_eq!(app.register(&app.admin_token, "rlo-org").await.status, 201);
+    for _ in 0..5 {
+        let body = notice("rlo-org", CUSTOMER, "created");
+        let r = post_callback(&app, "1", "0123456789abcdef0123", "00", body).await;
+        assert_eq!(r.status, 401, "forged callbacks are refused, not counted");
+    }
+    let r = post_callback(
+        &app,
+        "-9223372036854775808",
+        "0123456789abcdef0123",
+        &"0".repeat(64),
+        notice("rlo-org", CUSTOMER, "created"),
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (401, "stale_timestamp"));
+    let secret = app.callback_secret("rlo-org").await;
+    let mut statuses = Vec::new();
+    for event in ["created", "updated", "updated"] {
+        statuses.push(signed(&app, &secret, notice("rlo-org", CUSTOMER, event)).await);
+    }
+    assert_eq!(
+        statuses.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [200, 200, 429]
+    );
+    assert_eq!(statuses[2].code(), "rate_limited");
+}
+
 crate::both_engines!(
+    callbacks_are_rate_limited_per_org_after_the_signature,
     every_bad_callback_gets_its_code,
     binding_is_first_verified_account_until_reset,
     unenforced_external_id_leaves_the_org_unsafe,

@@ -53,15 +53,6 @@ async fn callback_handler(
         limits.callback_per_ip,
     )
     .await?;
-    if let Some(org) = callback::claimed_org(&body) {
-        crate::ratelimit::step(
-            &state,
-            "callback_per_org",
-            format!("rl/callback-org/{org}"),
-            limits.callback_per_org,
-        )
-        .await?;
-    }
     let ctx = RequestContext {
         request_id: request_id(&headers),
         source_ip: Some(ip),
@@ -72,9 +63,24 @@ async fn callback_handler(
         timestamp: header(&headers, "x-sig-timestamp"),
         nonce: header(&headers, "x-sig-nonce"),
     };
+    state
+        .services
+        .authenticate_callback(&ctx, &sig, &body)
+        .await?;
+    // Only a verified callback spends its org's budget: unsigned traffic naming an org is
+    // the per-IP limit's business and can never lock out the org's real stack.
+    if let Some(org) = callback::claimed_org(&body) {
+        crate::ratelimit::step(
+            &state,
+            "callback_per_org",
+            format!("rl/callback-org/{org}"),
+            limits.callback_per_org,
+        )
+        .await?;
+    }
     let outcome = state
         .services
-        .handle_callback(&ctx, &sig, &body, &state.settings.onboarding.policy)
+        .apply_callback(&ctx, &body, &state.settings.onboarding.policy)
         .await?;
     if outcome.status == rolegate_core::orgs::OrgStatus::Failed {
         // The stack should fail with a reason the customer can act on.
