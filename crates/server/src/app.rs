@@ -260,4 +260,20 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_unsafe_request_id))
+}
+
+/// A client may send its own `x-request-id` to correlate logs, but it lands in logs and
+/// audit events: anything but 1 to 64 of `[A-Za-z0-9._-]` is replaced by a fresh UUID.
+async fn drop_unsafe_request_id<B>(mut req: Request<B>) -> Request<B> {
+    let ok = req.headers().get(&REQUEST_ID).is_some_and(|v| {
+        let b = v.as_bytes();
+        (1..=64).contains(&b.len())
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+    });
+    if !ok {
+        req.headers_mut().remove(&REQUEST_ID);
+    }
+    req
 }

@@ -129,10 +129,15 @@ pub fn sts_error(e: StsError) -> Error {
                 retry_after_secs: None,
             }
         }
-        StsError::Other { code: c, message } => Error::Upstream {
-            code,
-            message: format!("STS error {c}: {message}"),
-            retry_after_secs: None,
-        },
+        StsError::Other { code: c, message } => {
+            tracing::warn!(sts_code = %c, %message, "unexpected STS error");
+            Error::Upstream {
+                code,
+                message: format!(
+                    "STS answered with an unexpected error ({c}); details are in the log"
+                ),
+                retry_after_secs: None,
+            }
+        }
     }
 }
