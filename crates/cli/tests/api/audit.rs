@@ -185,6 +185,72 @@ async fn parallel_writers_on_two_replicas_neither_fork_nor_gap(engine: Engine) {
     assert_eq!(report.events, 41);
 }
 
+/// Events with no write of their own (here: failed logins) are group-committed; a burst on
+/// two replicas, mixed with ordinary audited writes, still makes one gapless chain with
+/// every event in it exactly once.
+async fn group_committed_appends_on_two_replicas_neither_fork_nor_gap(engine: Engine) {
+    let toml = "[rate_limits]\nauth_failures_per_ip = { burst = 1000, period_secs = 60 }\n";
+    let a = Arc::new(
+        spawn_with(
+            engine,
+            AppOptions {
+                toml: toml.into(),
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    let b = Arc::new(
+        spawn_with(
+            engine,
+            AppOptions {
+                store: Some(a.store.clone()),
+                master_key: Some(a.master_key.clone()),
+                toml: toml.into(),
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    let mut tasks = Vec::new();
+    for i in 0..120 {
+        let app = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let token = a.admin_token.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 10 == 0 {
+                app.register(&token, &format!("grp-{i}")).await.status
+            } else {
+                app.send(
+                    app.client
+                        .get(app.url("/api/orgs"))
+                        .header("x-request-id", format!("burst-{i}"))
+                        .bearer_auth("rgt_wrong"),
+                )
+                .await
+                .status
+            }
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(t.await.unwrap(), if i % 10 == 0 { 201 } else { 401 });
+    }
+    let report = audit::verify(&a.vault().await).await.unwrap();
+    assert!(report.breaks.is_empty(), "{:?}", report.breaks);
+    assert_eq!(
+        report.events, 121,
+        "bootstrap + 12 registrations + 108 failed logins"
+    );
+    let events = a.audit_events().await;
+    let mut ids: Vec<&str> = events
+        .iter()
+        .filter(|e| e.request_id.starts_with("burst-"))
+        .map(|e| e.request_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 108, "every failed login exactly once");
+}
+
 async fn verify_names_an_edited_and_a_deleted_event(engine: Engine) {
     let app = spawn_app(engine).await;
     for i in 0..5 {
@@ -368,5 +434,6 @@ crate::both_engines!(
     failed_attempts_count_against_the_attacker_not_the_victim,
     an_action_whose_event_cannot_be_written_has_no_effect,
     parallel_writers_on_two_replicas_neither_fork_nor_gap,
+    group_committed_appends_on_two_replicas_neither_fork_nor_gap,
     verify_names_an_edited_and_a_deleted_event,
 );

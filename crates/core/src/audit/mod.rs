@@ -15,6 +15,8 @@ use crate::ports::Txn;
 use crate::vault::Vault;
 use crate::{Error, RequestContext};
 
+/// Group commit for events that accompany no other write.
+mod batch;
 /// Queries over the log (`GET /api/audit`).
 pub mod query;
 
@@ -133,6 +135,8 @@ pub struct Audit {
     vault: Vault,
     clock: std::sync::Arc<dyn Clock>,
     cached: Mutex<Option<(AuditHead, Vec<u8>)>>,
+    /// Appends waiting for the next group commit (see `batch`).
+    queue: std::sync::Mutex<Vec<batch::Pending>>,
 }
 
 impl Audit {
@@ -142,6 +146,7 @@ impl Audit {
             vault,
             clock,
             cached: Mutex::new(None),
+            queue: std::sync::Mutex::default(),
         }
     }
 
@@ -162,6 +167,9 @@ impl Audit {
         txn: Txn,
         record: AuditRecord,
     ) -> Result<bool, Error> {
+        if txn.conditions.is_empty() && txn.writes.is_empty() {
+            return self.append(ctx, record).await.map(|()| true);
+        }
         let mut cached = self.cached.lock().await;
         for _ in 0..MAX_ATTEMPTS {
             if cached.is_none() {
@@ -174,22 +182,7 @@ impl Audit {
                 Some((head, raw)) => (head.seq, head.hash.clone(), Some(raw.clone())),
                 None => (0, GENESIS.to_owned(), None),
             };
-            let mut event = AuditEvent {
-                seq: prev_seq + 1,
-                time: crate::clock::rfc3339_millis(self.clock.now()),
-                actor: ctx.actor.clone(),
-                action: record.action.to_owned(),
-                org: record.org.clone(),
-                target: record.target.clone(),
-                outcome: record.outcome,
-                code: record.code.clone(),
-                request_id: ctx.request_id.clone(),
-                source_ip: ctx.source_ip.clone(),
-                details: record.details.clone(),
-                prev: prev_hash,
-                hash: String::new(),
-            };
-            event.hash = event.compute_hash();
+            let event = self.event(ctx, &record, prev_seq, prev_hash);
             let head = AuditHead {
                 seq: event.seq,
                 hash: event.hash.clone(),
@@ -200,13 +193,7 @@ impl Audit {
                 Some(raw) => full.equals(HEAD_KEY, raw),
                 None => full.absent(HEAD_KEY),
             };
-            let ev_key = event_key(event.seq);
-            full = self
-                .vault
-                .put(full.absent(ev_key.clone()), &ev_key, &event)?;
-            if let Some(org) = &event.org {
-                full = self.vault.put(full, &org_index_key(org, event.seq), &())?;
-            }
+            full = self.put_event(full, &event)?;
             full = full.put(HEAD_KEY, head_raw.clone());
             if self.vault.commit(full).await? {
                 *cached = Some((head, head_raw));
@@ -226,9 +213,41 @@ impl Audit {
         Err(Error::Contention)
     }
 
-    /// Appends an event that accompanies no other write (failed logins, denials).
-    pub async fn append(&self, ctx: &RequestContext, record: AuditRecord) -> Result<(), Error> {
-        self.commit_with(ctx, Txn::new(), record).await.map(|_| ())
+    /// The event for `record`, chained after `prev_seq`/`prev_hash`.
+    fn event(
+        &self,
+        ctx: &RequestContext,
+        record: &AuditRecord,
+        prev_seq: u64,
+        prev_hash: String,
+    ) -> AuditEvent {
+        let mut event = AuditEvent {
+            seq: prev_seq + 1,
+            time: crate::clock::rfc3339_millis(self.clock.now()),
+            actor: ctx.actor.clone(),
+            action: record.action.to_owned(),
+            org: record.org.clone(),
+            target: record.target.clone(),
+            outcome: record.outcome,
+            code: record.code.clone(),
+            request_id: ctx.request_id.clone(),
+            source_ip: ctx.source_ip.clone(),
+            details: record.details.clone(),
+            prev: prev_hash,
+            hash: String::new(),
+        };
+        event.hash = event.compute_hash();
+        event
+    }
+
+    /// Adds `event` (which must not exist yet) and its org index entry to `txn`.
+    fn put_event(&self, txn: Txn, event: &AuditEvent) -> Result<Txn, Error> {
+        let ev_key = event_key(event.seq);
+        let mut txn = self.vault.put(txn.absent(ev_key.clone()), &ev_key, event)?;
+        if let Some(org) = &event.org {
+            txn = self.vault.put(txn, &org_index_key(org, event.seq), &())?;
+        }
+        Ok(txn)
     }
 }
 
