@@ -94,6 +94,11 @@ pub struct OrgRecord {
     /// Whether a verified callback has used the current secret (then it does not expire).
     #[serde(default)]
     pub callback_secret_used: bool,
+    /// The secret a live stack was deployed with, kept when new links replace it so that
+    /// stack's Update and Delete notifications still verify; dropped once a callback uses
+    /// the current secret.
+    #[serde(default)]
+    pub previous_callback_secret: Option<String>,
     /// Result of the trust-policy check after binding (`external_id_enforced`,
     /// `external_id_not_enforced`, or why the check failed).
     #[serde(default)]
@@ -256,6 +261,7 @@ impl Services {
                 self.clock.now() + crate::onboarding::CALLBACK_SECRET_TTL,
             )),
             callback_secret_used: false,
+            previous_callback_secret: None,
             trust_check: None,
             status_message: None,
             last_callback_at: None,

@@ -386,10 +386,52 @@ async fn callback_secrets_expire_and_are_replaced(engine: Engine) {
     );
     let r = signed(&app, &first, notice("exp-org", CUSTOMER, "created")).await;
     assert_eq!(r.code(), "invalid_signature");
+    // Looking at the links (GET) reuses the current secret: it never breaks a stack.
+    let viewed = app
+        .get("/api/orgs/exp-org/onboarding", &app.admin_token)
+        .await;
+    assert_eq!(viewed.status, 200, "{:?}", viewed.body);
+    assert_eq!(app.callback_secret("exp-org").await, second);
+    assert_eq!(viewed.body["console_url"], links.body["console_url"]);
     // Unused for more than 7 days: dead.
     app.clock.advance_ms(8 * 24 * 3600 * 1000);
     let r = signed(&app, &second, notice("exp-org", CUSTOMER, "created")).await;
     assert_eq!(r.code(), "invalid_signature");
+}
+
+/// New links for a bound org must not orphan the live stack: its secret keeps verifying
+/// (so its Delete still offboards) until a callback uses the new one.
+async fn new_links_do_not_orphan_a_live_stack(engine: Engine) {
+    let app = onboarding_app(engine, false, false, "").await;
+    validated_org(&app, &app.admin_token, "live-org").await;
+    let live = app.callback_secret("live-org").await;
+    let links = app
+        .post(
+            "/api/integrate",
+            &app.admin_token,
+            json!({"org_name": "live-org"}),
+        )
+        .await;
+    assert_eq!(links.status, 200, "{:?}", links.body);
+    let fresh = app.callback_secret("live-org").await;
+    assert_ne!(fresh, live);
+    let r = signed(&app, &live, notice("live-org", CUSTOMER, "updated")).await;
+    assert_eq!(
+        r.status, 200,
+        "the live stack's update still verifies: {:?}",
+        r.body
+    );
+    // Once the new secret is used, the old one retires.
+    let r = signed(&app, &fresh, notice("live-org", CUSTOMER, "updated")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = signed(&app, &live, notice("live-org", CUSTOMER, "deleted")).await;
+    assert_eq!(r.code(), "invalid_signature");
+    // A stack deployed with the retired secret's successor can still be deleted.
+    let r = signed(&app, &fresh, notice("live-org", CUSTOMER, "deleted")).await;
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (200, Some("offboarded"))
+    );
 }
 
 async fn callbacks_are_rate_limited_per_ip(engine: Engine) {
@@ -447,6 +489,7 @@ crate::both_engines!(
     unenforced_external_id_leaves_the_org_unsafe,
     callback_secrets_expire_and_are_replaced,
     callbacks_are_rate_limited_per_ip,
+    new_links_do_not_orphan_a_live_stack,
 );
 
 #[test]

@@ -1,7 +1,7 @@
 use serde::Deserialize;
 
 use super::{
-    CallbackOutcome, NONCE_TTL, OnboardingPolicy, SignatureHeaders, TIMESTAMP_WINDOW_SECS,
+    CallbackOutcome, NONCE_TTL, OnboardingPolicy, SignatureHeaders, TIMESTAMP_WINDOW_SECS, Verified,
 };
 use crate::audit::AuditRecord;
 use crate::ids::OrgName;
@@ -191,8 +191,8 @@ impl Services {
         body: &[u8],
         policy: &OnboardingPolicy,
     ) -> Result<CallbackOutcome, Error> {
-        self.authenticate_callback(ctx, headers, body).await?;
-        self.apply_callback(ctx, body, policy).await
+        let verified = self.authenticate_callback(ctx, headers, body).await?;
+        self.apply_callback(ctx, verified, body, policy).await
     }
 
     /// The signature checks (headers, timestamp, signature, nonce), audited when they fail.
@@ -202,9 +202,9 @@ impl Services {
         ctx: &RequestContext,
         headers: &SignatureHeaders,
         body: &[u8],
-    ) -> Result<(), Error> {
+    ) -> Result<Verified, Error> {
         match self.verify_callback(headers, body).await {
-            Ok(()) => Ok(()),
+            Ok(v) => Ok(v),
             Err(e) => {
                 let code = match &e {
                     Error::SignatureRejected { code, .. } => *code,
@@ -224,13 +224,14 @@ impl Services {
     pub async fn apply_callback(
         &self,
         ctx: &RequestContext,
+        verified: Verified,
         body: &[u8],
         policy: &OnboardingPolicy,
     ) -> Result<CallbackOutcome, Error> {
         let cb = Callback::parse(body)?;
         match cb.event {
             CallbackEvent::Created | CallbackEvent::Updated => {
-                self.bind(ctx, &cb).await?;
+                self.bind(ctx, &cb, verified).await?;
                 self.verify_trust(ctx, &cb, policy).await
             }
             CallbackEvent::Deleted => self.stack_deleted(ctx, &cb).await,
@@ -238,7 +239,11 @@ impl Services {
     }
 
     /// Headers, timestamp, signature, nonce — in that order.
-    async fn verify_callback(&self, headers: &SignatureHeaders, body: &[u8]) -> Result<(), Error> {
+    async fn verify_callback(
+        &self,
+        headers: &SignatureHeaders,
+        body: &[u8],
+    ) -> Result<Verified, Error> {
         let (sig, ts, nonce) = parse_headers(headers)?;
         let now = self.clock.now().unix_timestamp();
         // abs_diff: an extreme timestamp from the network must not overflow.
@@ -263,19 +268,28 @@ impl Services {
                         .is_ok_and(|exp| self.clock.now() < exp)
                 })
         };
-        // An unknown org, an expired secret and a wrong signature all cost one HMAC and end
-        // in the same answer, so the endpoint reveals nothing about org names.
+        // An unknown org, an expired secret and a wrong signature all cost the same two
+        // HMACs (the current secret and a live stack's previous one) and end in the same
+        // answer, so the endpoint reveals nothing about org names.
         let key = record
             .as_ref()
             .filter(|r| secret_ok(r))
             .map(|r| r.callback_secret.clone());
+        let previous = record
+            .as_ref()
+            .and_then(|r| r.previous_callback_secret.clone());
         let mut msg = format!("{ts}|{nonce}|").into_bytes();
         msg.extend_from_slice(body);
-        let expected = rolegate_crypto::hmac_sha256_hex(
-            key.as_deref().unwrap_or("rolegate-no-such-org").as_bytes(),
-            &msg,
-        );
-        if !rolegate_crypto::ct_eq(expected.as_bytes(), sig.as_bytes()) || key.is_none() {
+        let matches = |k: Option<&str>| {
+            let expected = rolegate_crypto::hmac_sha256_hex(
+                k.unwrap_or("rolegate-no-such-org").as_bytes(),
+                &msg,
+            );
+            rolegate_crypto::ct_eq(expected.as_bytes(), sig.as_bytes()) && k.is_some()
+        };
+        let with_current = matches(key.as_deref());
+        let with_previous = matches(previous.as_deref());
+        if !(with_current || with_previous) {
             return Err(rejected(
                 "invalid_signature",
                 "the callback signature is not valid",
@@ -294,11 +308,18 @@ impl Services {
                 "this X-Sig-Nonce was already used",
             ));
         }
-        Ok(())
+        Ok(Verified {
+            previous_secret: !with_current,
+        })
     }
 
     /// Binds the org to the reporting account (first verified "created" wins).
-    async fn bind(&self, ctx: &RequestContext, cb: &Callback) -> Result<(), Error> {
+    async fn bind(
+        &self,
+        ctx: &RequestContext,
+        cb: &Callback,
+        verified: Verified,
+    ) -> Result<(), Error> {
         for _ in 0..8 {
             let key = org_key(&cb.org);
             let cur = self
@@ -344,7 +365,11 @@ impl Services {
             rec.stack_id = Some(cb.stack_id.clone());
             rec.status = OrgStatus::CallbackReceived;
             rec.status_message = None;
-            rec.callback_secret_used = true;
+            if !verified.previous_secret {
+                // The current secret is in use now: the previous stack's one retires.
+                rec.callback_secret_used = true;
+                rec.previous_callback_secret = None;
+            }
             rec.last_callback_at = Some(self.now());
             rec.updated_at = self.now();
             let txn = self

@@ -141,8 +141,12 @@ pub fn cli_command(
 }
 
 impl Services {
-    /// Issues a fresh callback secret (replacing any earlier one), publishes the template
-    /// and returns the links for the customer.
+    /// Publishes the template and returns the links for the customer. With `rotate` (POST
+    /// /api/integrate) a fresh callback secret replaces the current one; without it (GET)
+    /// the current secret is reused while it still works, so looking at the links never
+    /// breaks a stack. A replaced secret that a live stack used stays valid for that stack
+    /// until a callback uses the new one.
+    #[allow(clippy::too_many_arguments)]
     pub async fn issue_onboarding(
         &self,
         ctx: &RequestContext,
@@ -151,6 +155,7 @@ impl Services {
         settings: &OnboardingSettings,
         templates: &dyn TemplateStore,
         template: &[u8],
+        rotate: bool,
     ) -> Result<OnboardingLinks, Error> {
         if matches!(by, Principal::OrgKey { .. }) {
             return Err(Error::Forbidden(
@@ -175,19 +180,41 @@ impl Services {
                     format!("organisation {org} is offboarded"),
                 ));
             }
-            let secret: SecretString = rolegate_crypto::secret_token(CALLBACK_SECRET_PREFIX);
-            let expires = self.clock.now() + super::CALLBACK_SECRET_TTL;
-            rec.callback_secret = secret.expose_secret().to_owned();
-            rec.callback_secret_expires_at = Some(crate::clock::rfc3339(expires));
-            rec.callback_secret_used = false;
-            rec.updated_at = self.now();
-            let key = org_key(org);
-            let txn = self
-                .vault
-                .put(Txn::new().equals(key.clone(), cur.rev), &key, &rec)?;
+            let now = self.clock.now();
+            let current_expires = rec.callback_secret_expires_at.as_deref().and_then(|e| {
+                time::OffsetDateTime::parse(e, &time::format_description::well_known::Rfc3339).ok()
+            });
+            let reusable = rec.callback_secret_used || current_expires.is_some_and(|e| now < e);
+            let (secret, expires, txn) = if !rotate && reusable {
+                let expires = current_expires.unwrap_or(now + super::CALLBACK_SECRET_TTL);
+                (
+                    SecretString::from(rec.callback_secret.clone()),
+                    expires,
+                    Txn::new(),
+                )
+            } else {
+                let secret: SecretString = rolegate_crypto::secret_token(CALLBACK_SECRET_PREFIX);
+                let expires = now + super::CALLBACK_SECRET_TTL;
+                if rec.callback_secret_used {
+                    rec.previous_callback_secret = Some(rec.callback_secret.clone());
+                }
+                rec.callback_secret = secret.expose_secret().to_owned();
+                rec.callback_secret_expires_at = Some(crate::clock::rfc3339(expires));
+                rec.callback_secret_used = false;
+                rec.updated_at = self.now();
+                let key = org_key(org);
+                let txn = self
+                    .vault
+                    .put(Txn::new().equals(key.clone(), cur.rev), &key, &rec)?;
+                (secret, expires, txn)
+            };
             let audit = AuditRecord::new("org.onboarding_issued")
                 .org(org.to_string())
-                .details(serde_json::json!({"callback_secret_expires_at": rec.callback_secret_expires_at, "region": settings.region}));
+                .details(serde_json::json!({
+                    "callback_secret_expires_at": crate::clock::rfc3339(expires),
+                    "region": settings.region,
+                    "rotated": !txn.writes.is_empty(),
+                }));
             if !self.audit.commit_with(ctx, txn, audit).await? {
                 continue;
             }

@@ -52,6 +52,14 @@ pub struct SignatureHeaders {
     pub nonce: Option<String>,
 }
 
+/// Proof that a callback's signature, timestamp and nonce were checked; only
+/// `Services::authenticate_callback` makes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// Signed with the previous (live stack's) secret rather than the current one.
+    previous_secret: bool,
+}
+
 /// What a verified callback led to.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CallbackOutcome {

@@ -63,7 +63,7 @@ async fn callback_handler(
         timestamp: header(&headers, "x-sig-timestamp"),
         nonce: header(&headers, "x-sig-nonce"),
     };
-    state
+    let verified = state
         .services
         .authenticate_callback(&ctx, &sig, &body)
         .await?;
@@ -80,7 +80,7 @@ async fn callback_handler(
     }
     let outcome = state
         .services
-        .apply_callback(&ctx, &body, &state.settings.onboarding.policy)
+        .apply_callback(&ctx, verified, &body, &state.settings.onboarding.policy)
         .await?;
     if outcome.status == rolegate_core::orgs::OrgStatus::Failed {
         // The stack should fail with a reason the customer can act on.
@@ -124,7 +124,12 @@ fn settings(state: &AppState) -> Result<OnboardingSettings, ApiError> {
     })
 }
 
-async fn issue(state: &AppState, caller: &Caller, org: &OrgName) -> Result<Response, ApiError> {
+async fn issue(
+    state: &AppState,
+    caller: &Caller,
+    org: &OrgName,
+    rotate: bool,
+) -> Result<Response, ApiError> {
     crate::auth::require_operator(&caller.principal)?;
     // 404/403 for the org come before any configuration problem.
     state.services.org_record(&caller.principal, org).await?;
@@ -145,6 +150,7 @@ async fn issue(state: &AppState, caller: &Caller, org: &OrgName) -> Result<Respo
             &s,
             templates.as_ref(),
             ONBOARDING_TEMPLATE,
+            rotate,
         )
         .await?;
     let mut res = Json(links).into_response();
@@ -164,16 +170,17 @@ async fn integrate(
     let name = req
         .org_name
         .ok_or_else(|| ApiError::invalid_field("org_name", "org_name is required"))?;
-    issue(&state, &caller, &OrgName::parse(&name)?).await
+    issue(&state, &caller, &OrgName::parse(&name)?, true).await
 }
 
-/// `GET /api/orgs/{org}/onboarding`: the same links; issuing them replaces the callback secret.
+/// `GET /api/orgs/{org}/onboarding`: the same links, reusing the current callback secret
+/// while it still works (only `POST /api/integrate` replaces it).
 async fn onboarding_links(
     State(state): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Response, ApiError> {
-    issue(&state, &caller, &OrgName::parse(&org)?).await
+    issue(&state, &caller, &OrgName::parse(&org)?, false).await
 }
 
 /// `POST /api/orgs/{org}/binding/reset`.
