@@ -115,7 +115,9 @@ impl From<CoreError> for ApiError {
             } => {
                 let status = match code {
                     "assume_role_denied" => StatusCode::FORBIDDEN,
-                    "sts_throttled" | "provider_credentials_unavailable" => {
+                    "sts_throttled"
+                    | "provider_credentials_unavailable"
+                    | "template_store_unavailable" => {
                         StatusCode::SERVICE_UNAVAILABLE
                     }
                     "session_policy_too_large" | "invalid_credentials" => StatusCode::BAD_REQUEST,

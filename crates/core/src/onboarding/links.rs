@@ -170,7 +170,14 @@ impl Services {
                 settings.template_url_ttl,
             )
             .await
-            .map_err(crate::credentials::sts_error)?;
+            .map_err(|e| {
+                tracing::error!(error = %e, "could not publish the onboarding template");
+                Error::Upstream {
+                    code: "template_store_unavailable",
+                    message: "the onboarding template could not be published to S3; details are in the log".to_owned(),
+                    retry_after_secs: Some(5),
+                }
+            })?;
         for _ in 0..8 {
             let cur = self.org_record(by, org).await?;
             let mut rec = cur.value.clone();
