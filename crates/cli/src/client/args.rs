@@ -63,7 +63,7 @@ pub struct CredsArgs {
         num_args = 1..=2,
         value_names = ["FORMAT", "NAME"],
         default_value = "json",
-        allow_hyphen_values = false
+        action = clap::ArgAction::Set
     )]
     pub format: Vec<String>,
     /// The profile name for `--format aws-profile` (instead of a second value).
