@@ -1,6 +1,7 @@
-//! The AWS SDK calls rolegate makes (STS `AssumeRole` and `GetCallerIdentity`, S3 template
-//! publishing), implementing `rolegate-core`'s ports. This crate must not depend on HTTP
-//! server or storage crates. Errors are mapped to `StsError` here and nowhere else.
+//! The AWS calls rolegate makes (STS `AssumeRole` and `GetCallerIdentity`, S3 template
+//! publishing, the console federation endpoint), implementing `rolegate-core`'s ports.
+//! This crate must not depend on HTTP server or storage crates. Errors are mapped to
+//! `StsError` here and nowhere else.
 
 use std::time::Duration;
 
@@ -10,11 +11,14 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use secrecy::{ExposeSecret as _, SecretString};
 
+/// The console sign-in federation endpoint.
+mod federation;
 /// S3 template publishing.
 mod s3;
 /// STS calls and their error mapping.
 mod sts;
 
+pub use federation::FederationClient;
 pub use s3::S3TemplateStore;
 pub use sts::SdkSts;
 

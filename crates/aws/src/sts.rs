@@ -46,6 +46,10 @@ where
                 | "RequestLimitExceeded"
                 | "TooManyRequestsException" => StsError::Throttled,
                 "PackedPolicyTooLarge" => StsError::PolicyTooLarge(message),
+                "ValidationError" if message.contains("DurationSeconds") => StsError::Invalid {
+                    field: "duration_seconds",
+                    message: format!("AWS refused the duration: {message}"),
+                },
                 "InvalidClientTokenId"
                 | "SignatureDoesNotMatch"
                 | "ExpiredToken"

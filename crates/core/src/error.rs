@@ -62,6 +62,26 @@ impl Error {
         }
     }
 
+    /// The stable snake_case code clients see for this error.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid { .. } => "invalid_field",
+            Self::NotFound { .. } => "not_found",
+            Self::Forbidden(_) => "forbidden",
+            Self::Unauthorized => "unauthorized",
+            Self::Conflict { code, .. }
+            | Self::SignatureRejected { code, .. }
+            | Self::Precondition { code, .. }
+            | Self::Upstream { code, .. } => code,
+            Self::NotConfigured(_) => "not_configured",
+            Self::AuditUnavailable(_) => "audit_unavailable",
+            Self::Contention => "contention",
+            Self::Store(_) => "store_unavailable",
+            Self::Corrupt { .. } => "internal",
+        }
+    }
+
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::Conflict {
             code,

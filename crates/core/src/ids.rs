@@ -87,6 +87,13 @@ impl UserId {
                 "user_id may contain only letters, digits and + = , . @ _ -",
             ));
         }
+        // `apikey.<id>` is the SourceIdentity of org API keys: no operator may look like one.
+        if id.starts_with("apikey.") {
+            return Err(Error::invalid(
+                "user_id",
+                "user_id must not start with \"apikey.\" (reserved for API keys)",
+            ));
+        }
         Ok(Self(id))
     }
 
@@ -175,5 +182,10 @@ mod tests {
         assert!(UserId::parse("a").is_err());
         assert!(UserId::parse("al ice").is_err());
         assert!(UserId::parse("al/ice").is_err());
+        assert!(
+            UserId::parse("apikey.0123").is_err(),
+            "reserved for API keys"
+        );
+        assert!(UserId::parse("apikeys").is_ok());
     }
 }

@@ -42,6 +42,10 @@ pub struct Services {
     pub clock: Arc<dyn Clock>,
     /// STS, for onboarding checks and credential vending.
     pub sts: Arc<dyn ports::aws::Sts>,
+    /// The console federation endpoint, for sign-in URLs.
+    pub federation: Arc<dyn ports::aws::Federation>,
+    /// In-process single-flight for credential issuance.
+    flights: Arc<credentials::Flights>,
     pepper: Pepper,
 }
 
@@ -51,6 +55,7 @@ impl Services {
         vault: vault::Vault,
         clock: Arc<dyn Clock>,
         sts: Arc<dyn ports::aws::Sts>,
+        federation: Arc<dyn ports::aws::Federation>,
     ) -> Result<Self, Error> {
         let pepper = vault.pepper().await?;
         let audit = Arc::new(audit::Audit::new(vault.clone(), clock.clone()));
@@ -59,6 +64,8 @@ impl Services {
             audit,
             clock,
             sts,
+            federation,
+            flights: Arc::default(),
             pepper,
         })
     }

@@ -415,6 +415,7 @@ impl Services {
                     serde_json::json!({"old_api_key_id": old_id, "api_key_id": rec.api_key_id}),
                 );
             if self.audit.commit_with(ctx, txn, audit).await? {
+                self.evict_after_change(name).await;
                 return Ok(RegisteredOrg {
                     org: Org::from(&rec),
                     api_key,
@@ -457,6 +458,7 @@ impl Services {
                 .target(name.to_string())
                 .details(serde_json::json!({"from_status": from, "reason": "deleted by operator"}));
             if self.audit.commit_with(ctx, txn, audit).await? {
+                self.evict_after_change(name).await;
                 return Ok(Org::from(&rec));
             }
         }

@@ -23,7 +23,8 @@ use tower_http::trace::TraceLayer;
 use crate::config::Settings;
 use crate::error::{ApiError, render_errors};
 use crate::instrumented_store::InstrumentedStore;
-use crate::metrics::{Metrics, StoreMetrics};
+use crate::metered_sts::MeteredSts;
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -38,24 +39,34 @@ pub async fn open_services(
     open_services_with(settings, create_key, clock, None).await
 }
 
-/// [`open_services`], with the engine wrapped in an [`InstrumentedStore`] when `metrics` is
-/// given, so every store call below the vault is timed and its failures counted.
+/// [`open_services`], with the engine wrapped in an [`InstrumentedStore`] and STS in a
+/// [`MeteredSts`] when `metrics` is given, so every store call below the vault is timed,
+/// its failures counted, and every AssumeRole counted.
 pub async fn open_services_with(
     settings: &Settings,
     create_key: bool,
     clock: Arc<dyn Clock>,
-    metrics: Option<&StoreMetrics>,
+    metrics: Option<&Metrics>,
 ) -> anyhow::Result<Services> {
     let ring = crate::keys::load_keyring(settings, create_key)?;
     let mut store =
         rolegate_store::connect(settings.store.expose_secret(), &settings.data_dir).await?;
     if let Some(metrics) = metrics {
-        store = Arc::new(InstrumentedStore::new(store, metrics.clone()));
+        store = Arc::new(InstrumentedStore::new(store, metrics.store().clone()));
     }
     let vault = Vault::new(store, Arc::new(ring));
     let sdk = rolegate_aws::load(&settings.aws.settings).await;
-    let sts = Arc::new(rolegate_aws::SdkSts::new(&sdk));
-    Ok(Services::new(vault, clock, sts).await?)
+    let mut sts: Arc<dyn rolegate_core::ports::aws::Sts> =
+        Arc::new(rolegate_aws::SdkSts::new(&sdk));
+    if let Some(metrics) = metrics {
+        sts = Arc::new(MeteredSts::new(sts, metrics.sts_calls.clone()));
+    }
+    let aws = &settings.aws.settings;
+    let federation = Arc::new(
+        rolegate_aws::FederationClient::new(aws.connect_timeout, aws.operation_timeout)
+            .map_err(|e| anyhow::anyhow!("cannot set up the console federation client: {e}"))?,
+    );
+    Ok(Services::new(vault, clock, sts, federation).await?)
 }
 
 /// The S3 template store, when a bucket is configured.
@@ -98,8 +109,7 @@ impl Application {
         })?;
         let metrics =
             Arc::new(Metrics::new().map_err(|e| anyhow::anyhow!("cannot set up metrics: {e}"))?);
-        let services =
-            open_services_with(&settings, true, clock.clone(), Some(metrics.store())).await?;
+        let services = open_services_with(&settings, true, clock.clone(), Some(&metrics)).await?;
         bootstrap_admin(&services, &settings).await?;
         let idempotency = Idempotency::new(services.vault.clone(), settings.idempotency_ttl);
         let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
@@ -213,6 +223,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::routes::orgs::router(&state))
         .merge(crate::routes::audit::router())
         .merge(crate::routes::onboarding::router(&state))
+        .merge(crate::routes::credentials::router(&state))
         .route_layer(middleware::from_fn(render_errors))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -249,4 +260,20 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_unsafe_request_id))
+}
+
+/// A client may send its own `x-request-id` to correlate logs, but it lands in logs and
+/// audit events: anything but 1 to 64 of `[A-Za-z0-9._-]` is replaced by a fresh UUID.
+async fn drop_unsafe_request_id<B>(mut req: Request<B>) -> Request<B> {
+    let ok = req.headers().get(&REQUEST_ID).is_some_and(|v| {
+        let b = v.as_bytes();
+        (1..=64).contains(&b.len())
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+    });
+    if !ok {
+        req.headers_mut().remove(&REQUEST_ID);
+    }
+    req
 }

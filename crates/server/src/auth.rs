@@ -63,7 +63,9 @@ pub fn source_ip(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>
         && let Some(first) = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            // The last hop is the one the trusted proxy appended; earlier ones are whatever
+            // the client sent, and would let it dodge per-IP limits.
+            .and_then(|v| v.rsplit(',').next())
             .map(str::trim)
             .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
     {

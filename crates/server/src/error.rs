@@ -19,6 +19,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// Machine-readable facts about the error (e.g. an org's status), never secrets.
+    pub details: Option<Box<serde_json::Value>>,
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
@@ -29,6 +31,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            details: None,
             headers: Vec::new(),
         }
     }
@@ -75,6 +78,8 @@ pub struct ErrorDetail<'a> {
     pub request_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<&'a serde_json::Value>,
 }
 
 impl From<CoreError> for ApiError {
@@ -95,9 +100,14 @@ impl From<CoreError> for ApiError {
                     HeaderValue::from_static("X-Sig-Signature"),
                 )
             }
-            CoreError::Precondition { code, message, .. } => {
-                Self::new(StatusCode::PRECONDITION_FAILED, code, message)
-            }
+            CoreError::Precondition {
+                code,
+                message,
+                details,
+            } => Self {
+                details: Some(Box::new(details)),
+                ..Self::new(StatusCode::PRECONDITION_FAILED, code, message)
+            },
             CoreError::Upstream {
                 code,
                 message,
@@ -200,6 +210,13 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
         .unwrap_or_default()
         .to_owned();
     let res = next.run(req).await;
+    render(res, &request_id)
+}
+
+/// Gives an error response its JSON body (a no-op for successes and for errors already
+/// rendered). The idempotency layer renders before it stores, so a replayed error is the
+/// original one, byte for byte.
+pub fn render(res: Response, request_id: &str) -> Response {
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
@@ -214,19 +231,25 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
         return Response::from_parts(parts, body);
     }
     let (code, default_message) = code_for(status);
-    let (code, message, field) = match &api {
+    let (code, message, field, details) = match &api {
         Some(e) if status.is_server_error() && e.code == "internal" => {
-            (e.code, default_message.to_owned(), None)
+            (e.code, default_message.to_owned(), None, None)
         }
-        Some(e) => (e.code, e.message.clone(), e.field.clone()),
-        None => (code, default_message.to_owned(), None),
+        Some(e) => (
+            e.code,
+            e.message.clone(),
+            e.field.clone(),
+            e.details.as_deref(),
+        ),
+        None => (code, default_message.to_owned(), None, None),
     };
     let body = ErrorBody {
         error: ErrorDetail {
             code,
             message: &message,
-            request_id: &request_id,
+            request_id,
             field: field.as_deref(),
+            details,
         },
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();

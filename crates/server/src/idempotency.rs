@@ -8,12 +8,12 @@ use axum::response::{IntoResponse, Response};
 use rolegate_core::idempotency::{Claim, Idempotency, StoredResponse, fingerprint};
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, render};
 use crate::state::AppState;
 
 const BODY_LIMIT: usize = 64 * 1024;
 /// Response headers kept with a stored response.
-const KEPT_HEADERS: &[&str] = &["content-type", "location", "cache-control"];
+const KEPT_HEADERS: &[&str] = &["content-type", "location", "cache-control", "retry-after"];
 
 /// For routes where `Idempotency-Key` is required (organisation registration).
 pub async fn required(state: State<AppState>, req: Request, next: Next) -> Response {
@@ -88,10 +88,11 @@ async fn run(State(state): State<AppState>, req: Request, next: Next, required: 
         .into_response(),
         Ok(Claim::Replay(stored)) => replay(stored),
         Ok(Claim::Proceed(scope)) => {
+            let request_id = crate::auth::request_id(&parts.headers);
             let res = next
                 .run(Request::from_parts(parts, Body::from(bytes)))
                 .await;
-            finish(&state, &scope, &fp, res).await
+            finish(&state, &scope, &fp, render(res, &request_id)).await
         }
     }
 }

@@ -18,6 +18,8 @@ pub mod idempotency;
 pub mod instrumented_store;
 /// Master keyring loading.
 pub mod keys;
+/// The `Sts` decorator that counts AssumeRole calls.
+pub mod metered_sts;
 /// Prometheus metrics and `GET /metrics`.
 pub mod metrics;
 /// 429 responses.

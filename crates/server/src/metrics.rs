@@ -45,9 +45,9 @@ pub struct Metrics {
     http_duration: HistogramVec,
     rate_limit_rejections: IntCounterVec,
     store: StoreMetrics,
-    /// Declared for the STS work: `outcome` label. Nothing records it yet.
+    /// Every AssumeRole call, by `outcome` (`ok` or the error code); see `MeteredSts`.
     pub sts_calls: IntCounterVec,
-    /// Declared for the credential cache: `result` label. Nothing records it yet.
+    /// Credential requests, by `result`: `hit` (served from the cache) or `miss`.
     pub credential_cache: IntCounterVec,
 }
 
@@ -148,6 +148,17 @@ impl Metrics {
     #[must_use]
     pub fn store(&self) -> &StoreMetrics {
         &self.store
+    }
+
+    /// Counts one credential request served from the cache (`hit`) or from STS (`miss`).
+    pub fn credential_cache_result(&self, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        if let Ok(c) = self
+            .credential_cache
+            .get_metric_with_label_values(&[result])
+        {
+            c.inc();
+        }
     }
 
     /// Counts one 429 for the named limit (the config key, e.g. `auth_failures_per_ip`).

@@ -8,6 +8,29 @@ use rolegate_core::ports::RateDecision;
 use crate::auth::hv;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// Takes one step of the limit `name` (its config key) for `key`: `Ok` when allowed, the
+/// counted 429 otherwise.
+pub async fn step(
+    state: &AppState,
+    name: &str,
+    key: String,
+    limit: rolegate_core::ports::RateLimit,
+) -> Result<(), ApiError> {
+    let d = state
+        .services
+        .vault
+        .store()
+        .rate_step(&key, state.clock.now_ms(), limit)
+        .await
+        .map_err(rolegate_core::Error::from)?;
+    if d.allowed {
+        Ok(())
+    } else {
+        Err(rejected(&state.metrics, name, &d))
+    }
+}
 
 fn secs(ms: u64) -> String {
     ms.div_ceil(1000).max(1).to_string()

@@ -323,7 +323,45 @@ async fn the_query_filters_pages_and_scopes_to_the_caller(engine: Engine) {
     assert_eq!(app.get("/api/audit", &key).await.status, 403);
 }
 
+/// Behind a trusted proxy the client's address is the last X-Forwarded-For hop: rotating
+/// the hops the client itself sends does not reset its failure budget.
+async fn forwarded_hops_cannot_dodge_the_failure_limit(engine: Engine) {
+    let app = spawn_with(
+        engine,
+        AppOptions {
+            toml: "trust_forwarded_for = true\n[rate_limits]\nauth_failures_per_ip = { burst = 2, period_secs = 60 }\n".into(),
+            manual_clock: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for forged in ["1.1.1.1", "2.2.2.2", "3.3.3.3"] {
+        let r = app
+            .send(
+                app.client
+                    .get(app.url("/api/orgs"))
+                    .header("x-api-key", "rgk_guess")
+                    .header("x-forwarded-for", format!("{forged}, 203.0.113.9")),
+            )
+            .await;
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses, [401, 401, 429]);
+    // Another client behind the same proxy is not affected.
+    let other = app
+        .send(
+            app.client
+                .get(app.url("/api/orgs"))
+                .header("x-api-key", "rgk_guess")
+                .header("x-forwarded-for", "203.0.113.10"),
+        )
+        .await;
+    assert_eq!(other.status, 401);
+}
+
 crate::both_engines!(
+    forwarded_hops_cannot_dodge_the_failure_limit,
     the_query_filters_pages_and_scopes_to_the_caller,
     state_changes_are_chained_and_verify,
     failed_logins_are_audited_without_the_secret,

@@ -183,7 +183,30 @@ async fn success_responses_carry_request_id(engine: Engine) {
     assert_eq!(r.status, 200, "{:?}", r.body);
 }
 
+/// A client's own request id is kept when it is a plain token, and replaced otherwise: it
+/// ends up in logs and audit events.
+async fn client_request_ids_are_kept_only_when_safe(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let with = |id: &str| {
+        app.client
+            .get(app.url("/api/orgs/nope-org"))
+            .bearer_auth(&app.admin_token)
+            .header("x-request-id", id)
+    };
+    let r = app.send(with("trace-42.a_b")).await;
+    assert_eq!(r.header("x-request-id"), Some("trace-42.a_b"));
+    assert_eq!(r.body["error"]["request_id"], "trace-42.a_b");
+    for bad in ["has spaces", "quote\"d", &"x".repeat(65)] {
+        let r = app.send(with(bad)).await;
+        let id = r.header("x-request-id").unwrap();
+        assert_ne!(id, bad);
+        assert_eq!(id.len(), 36, "a fresh UUID: {id}");
+        assert_eq!(r.body["error"]["request_id"], id);
+    }
+}
+
 crate::both_engines!(
+    client_request_ids_are_kept_only_when_safe,
     malformed_json_is_invalid_json,
     failed_field_check_names_the_field,
     missing_or_bad_credentials_are_401_with_www_authenticate,

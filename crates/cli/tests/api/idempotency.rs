@@ -35,6 +35,46 @@ async fn same_key_same_body_replays_byte_for_byte(engine: Engine) {
     );
 }
 
+/// A 4xx is a final answer too: its replay is the original error, code and field included.
+async fn errors_replay_byte_for_byte(engine: Engine) {
+    let app = spawn_app(engine).await;
+    assert_eq!(
+        app.register(&app.admin_token, "taken-org").await.status,
+        201
+    );
+    for (key, body, status, code) in [
+        ("dup", json!({"org_name": "taken-org"}), 409, "org_exists"),
+        ("bad", json!({"org_name": "9bad"}), 400, "invalid_field"),
+    ] {
+        let send = || {
+            app.client
+                .post(app.url("/api/orgs"))
+                .bearer_auth(&app.admin_token)
+                .header("idempotency-key", key)
+                .json(&body)
+        };
+        let first = app.send(send()).await;
+        assert_eq!(
+            (first.status, first.code()),
+            (status, code),
+            "{:?}",
+            first.body
+        );
+        let again = app.send(send()).await;
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        assert_eq!(
+            (again.status, again.code()),
+            (status, code),
+            "{:?}",
+            again.body
+        );
+        assert_eq!(again.raw, first.raw, "replayed byte for byte");
+        if code == "invalid_field" {
+            assert_eq!(again.body["error"]["field"], "org_name");
+        }
+    }
+}
+
 async fn keys_are_scoped_to_the_principal(engine: Engine) {
     let app = spawn_app(engine).await;
     let op = app.create_user("scoped", "operator").await;
@@ -176,6 +216,7 @@ async fn a_5xx_releases_the_key(engine: Engine) {
 
 crate::both_engines!(
     same_key_same_body_replays_byte_for_byte,
+    errors_replay_byte_for_byte,
     keys_are_scoped_to_the_principal,
     missing_key_is_400_where_required,
     concurrent_requests_with_one_key_execute_once,

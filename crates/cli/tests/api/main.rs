@@ -7,6 +7,8 @@ mod support;
 
 /// The hash-chained audit log.
 mod audit;
+/// Credential vending: attribution, cache, single-flight, STS errors, validate, console.
+mod credentials;
 /// Malformed input and the error shape (foundation issue, section 7).
 mod errors;
 /// Idempotency-Key semantics.

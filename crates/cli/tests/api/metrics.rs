@@ -9,7 +9,7 @@ use crate::process::{self, Server};
 use crate::support::{AppOptions, Engine, TestApp, spawn_app, spawn_with};
 
 /// The body of `/metrics`, fetched with no credentials at all.
-async fn scrape(app: &TestApp) -> String {
+pub(crate) async fn scrape(app: &TestApp) -> String {
     let r = app.send(app.client.get(app.url("/metrics"))).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let ct = r.header("content-type").unwrap_or_default();
@@ -40,7 +40,7 @@ fn parse_line(line: &str) -> Option<(&str, BTreeMap<String, String>, f64)> {
 }
 
 /// The value of the series `name` with exactly `labels`, 0 when it has no sample yet.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     let want: BTreeMap<String, String> = labels
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -12,10 +12,10 @@ use crate::support::{
     spawn_with, venv_bin,
 };
 
-const CUSTOMER: &str = "111122223333";
+pub(crate) const CUSTOMER: &str = "111122223333";
 const BUCKET: &str = "rolegate-templates";
 
-fn onboarding_toml(require_enforcement: bool, extra: &str) -> String {
+pub(crate) fn onboarding_toml(require_enforcement: bool, extra: &str) -> String {
     static BUCKET_READY: OnceLock<()> = OnceLock::new();
     BUCKET_READY.get_or_init(|| {
         let out = aws_cli(&["s3api", "create-bucket", "--bucket", BUCKET], None);
@@ -34,7 +34,12 @@ fn onboarding_toml(require_enforcement: bool, extra: &str) -> String {
     )
 }
 
-async fn onboarding_app(engine: Engine, require: bool, manual_clock: bool, extra: &str) -> TestApp {
+pub(crate) async fn onboarding_app(
+    engine: Engine,
+    require: bool,
+    manual_clock: bool,
+    extra: &str,
+) -> TestApp {
     spawn_with(
         engine,
         AppOptions {
@@ -46,13 +51,13 @@ async fn onboarding_app(engine: Engine, require: bool, manual_clock: bool, extra
     .await
 }
 
-fn sign(secret: &str, ts: &str, nonce: &str, body: &[u8]) -> String {
+pub(crate) fn sign(secret: &str, ts: &str, nonce: &str, body: &[u8]) -> String {
     let mut msg = format!("{ts}|{nonce}|").into_bytes();
     msg.extend_from_slice(body);
     rolegate_crypto::hmac_sha256_hex(secret.as_bytes(), &msg)
 }
 
-fn notice(org: &str, account: &str, event: &str) -> Vec<u8> {
+pub(crate) fn notice(org: &str, account: &str, event: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "event": event, "org_name": org, "account_id": account, "region": "us-east-1", "partition": "aws",
         "role_arn": format!("arn:aws:iam::{account}:role/rolegate-{org}"),
@@ -61,7 +66,13 @@ fn notice(org: &str, account: &str, event: &str) -> Vec<u8> {
     .unwrap()
 }
 
-async fn post_callback(app: &TestApp, ts: &str, nonce: &str, sig: &str, body: Vec<u8>) -> Resp {
+pub(crate) async fn post_callback(
+    app: &TestApp,
+    ts: &str,
+    nonce: &str,
+    sig: &str,
+    body: Vec<u8>,
+) -> Resp {
     app.send(
         app.client
             .post(app.url("/api/integrations/validate"))
@@ -75,20 +86,34 @@ async fn post_callback(app: &TestApp, ts: &str, nonce: &str, sig: &str, body: Ve
 }
 
 /// A correctly signed callback at the app's current time.
-async fn signed(app: &TestApp, secret: &str, body: Vec<u8>) -> Resp {
+pub(crate) async fn signed(app: &TestApp, secret: &str, body: Vec<u8>) -> Resp {
     let ts = (app.clock_now_ms().await / 1000).to_string();
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let sig = sign(secret, &ts, &nonce, &body);
     post_callback(app, &ts, &nonce, &sig, body).await
 }
 
+/// Registers `name` as `token` and brings it to `validated` through a correctly signed
+/// callback from the customer account (the app must run with enforcement checking off, as
+/// moto does not enforce the ExternalId). Returns the org's API key.
+pub(crate) async fn validated_org(app: &TestApp, token: &str, name: &str) -> String {
+    let r = app.register(token, name).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let api_key = r.body["api_key"].as_str().unwrap().to_owned();
+    let secret = app.callback_secret(name).await;
+    let r = signed(app, &secret, notice(name, CUSTOMER, "created")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "validated", "{:?}", r.body);
+    api_key
+}
+
 impl TestApp {
-    async fn clock_now_ms(&self) -> i64 {
+    pub(crate) async fn clock_now_ms(&self) -> i64 {
         use rolegate_core::clock::Clock as _;
         self.clock.now_ms()
     }
 
-    async fn callback_secret(&self, org: &str) -> String {
+    pub(crate) async fn callback_secret(&self, org: &str) -> String {
         let rec = self
             .vault()
             .await
@@ -383,7 +408,40 @@ async fn callbacks_are_rate_limited_per_ip(engine: Engine) {
     assert!(statuses[3].header("retry-after").is_some());
 }
 
+/// The per-org budget is spent only by verified callbacks, so unsigned posts naming an org
+/// cannot lock out its real stack; and an extreme timestamp is just stale.
+async fn callbacks_are_rate_limited_per_org_after_the_signature(engine: Engine) {
+    let extra = "[rate_limits]\ncallback_per_org = { burst = 2, period_secs = 60 }\n";
+    let app = onboarding_app(engine, false, true, extra).await;
+    assert_eq!(app.register(&app.admin_token, "rlo-org").await.status, 201);
+    for _ in 0..5 {
+        let body = notice("rlo-org", CUSTOMER, "created");
+        let r = post_callback(&app, "1", "0123456789abcdef0123", "00", body).await;
+        assert_eq!(r.status, 401, "forged callbacks are refused, not counted");
+    }
+    let r = post_callback(
+        &app,
+        "-9223372036854775808",
+        "0123456789abcdef0123",
+        &"0".repeat(64),
+        notice("rlo-org", CUSTOMER, "created"),
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (401, "stale_timestamp"));
+    let secret = app.callback_secret("rlo-org").await;
+    let mut statuses = Vec::new();
+    for event in ["created", "updated", "updated"] {
+        statuses.push(signed(&app, &secret, notice("rlo-org", CUSTOMER, event)).await);
+    }
+    assert_eq!(
+        statuses.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [200, 200, 429]
+    );
+    assert_eq!(statuses[2].code(), "rate_limited");
+}
+
 crate::both_engines!(
+    callbacks_are_rate_limited_per_org_after_the_signature,
     every_bad_callback_gets_its_code,
     binding_is_first_verified_account_until_reset,
     unenforced_external_id_leaves_the_org_unsafe,

@@ -4,7 +4,7 @@ use serde_json::json;
 use crate::support::{AppOptions, Engine, TestApp, spawn_app, spawn_with};
 
 /// Every byte the engine holds: the SQLite files, or every Redis key name and value.
-async fn raw_store_bytes(app: &TestApp) -> Vec<u8> {
+pub(crate) async fn raw_store_bytes(app: &TestApp) -> Vec<u8> {
     match app.engine {
         Engine::Sqlite => {
             let mut all = Vec::new();

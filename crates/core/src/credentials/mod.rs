@@ -1,6 +1,22 @@
 //! Credential vending. Cached credentials live under `cred/<org>/…` (sealed), so that
 //! offboarding, a binding reset or an API-key rotation can drop an org's cache at once.
 
+/// Console sign-in URLs through the federation endpoint.
+pub mod console;
+/// The issuance path: cache, single-flight, STS, audit.
+pub mod issue;
+/// Access levels (session policies) and cache refresh settings.
+pub mod levels;
+/// Session names, SourceIdentity and session tags.
+pub mod session;
+/// Checking submitted credentials with GetCallerIdentity.
+pub mod validate;
+
+pub use console::{ConsoleLogin, ConsoleSettings};
+pub use issue::{Flights, IssueCommand, Issued};
+pub use levels::{AccessLevel, CredentialPolicy, LevelError};
+pub use validate::{ValidateCommand, Validation};
+
 use crate::ids::OrgName;
 use crate::{Error, Services};
 
@@ -30,6 +46,17 @@ impl Services {
     }
 }
 
+impl Services {
+    /// Evicts after a committed change (rotation, offboarding). The change stands either
+    /// way, and issuance re-checks the org's status and binding, so a failure is logged
+    /// rather than reported.
+    pub(crate) async fn evict_after_change(&self, org: &OrgName) {
+        if let Err(e) = self.evict_credentials(org).await {
+            tracing::error!(error = %e, %org, "could not evict cached credentials");
+        }
+    }
+}
+
 use crate::ports::aws::StsError;
 
 /// The stable error code for an STS failure.
@@ -42,6 +69,8 @@ pub fn sts_error_code(e: &StsError) -> &'static str {
         StsError::PolicyTooLarge(_) => "session_policy_too_large",
         StsError::ProviderCredentials(_) => "provider_credentials_unavailable",
         StsError::InvalidCredentials(_) => "invalid_credentials",
+        StsError::Invalid { .. } => "invalid_field",
+        StsError::Federation(_) => "console_federation_failed",
         StsError::Other { .. } => "sts_error",
     }
 }
@@ -90,10 +119,25 @@ pub fn sts_error(e: StsError) -> Error {
             message: m,
             retry_after_secs: None,
         },
-        StsError::Other { code: c, message } => Error::Upstream {
-            code,
-            message: format!("STS error {c}: {message}"),
-            retry_after_secs: None,
-        },
+        StsError::Invalid { field, message } => Error::invalid(field, message),
+        StsError::Federation(detail) => {
+            tracing::warn!(%detail, "console federation endpoint failed");
+            Error::Upstream {
+                code,
+                message: "the AWS sign-in federation endpoint refused or failed the request"
+                    .to_owned(),
+                retry_after_secs: None,
+            }
+        }
+        StsError::Other { code: c, message } => {
+            tracing::warn!(sts_code = %c, %message, "unexpected STS error");
+            Error::Upstream {
+                code,
+                message: format!(
+                    "STS answered with an unexpected error ({c}); details are in the log"
+                ),
+                retry_after_secs: None,
+            }
+        }
     }
 }

@@ -191,8 +191,20 @@ impl Services {
         body: &[u8],
         policy: &OnboardingPolicy,
     ) -> Result<CallbackOutcome, Error> {
+        self.authenticate_callback(ctx, headers, body).await?;
+        self.apply_callback(ctx, body, policy).await
+    }
+
+    /// The signature checks (headers, timestamp, signature, nonce), audited when they fail.
+    /// A success consumes the nonce: call [`Self::apply_callback`] next.
+    pub async fn authenticate_callback(
+        &self,
+        ctx: &RequestContext,
+        headers: &SignatureHeaders,
+        body: &[u8],
+    ) -> Result<(), Error> {
         match self.verify_callback(headers, body).await {
-            Ok(()) => {}
+            Ok(()) => Ok(()),
             Err(e) => {
                 let code = match &e {
                     Error::SignatureRejected { code, .. } => *code,
@@ -203,9 +215,18 @@ impl Services {
                     rec = rec.org(org.to_string());
                 }
                 self.audit.append(ctx, rec).await?;
-                return Err(e);
+                Err(e)
             }
         }
+    }
+
+    /// Applies a callback whose signature [`Self::authenticate_callback`] accepted.
+    pub async fn apply_callback(
+        &self,
+        ctx: &RequestContext,
+        body: &[u8],
+        policy: &OnboardingPolicy,
+    ) -> Result<CallbackOutcome, Error> {
         let cb = Callback::parse(body)?;
         match cb.event {
             CallbackEvent::Created | CallbackEvent::Updated => {
@@ -220,7 +241,8 @@ impl Services {
     async fn verify_callback(&self, headers: &SignatureHeaders, body: &[u8]) -> Result<(), Error> {
         let (sig, ts, nonce) = parse_headers(headers)?;
         let now = self.clock.now().unix_timestamp();
-        if (now - ts).abs() > TIMESTAMP_WINDOW_SECS {
+        // abs_diff: an extreme timestamp from the network must not overflow.
+        if now.abs_diff(ts) > TIMESTAMP_WINDOW_SECS.unsigned_abs() {
             return Err(rejected(
                 "stale_timestamp",
                 "X-Sig-Timestamp is more than 300 seconds from the server's clock",

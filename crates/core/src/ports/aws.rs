@@ -53,6 +53,13 @@ pub enum StsError {
     InvalidCredentials(String),
     /// Network failure or timeout after bounded retries.
     Unavailable(String),
+    /// STS refused a parameter (e.g. a duration above the role's MaxSessionDuration).
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// The console federation endpoint failed (detail for the log only).
+    Federation(String),
     /// Any other error STS returned, with its code.
     Other { code: String, message: String },
 }
@@ -66,6 +73,8 @@ impl fmt::Display for StsError {
             Self::ProviderCredentials(m) => write!(f, "provider credentials unavailable: {m}"),
             Self::InvalidCredentials(m) => write!(f, "invalid credentials: {m}"),
             Self::Unavailable(m) => write!(f, "STS unavailable: {m}"),
+            Self::Invalid { field, message } => write!(f, "invalid {field}: {message}"),
+            Self::Federation(m) => write!(f, "federation endpoint: {m}"),
             Self::Other { code, message } => write!(f, "{code}: {message}"),
         }
     }
@@ -85,6 +94,20 @@ pub trait Sts: Send + Sync + fmt::Debug + 'static {
         secret_access_key: &SecretString,
         session_token: Option<&SecretString>,
     ) -> Result<CallerIdentity, StsError>;
+}
+
+/// The console federation endpoint (`getSigninToken`, then `login`).
+#[async_trait]
+pub trait Federation: Send + Sync + fmt::Debug + 'static {
+    /// Exchanges `creds` at `federation_url` for a sign-in token and returns the login URL
+    /// with `Issuer` and `Destination`.
+    async fn signin_url(
+        &self,
+        federation_url: &str,
+        issuer: &str,
+        destination: &str,
+        creds: &TemporaryCredentials,
+    ) -> Result<String, StsError>;
 }
 
 /// Where onboarding templates are published.

@@ -4,6 +4,8 @@
 
 /// `[aws]` and `[onboarding]`.
 pub mod aws;
+/// `[credentials]` (access levels, cache) and `[console]`.
+pub mod credentials;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -58,6 +60,9 @@ pub struct RawRateLimits {
     pub auth_failures_per_ip: Option<RawLimit>,
     pub callback_per_ip: Option<RawLimit>,
     pub callback_per_org: Option<RawLimit>,
+    pub credentials_per_principal: Option<RawLimit>,
+    pub credentials_per_org: Option<RawLimit>,
+    pub validate_per_principal: Option<RawLimit>,
 }
 
 /// The config file's shape; every field optional so that layers can overlay.
@@ -81,6 +86,10 @@ pub struct RawSettings {
     pub aws: aws::RawAws,
     #[serde(default)]
     pub onboarding: aws::RawOnboarding,
+    #[serde(default)]
+    pub credentials: credentials::RawCredentials,
+    #[serde(default)]
+    pub console: credentials::RawConsole,
 }
 
 /// Environment variable names, one per scalar setting.
@@ -123,10 +132,24 @@ impl RawSettings {
             match *setting {
                 "listen" => self.listen = Some(v),
                 "data_dir" => self.data_dir = Some(v.into()),
-                "store" => self.store = Some(v),
-                "store_file" => self.store_file = Some(v.into()),
-                "master_key" => self.master_key = Some(v),
-                "master_key_file" => self.master_key_file = Some(v.into()),
+                // A higher layer that sets one form of a paired secret replaces the other
+                // form from the lower layers.
+                "store" => {
+                    self.store = Some(v);
+                    self.store_file = None;
+                }
+                "store_file" => {
+                    self.store_file = Some(v.into());
+                    self.store = None;
+                }
+                "master_key" => {
+                    self.master_key = Some(v);
+                    self.master_key_file = None;
+                }
+                "master_key_file" => {
+                    self.master_key_file = Some(v.into());
+                    self.master_key = None;
+                }
                 "log_format" => self.log_format = Some(v),
                 "log_level" => self.log_level = Some(v),
                 "idempotency_ttl_secs" => {
@@ -155,6 +178,15 @@ impl RawSettings {
     /// Overlays values given as flags (highest precedence).
     #[must_use]
     pub fn overlay(mut self, flags: RawSettings) -> Self {
+        // Setting one form of a paired secret replaces the other form.
+        if flags.store.is_some() || flags.store_file.is_some() {
+            self.store = None;
+            self.store_file = None;
+        }
+        if flags.master_key.is_some() || flags.master_key_file.is_some() {
+            self.master_key = None;
+            self.master_key_file = None;
+        }
         macro_rules! take {
             ($($f:ident),*) => { $( if flags.$f.is_some() { self.$f = flags.$f; } )* };
         }
@@ -254,9 +286,37 @@ impl RawSettings {
                     period_secs: 60,
                 })
                 .parse("rate_limits.callback_per_org")?,
+            credentials_per_principal: self
+                .rate_limits
+                .credentials_per_principal
+                .unwrap_or(RawLimit {
+                    burst: 120,
+                    period_secs: 60,
+                })
+                .parse("rate_limits.credentials_per_principal")?,
+            credentials_per_org: self
+                .rate_limits
+                .credentials_per_org
+                .unwrap_or(RawLimit {
+                    burst: 600,
+                    period_secs: 60,
+                })
+                .parse("rate_limits.credentials_per_org")?,
+            validate_per_principal: self
+                .rate_limits
+                .validate_per_principal
+                .unwrap_or(RawLimit {
+                    burst: 60,
+                    period_secs: 60,
+                })
+                .parse("rate_limits.validate_per_principal")?,
         };
         let aws = self.aws.validate()?;
         let onboarding = self.onboarding.validate(&aws.settings.region)?;
+        let credentials = self
+            .credentials
+            .validate(&onboarding.partition, &aws.settings.region)?;
+        let console = self.console.validate()?;
         Ok(Settings {
             listen,
             data_dir,
@@ -270,6 +330,8 @@ impl RawSettings {
             rate_limits: limits,
             aws,
             onboarding,
+            credentials,
+            console,
         })
     }
 }
@@ -308,6 +370,9 @@ pub struct RateLimits {
     pub auth_failures_per_ip: RateLimit,
     pub callback_per_ip: RateLimit,
     pub callback_per_org: RateLimit,
+    pub credentials_per_principal: RateLimit,
+    pub credentials_per_org: RateLimit,
+    pub validate_per_principal: RateLimit,
 }
 
 /// Validated settings.
@@ -327,6 +392,10 @@ pub struct Settings {
     pub rate_limits: RateLimits,
     pub aws: aws::AwsConfig,
     pub onboarding: aws::OnboardingConfig,
+    /// Access levels and the credential cache.
+    pub credentials: rolegate_core::credentials::CredentialPolicy,
+    /// Console sign-in.
+    pub console: rolegate_core::credentials::ConsoleSettings,
 }
 
 impl Settings {
@@ -336,86 +405,6 @@ impl Settings {
     }
 }
 
+/// Layering, defaults and validation of settings.
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn defaults_work_with_no_config() {
-        let s = Settings::defaults().unwrap();
-        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.data_dir, PathBuf::from("./data"));
-        assert!(matches!(s.master_key, MasterKeySource::Generated));
-    }
-
-    #[test]
-    fn env_overrides_file_and_flags_override_env() {
-        let file: RawSettings =
-            toml::from_str("listen = \"127.0.0.1:1\"\nstore = \"sqlite\"").unwrap();
-        let env = file
-            .overlay_env(|k| (k == "ROLEGATE_LISTEN").then(|| "127.0.0.1:2".to_owned()))
-            .unwrap();
-        assert_eq!(env.listen.as_deref(), Some("127.0.0.1:2"));
-        let flags = RawSettings {
-            listen: Some("127.0.0.1:3".into()),
-            ..RawSettings::default()
-        };
-        assert_eq!(env.overlay(flags).validate().unwrap().listen.port(), 3);
-    }
-
-    #[test]
-    fn invalid_settings_name_themselves() {
-        let e = RawSettings {
-            listen: Some("nope".into()),
-            ..RawSettings::default()
-        }
-        .validate()
-        .unwrap_err();
-        assert_eq!(e.setting, "listen");
-        let e = RawSettings {
-            store: Some("mysql://x".into()),
-            ..RawSettings::default()
-        }
-        .validate()
-        .unwrap_err();
-        assert_eq!(e.setting, "store");
-        let e = toml::from_str::<RawSettings>("bogus = 1").unwrap_err();
-        assert!(e.to_string().contains("bogus"));
-        let e = RawSettings::default()
-            .overlay_env(|k| (k == "ROLEGATE_IDEMPOTENCY_TTL_SECS").then(|| "x".into()))
-            .unwrap_err();
-        assert_eq!(e.setting, "ROLEGATE_IDEMPOTENCY_TTL_SECS");
-    }
-
-    #[test]
-    fn the_example_config_parses_and_shows_the_defaults() {
-        let text = include_str!("../../../../rolegate.example.toml");
-        let example = toml::from_str::<RawSettings>(text)
-            .unwrap()
-            .validate()
-            .unwrap();
-        let defaults = Settings::defaults().unwrap();
-        assert_eq!(example.listen, defaults.listen);
-        assert_eq!(example.metrics_enabled, defaults.metrics_enabled);
-        assert_eq!(example.trust_forwarded_for, defaults.trust_forwarded_for);
-        assert_eq!(example.idempotency_ttl, defaults.idempotency_ttl);
-    }
-
-    #[test]
-    fn metrics_are_on_by_default_and_can_be_turned_off() {
-        assert!(Settings::defaults().unwrap().metrics_enabled);
-        let file: RawSettings = toml::from_str("metrics_enabled = false").unwrap();
-        assert!(!file.clone().validate().unwrap().metrics_enabled);
-        let env = file
-            .overlay_env(|k| (k == "ROLEGATE_METRICS_ENABLED").then(|| "true".to_owned()))
-            .unwrap();
-        assert!(env.validate().unwrap().metrics_enabled);
-        let e = RawSettings::default()
-            .overlay_env(|k| (k == "ROLEGATE_METRICS_ENABLED").then(|| "yes".into()))
-            .unwrap_err();
-        assert_eq!(e.setting, "ROLEGATE_METRICS_ENABLED");
-        let e = toml::from_str::<RawSettings>("metrics_enabled = \"on\"").unwrap_err();
-        assert!(e.to_string().contains("metrics_enabled"), "{e}");
-    }
-}
+mod tests;

@@ -2,6 +2,8 @@
 
 /// The audit log query.
 pub mod audit;
+/// Credential vending, validation and console sign-in.
+pub mod credentials;
 /// Liveness and readiness.
 pub mod health;
 /// Onboarding: the signed callback, links, binding reset.

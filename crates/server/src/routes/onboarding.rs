@@ -37,26 +37,6 @@ fn header(h: &HeaderMap, name: &str) -> Option<String> {
     h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
-async fn step(
-    state: &AppState,
-    name: &str,
-    key: String,
-    limit: rolegate_core::ports::RateLimit,
-) -> Result<(), ApiError> {
-    let d = state
-        .services
-        .vault
-        .store()
-        .rate_step(&key, state.clock.now_ms(), limit)
-        .await
-        .map_err(rolegate_core::Error::from)?;
-    if d.allowed {
-        Ok(())
-    } else {
-        Err(crate::ratelimit::rejected(&state.metrics, name, &d))
-    }
-}
-
 /// `POST /api/integrations/validate`: the onboarding stack's signed callback.
 async fn callback_handler(
     State(state): State<AppState>,
@@ -66,22 +46,13 @@ async fn callback_handler(
 ) -> Result<Response, ApiError> {
     let ip = source_ip(&state, &headers, Some(peer));
     let limits = state.settings.rate_limits;
-    step(
+    crate::ratelimit::step(
         &state,
         "callback_per_ip",
         format!("rl/callback-ip/{ip}"),
         limits.callback_per_ip,
     )
     .await?;
-    if let Some(org) = callback::claimed_org(&body) {
-        step(
-            &state,
-            "callback_per_org",
-            format!("rl/callback-org/{org}"),
-            limits.callback_per_org,
-        )
-        .await?;
-    }
     let ctx = RequestContext {
         request_id: request_id(&headers),
         source_ip: Some(ip),
@@ -92,9 +63,24 @@ async fn callback_handler(
         timestamp: header(&headers, "x-sig-timestamp"),
         nonce: header(&headers, "x-sig-nonce"),
     };
+    state
+        .services
+        .authenticate_callback(&ctx, &sig, &body)
+        .await?;
+    // Only a verified callback spends its org's budget: unsigned traffic naming an org is
+    // the per-IP limit's business and can never lock out the org's real stack.
+    if let Some(org) = callback::claimed_org(&body) {
+        crate::ratelimit::step(
+            &state,
+            "callback_per_org",
+            format!("rl/callback-org/{org}"),
+            limits.callback_per_org,
+        )
+        .await?;
+    }
     let outcome = state
         .services
-        .handle_callback(&ctx, &sig, &body, &state.settings.onboarding.policy)
+        .apply_callback(&ctx, &body, &state.settings.onboarding.policy)
         .await?;
     if outcome.status == rolegate_core::orgs::OrgStatus::Failed {
         // The stack should fail with a reason the customer can act on.

@@ -1,0 +1,367 @@
+//! Access levels: named session policies that narrow what vended credentials may do. They
+//! are checked against AWS's limits when the configuration loads, never at request time.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+
+/// AWS accepts an inline session policy of at most 2,048 characters (whitespace aside).
+pub const MAX_INLINE_POLICY_CHARS: usize = 2048;
+/// AWS accepts at most 10 managed session policy ARNs.
+pub const MAX_POLICY_ARNS: usize = 10;
+/// The STS bounds for `DurationSeconds`.
+pub const MIN_DURATION_SECS: u32 = 900;
+pub const MAX_DURATION_SECS: u32 = 43_200;
+
+/// Why an access level cannot be used, naming the part that is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct LevelError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+fn bad(field: &'static str, reason: impl Into<String>) -> LevelError {
+    LevelError {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// One validated access level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLevel {
+    name: String,
+    /// Minified inline session policy JSON.
+    policy: Option<String>,
+    policy_arns: Vec<String>,
+    max_duration_secs: u32,
+    /// SHA-256 over the policy and ARNs: part of the credential cache key, so that changing
+    /// a level's policy never serves credentials minted under the old one.
+    policy_hash: String,
+}
+
+fn is_level_name(n: &str) -> bool {
+    (1..=32).contains(&n.len())
+        && n.starts_with(|c: char| c.is_ascii_lowercase())
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// `arn:PARTITION:iam::(aws|ACCOUNT):policy/NAME` with an optional path.
+fn is_policy_arn(arn: &str) -> bool {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(owner), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    let owner_ok =
+        owner == "aws" || (owner.len() == 12 && owner.bytes().all(|b| b.is_ascii_digit()));
+    let name_ok = resource.strip_prefix("policy/").is_some_and(|p| {
+        !p.is_empty()
+            && !p.ends_with('/')
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@-_/".contains(&b))
+    });
+    matches!(partition, "aws" | "aws-cn" | "aws-us-gov") && owner_ok && name_ok && arn.len() <= 2048
+}
+
+impl AccessLevel {
+    /// Validates a level as AWS will judge its session policy.
+    pub fn new(
+        name: &str,
+        policy: Option<&str>,
+        policy_arns: Vec<String>,
+        max_duration_secs: u32,
+    ) -> Result<Self, LevelError> {
+        if !is_level_name(name) {
+            return Err(bad(
+                "name",
+                "must be 1 to 32 characters of a-z, 0-9, '-' or '_', starting with a letter",
+            ));
+        }
+        if !(MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(&max_duration_secs) {
+            return Err(bad(
+                "max_duration_secs",
+                format!("must be between {MIN_DURATION_SECS} and {MAX_DURATION_SECS}"),
+            ));
+        }
+        let policy = match policy {
+            None => None,
+            Some(text) => {
+                let value: serde_json::Value = serde_json::from_str(text)
+                    .map_err(|e| bad("policy", format!("is not valid JSON: {e}")))?;
+                if value.get("Statement").is_none() || value.get("Version").is_none() {
+                    return Err(bad(
+                        "policy",
+                        "must be an IAM policy document with Version and Statement",
+                    ));
+                }
+                let minified = value.to_string();
+                let chars = minified.chars().filter(|c| !c.is_whitespace()).count();
+                if chars > MAX_INLINE_POLICY_CHARS {
+                    return Err(bad(
+                        "policy",
+                        format!(
+                            "is {chars} characters without whitespace; AWS allows at most {MAX_INLINE_POLICY_CHARS}"
+                        ),
+                    ));
+                }
+                Some(minified)
+            }
+        };
+        if policy_arns.len() > MAX_POLICY_ARNS {
+            return Err(bad(
+                "policy_arns",
+                format!("AWS allows at most {MAX_POLICY_ARNS} managed session policies"),
+            ));
+        }
+        if let Some(arn) = policy_arns.iter().find(|a| !is_policy_arn(a)) {
+            return Err(bad(
+                "policy_arns",
+                format!("{arn:?} is not an IAM policy ARN (arn:aws:iam::aws:policy/NAME)"),
+            ));
+        }
+        Ok(Self::build(name, policy, policy_arns, max_duration_secs))
+    }
+
+    /// Assembles a level whose parts are already known to be valid.
+    fn build(
+        name: &str,
+        policy: Option<String>,
+        policy_arns: Vec<String>,
+        max_duration_secs: u32,
+    ) -> Self {
+        let mut h = Sha256::new();
+        h.update(policy.as_deref().unwrap_or_default());
+        for arn in &policy_arns {
+            h.update([0]);
+            h.update(arn);
+        }
+        let policy_hash = hex::encode(&h.finalize()[..8]);
+        Self {
+            name: name.to_owned(),
+            policy,
+            policy_arns,
+            max_duration_secs,
+            policy_hash,
+        }
+    }
+
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    #[must_use]
+    pub fn policy(&self) -> Option<&str> {
+        self.policy.as_deref()
+    }
+    #[must_use]
+    pub fn policy_arns(&self) -> &[String] {
+        &self.policy_arns
+    }
+    #[must_use]
+    pub fn max_duration_secs(&self) -> u32 {
+        self.max_duration_secs
+    }
+    #[must_use]
+    pub fn policy_hash(&self) -> &str {
+        &self.policy_hash
+    }
+}
+
+/// Every configured level, the default one, and how the cache refreshes.
+#[derive(Debug, Clone)]
+pub struct CredentialPolicy {
+    levels: BTreeMap<String, AccessLevel>,
+    default_level: String,
+    /// The duration when a request names none (capped by the level's maximum).
+    pub default_duration_secs: u32,
+    /// Cached credentials are served while more than this remains; `None` means the
+    /// default, the smaller of 5 minutes and 25% of the duration.
+    pub refresh_window: Option<Duration>,
+    /// The region reported with credentials (the provider's AWS region).
+    pub region: String,
+}
+
+impl CredentialPolicy {
+    pub fn new(
+        levels: Vec<AccessLevel>,
+        default_level: &str,
+        default_duration_secs: u32,
+        refresh_window: Option<Duration>,
+        region: String,
+    ) -> Result<Self, LevelError> {
+        let levels: BTreeMap<String, AccessLevel> =
+            levels.into_iter().map(|l| (l.name.clone(), l)).collect();
+        if !levels.contains_key(default_level) {
+            return Err(bad(
+                "default_access_level",
+                format!("{default_level:?} is not one of the configured access levels"),
+            ));
+        }
+        if !(MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(&default_duration_secs) {
+            return Err(bad(
+                "default_duration_secs",
+                format!("must be between {MIN_DURATION_SECS} and {MAX_DURATION_SECS}"),
+            ));
+        }
+        Ok(Self {
+            levels,
+            default_level: default_level.to_owned(),
+            default_duration_secs,
+            refresh_window,
+            region,
+        })
+    }
+
+    /// `readonly` (the default: the AWS-managed ReadOnlyAccess policy as a session policy)
+    /// and `operator` (no session policy: whatever the customer's role allows), 1 hour max.
+    #[must_use]
+    pub fn defaults(partition: &str, region: String) -> Self {
+        let readonly = AccessLevel::build(
+            "readonly",
+            None,
+            vec![format!("arn:{partition}:iam::aws:policy/ReadOnlyAccess")],
+            3600,
+        );
+        let operator = AccessLevel::build("operator", None, Vec::new(), 3600);
+        let mut levels = BTreeMap::new();
+        levels.insert(readonly.name.clone(), readonly);
+        levels.insert(operator.name.clone(), operator);
+        Self {
+            levels,
+            default_level: "readonly".to_owned(),
+            default_duration_secs: 3600,
+            refresh_window: None,
+            region,
+        }
+    }
+
+    /// The named level, or the default one.
+    pub fn level(&self, name: Option<&str>) -> Result<&AccessLevel, crate::Error> {
+        let name = name.unwrap_or(&self.default_level);
+        self.levels.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.levels.keys().map(String::as_str).collect();
+            crate::Error::invalid(
+                "access_level",
+                format!(
+                    "unknown access level {name:?}; configured levels: {}",
+                    known.join(", ")
+                ),
+            )
+        })
+    }
+
+    #[must_use]
+    pub fn default_level(&self) -> &str {
+        &self.default_level
+    }
+
+    /// How long before expiry a cached credential stops being served.
+    #[must_use]
+    pub fn window_for(&self, duration_secs: u32) -> Duration {
+        self.refresh_window.unwrap_or_else(|| {
+            Duration::from_secs(u64::from(duration_secs) / 4).min(Duration::from_secs(300))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}"#;
+
+    #[test]
+    fn a_valid_level_is_minified_and_hashed() {
+        let l = AccessLevel::new("ops", Some(POLICY), vec![], 3600).unwrap();
+        assert!(!l.policy().unwrap().contains(' '));
+        let m = AccessLevel::new(
+            "ops",
+            None,
+            vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()],
+            3600,
+        )
+        .unwrap();
+        assert_ne!(l.policy_hash(), m.policy_hash());
+        assert_eq!(l.policy_hash().len(), 16);
+    }
+
+    #[test]
+    fn bad_levels_name_the_problem() {
+        let too_big = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"s3:GetObject","Resource":"{}"}}]}}"#,
+            "a".repeat(2100)
+        );
+        for (name, policy, arns, max, field) in [
+            ("Bad", None, vec![], 3600, "name"),
+            ("ok", Some("{"), vec![], 3600, "policy"),
+            ("ok", Some("{\"a\":1}"), vec![], 3600, "policy"),
+            ("ok", Some(too_big.as_str()), vec![], 3600, "policy"),
+            (
+                "ok",
+                None,
+                vec!["arn:aws:s3:::bucket".to_owned()],
+                3600,
+                "policy_arns",
+            ),
+            (
+                "ok",
+                None,
+                vec!["arn:aws:iam::aws:policy/X".to_owned(); 11],
+                3600,
+                "policy_arns",
+            ),
+            ("ok", None, vec![], 899, "max_duration_secs"),
+            ("ok", None, vec![], 43_201, "max_duration_secs"),
+        ] {
+            let e = AccessLevel::new(name, policy, arns, max).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+    }
+
+    #[test]
+    fn policy_arns_are_checked() {
+        for ok in [
+            "arn:aws:iam::aws:policy/ReadOnlyAccess",
+            "arn:aws-cn:iam::123456789012:policy/team/Narrow",
+            "arn:aws-us-gov:iam::aws:policy/job-function/ViewOnlyAccess",
+        ] {
+            assert!(is_policy_arn(ok), "{ok}");
+        }
+        for bad in [
+            "arn:aws:iam::aws:role/X",
+            "arn:aws:iam::12345:policy/X",
+            "arn:aws:iam::aws:policy/",
+            "arn:other:iam::aws:policy/X",
+            "arn:aws:iam::aws:policy/X Y",
+        ] {
+            assert!(!is_policy_arn(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults_and_lookup() {
+        let p = CredentialPolicy::defaults("aws", "us-east-1".into());
+        assert_eq!(p.level(None).unwrap().name(), "readonly");
+        assert_eq!(
+            p.level(None).unwrap().policy_arns(),
+            ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+        );
+        assert!(p.level(Some("operator")).unwrap().policy().is_none());
+        let e = p.level(Some("root")).unwrap_err();
+        assert!(e.to_string().contains("operator, readonly"), "{e}");
+        assert_eq!(p.window_for(3600), Duration::from_secs(300));
+        assert_eq!(p.window_for(900), Duration::from_secs(225));
+        assert!(CredentialPolicy::new(vec![], "readonly", 3600, None, "us-east-1".into()).is_err());
+    }
+}
