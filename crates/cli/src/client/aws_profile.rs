@@ -121,7 +121,10 @@ fn update(existing: &str, name: &ProfileName, values: &[&str; 4]) -> String {
             if !out.ends_with('\n') {
                 out.push_str(nl);
             }
-            out.push_str(nl);
+            // One blank line before the new section, unless the file already ends with one.
+            if lines.last().is_some_and(|l| !l.trim().is_empty()) {
+                out.push_str(nl);
+            }
         }
         out.push_str(&header);
         out.push_str(nl);
@@ -237,6 +240,8 @@ mod tests {
              x_security_token_expires = 2026-12-01T18:00:00Z\n"
         );
         assert!(update("", &name("dev"), &V).starts_with("[dev]\n"));
+        let spaced = update("[a]\nk = v\n\n", &name("dev"), &V);
+        assert!(spaced.starts_with("[a]\nk = v\n\n[dev]\n"), "{spaced}");
     }
 
     #[test]
