@@ -110,7 +110,32 @@ impl Cache {
     fn store(&self, key: &CacheKey<'_>, entry: &Entry) -> std::io::Result<()> {
         atomic::ensure_dir(&self.dir, true)?;
         let bytes = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
-        atomic::write_private(&self.path(key), &bytes)
+        atomic::write_private(&self.path(key), &bytes)?;
+        self.prune(entry.fetched_at);
+        Ok(())
+    }
+
+    /// Removes entries that have expired (say, for a rotated key), so the directory does not
+    /// grow. Only files named like entries are looked at; failures are ignored.
+    fn prune(&self, now: OffsetDateTime) {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for path in dir.filter_map(|e| e.ok().map(|e| e.path())) {
+            let ours = path.extension().is_some_and(|x| x == "json")
+                && path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .is_some_and(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+            let expired = ours
+                && std::fs::read(&path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
+                    .is_some_and(|e| e.credentials.expiration <= now);
+            if expired {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
     }
 
     /// Cached credentials if they have more than the refresh window left, else fresh ones

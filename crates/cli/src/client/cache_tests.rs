@@ -297,3 +297,22 @@ fn the_directory_comes_from_flag_env_xdg_or_home() {
     );
     assert!(Cache::locate(None, &|_| None).is_none());
 }
+
+#[tokio::test]
+async fn writing_an_entry_prunes_expired_ones_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path().to_path_buf());
+    let old = CacheKey {
+        org: "old",
+        ..key(Some(900))
+    };
+    let fake = Fake::new(vec![Ok(creds("OLD", 900)), Ok(creds("NEW", 5000))]);
+    get(&cache, &old, 0, &fake).await.unwrap();
+    let unrelated = dir.path().join("notes.json");
+    std::fs::write(&unrelated, b"{}").unwrap();
+    // Long after the old entry expired, another key is fetched and stored.
+    get(&cache, &key(Some(3600)), 1000, &fake).await.unwrap();
+    assert!(!cache.path(&old).exists());
+    assert!(cache.path(&key(Some(3600))).exists());
+    assert!(unrelated.exists());
+}
