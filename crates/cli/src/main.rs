@@ -31,7 +31,8 @@ struct Cli {
 /// The help heading of [`GlobalArgs`], which the client commands ignore.
 const SERVER_OPTIONS: &str = "Server and offline-command options";
 
-/// Settings shared by every command. Precedence: config file < ROLEGATE_* env < flags.
+/// Settings of the server and the offline commands (the client commands ignore them).
+/// Precedence: config file < ROLEGATE_* env < flags.
 #[derive(Debug, Args)]
 struct GlobalArgs {
     /// TOML config file (see rolegate.example.toml).

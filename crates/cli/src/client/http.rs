@@ -91,7 +91,7 @@ pub enum ClientError {
     },
     /// Something that is not rolegate answered (a proxy, a wrong address).
     #[error(
-        "unexpected_response: {server} answered HTTP {status} without rolegate's error shape (request {request_id})"
+        "unexpected_response: {server} answered HTTP {status} with a body that is not rolegate's (request {request_id})"
     )]
     Unexpected {
         server: String,
