@@ -1,12 +1,15 @@
 //! The `rolegate` binary: `serve`, offline admin commands (`keygen`, `admin token`,
-//! `rekey`, `audit verify|export`) and `version`.
+//! `rekey`, `audit verify|export`), the client commands (`creds`, `console`) and `version`.
+
+/// The client commands: talk to a rolegate server for credentials and console links.
+mod client;
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use rolegate_core::clock::SystemClock;
 use rolegate_core::ids::{Role, UserId};
 use rolegate_core::users::CreateUserCommand;
@@ -25,20 +28,24 @@ struct Cli {
     command: Command,
 }
 
-/// Settings shared by every command. Precedence: config file < ROLEGATE_* env < flags.
+/// The help heading of [`GlobalArgs`], which the client commands ignore.
+const SERVER_OPTIONS: &str = "Server and offline-command options";
+
+/// Settings of the server and the offline commands (the client commands ignore them).
+/// Precedence: config file < ROLEGATE_* env < flags.
 #[derive(Debug, Args)]
 struct GlobalArgs {
     /// TOML config file (see rolegate.example.toml).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, help_heading = SERVER_OPTIONS, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Data directory (default ./data): SQLite file, generated master key, admin token.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, help_heading = SERVER_OPTIONS, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Store: "sqlite" (default), "sqlite:///path.db" or "redis://host:port".
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, help_heading = SERVER_OPTIONS, value_name = "URL")]
     store: Option<String>,
     /// File holding base64 master keys, one per line, oldest first (newest seals).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, help_heading = SERVER_OPTIONS, value_name = "FILE")]
     master_key_file: Option<PathBuf>,
 }
 
@@ -64,6 +71,10 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Get temporary AWS credentials for an organisation from a rolegate server.
+    Creds(client::args::CredsArgs),
+    /// Print an AWS console sign-in URL for an organisation, from a rolegate server.
+    Console(client::args::ConsoleArgs),
     /// Print the version.
     Version,
 }
@@ -110,6 +121,18 @@ fn settings(global: &GlobalArgs, listen: Option<String>) -> anyhow::Result<Setti
     Ok(raw.overlay(flags).validate()?)
 }
 
+/// Exits with clap's usage error for `subcommand` (status 2).
+fn usage_error(subcommand: &str, message: String) -> ! {
+    let mut cli = Cli::command();
+    cli.build();
+    let mut cmd = match cli.find_subcommand(subcommand) {
+        Some(sub) => sub.clone(),
+        None => cli,
+    };
+    cmd.error(clap::error::ErrorKind::InvalidValue, message)
+        .exit()
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -129,6 +152,16 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let ok = std::process::ExitCode::SUCCESS;
     let mut out = std::io::stdout().lock();
     match cli.command {
+        Command::Creds(args) => {
+            let format = client::args::Format::parse(&args.format, args.profile.as_deref())
+                .unwrap_or_else(|m| usage_error("creds", m));
+            drop(out);
+            client::creds(&args, format, &|k| std::env::var(k).ok(), &SystemClock).await?;
+        }
+        Command::Console(args) => {
+            drop(out);
+            client::console(&args, &|k| std::env::var(k).ok()).await?;
+        }
         Command::Version => writeln!(out, "rolegate {}", env!("CARGO_PKG_VERSION"))?,
         Command::Keygen => writeln!(
             out,

@@ -7,6 +7,8 @@ mod support;
 
 /// The hash-chained audit log.
 mod audit;
+/// The `rolegate creds` / `console` client binary, read by the real AWS CLI and boto3.
+mod client;
 /// Credential vending: attribution, cache, single-flight, STS errors, validate, console.
 mod credentials;
 /// Malformed input and the error shape (foundation issue, section 7).

@@ -1,0 +1,208 @@
+//! The command-line arguments of `rolegate creds` and `rolegate console`, and the `--format`
+//! parser (`aws-profile` takes a profile name, the other formats none).
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+
+use clap::Args;
+use secrecy::SecretString;
+
+use super::aws_profile::ProfileName;
+
+/// Where the server is and how to authenticate. Each falls back to the environment, then to
+/// the client config file.
+#[derive(Debug, Args)]
+pub struct ConnectionArgs {
+    /// The rolegate server's base URL [env: ROLEGATE_SERVER] [default: http://127.0.0.1:8080].
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// An operator token (rgt_…) [env: ROLEGATE_TOKEN]. Command lines are visible to other
+    /// local users: prefer the environment or a config file.
+    #[arg(long, value_name = "TOKEN", value_parser = secret)]
+    pub token: Option<SecretString>,
+    /// An organisation API key (rgk_…) [env: ROLEGATE_API_KEY]. Command lines are visible to
+    /// other local users: prefer the environment or a config file.
+    #[arg(long, value_name = "KEY", value_parser = secret)]
+    pub api_key: Option<SecretString>,
+    /// Client config file with `server`, `token`/`token_file` or `api_key`/`api_key_file`
+    /// [env: ROLEGATE_CLIENT_CONFIG] [default: $XDG_CONFIG_HOME/rolegate/config.toml or
+    /// ~/.config/rolegate/config.toml]. Not the server's --config.
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+}
+
+// clap wants a fallible parser; turning a string into a secret cannot fail.
+#[allow(clippy::unnecessary_wraps)]
+fn secret(s: &str) -> Result<SecretString, Infallible> {
+    Ok(SecretString::from(s))
+}
+
+/// Arguments of `rolegate creds`.
+#[derive(Debug, Args)]
+pub struct CredsArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// The organisation whose AWS account the credentials are for.
+    #[arg(long, value_name = "ORG")]
+    pub org: String,
+    /// The access level (the role) to assume [default: the server's default level].
+    #[arg(long, value_name = "LEVEL")]
+    pub access_level: Option<String>,
+    /// Lifetime of the credentials in seconds [default: the server's]; the server enforces
+    /// its bounds.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub duration: Option<u32>,
+    /// Why you need them; recorded in the audit log.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Output: `json`, `env` (shell export lines), `credential-process` (the AWS CLI's
+    /// Version 1 JSON, cached locally) or `aws-profile NAME` (writes that profile of
+    /// ~/.aws/credentials, or $AWS_SHARED_CREDENTIALS_FILE).
+    #[arg(
+        long,
+        num_args = 1..=2,
+        value_names = ["FORMAT", "NAME"],
+        default_value = "json",
+        action = clap::ArgAction::Set
+    )]
+    pub format: Vec<String>,
+    /// The profile name for `--format aws-profile` (instead of a second value).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Ask the server for newly issued credentials instead of cached ones, here and on the
+    /// server.
+    #[arg(long)]
+    pub force_refresh: bool,
+    /// Directory of the credential-process cache [env: ROLEGATE_CACHE_DIR] [default:
+    /// $XDG_CACHE_HOME/rolegate or ~/.cache/rolegate].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Arguments of `rolegate console`.
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// The organisation whose AWS console to open.
+    #[arg(long, value_name = "ORG")]
+    pub org: String,
+    /// The access level (the role) to assume [default: the server's default level].
+    #[arg(long, value_name = "LEVEL")]
+    pub access_level: Option<String>,
+    /// Lifetime of the console session in seconds [default: the server's].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub duration: Option<u32>,
+    /// Why you need it; recorded in the audit log.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// The console page to land on, such as https://console.aws.amazon.com/s3/.
+    #[arg(long, value_name = "URL")]
+    pub destination: Option<String>,
+}
+
+/// What `rolegate creds` prints (or writes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Env,
+    CredentialProcess,
+    AwsProfile(ProfileName),
+}
+
+impl Format {
+    /// Parses `--format FORMAT [NAME]` and `--profile NAME`.
+    pub fn parse(values: &[String], profile: Option<&str>) -> Result<Self, String> {
+        let (kind, name) = match values {
+            [kind] => (kind.as_str(), None),
+            [kind, name] => (kind.as_str(), Some(name.as_str())),
+            _ => return Err("--format needs a format".to_owned()),
+        };
+        let simple = match kind {
+            "json" => Self::Json,
+            "env" => Self::Env,
+            "credential-process" => Self::CredentialProcess,
+            "aws-profile" => {
+                let name = match (name, profile) {
+                    (Some(a), Some(b)) if a != b => {
+                        return Err(format!(
+                            "two profile names: `--format aws-profile {a}` and `--profile {b}`"
+                        ));
+                    }
+                    (Some(n), _) | (None, Some(n)) => n,
+                    (None, None) => {
+                        return Err("`--format aws-profile` needs a profile name: \
+                                    `--format aws-profile NAME` or `--profile NAME`"
+                            .to_owned());
+                    }
+                };
+                return ProfileName::parse(name).map(Self::AwsProfile);
+            }
+            other => {
+                return Err(format!(
+                    "unknown format {other:?}: use json, env, credential-process or aws-profile NAME"
+                ));
+            }
+        };
+        if let Some(extra) = name {
+            return Err(format!("`--format {kind}` takes no name, got {extra:?}"));
+        }
+        if profile.is_some() {
+            return Err(format!(
+                "--profile goes with `--format aws-profile`, not `--format {kind}`"
+            ));
+        }
+        Ok(simple)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(values: &[&str], profile: Option<&str>) -> Result<Format, String> {
+        let values: Vec<String> = values.iter().map(|s| (*s).to_owned()).collect();
+        Format::parse(&values, profile)
+    }
+
+    #[test]
+    fn simple_formats_take_no_name() {
+        assert_eq!(parse(&["json"], None), Ok(Format::Json));
+        assert_eq!(parse(&["env"], None), Ok(Format::Env));
+        assert_eq!(
+            parse(&["credential-process"], None),
+            Ok(Format::CredentialProcess)
+        );
+        assert!(
+            parse(&["env", "x"], None)
+                .unwrap_err()
+                .contains("takes no name")
+        );
+        assert!(
+            parse(&["json"], Some("x"))
+                .unwrap_err()
+                .contains("--profile")
+        );
+        assert!(
+            parse(&["yaml"], None)
+                .unwrap_err()
+                .contains("unknown format")
+        );
+    }
+
+    #[test]
+    fn aws_profile_takes_a_name_either_way() {
+        let want = Format::AwsProfile(ProfileName::parse("dev").unwrap());
+        assert_eq!(parse(&["aws-profile", "dev"], None), Ok(want.clone()));
+        assert_eq!(parse(&["aws-profile"], Some("dev")), Ok(want.clone()));
+        assert_eq!(parse(&["aws-profile", "dev"], Some("dev")), Ok(want));
+        assert!(
+            parse(&["aws-profile"], None)
+                .unwrap_err()
+                .contains("needs a profile name")
+        );
+        assert!(parse(&["aws-profile", "a"], Some("b")).is_err());
+        assert!(parse(&["aws-profile", "bad name]"], None).is_err());
+    }
+}

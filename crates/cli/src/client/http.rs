@@ -1,0 +1,326 @@
+//! The two calls the client makes, `POST /api/credentials` and `POST
+//! /api/credentials/console`, and the server's error shape turned into [`ClientError`].
+
+use std::time::Duration;
+
+use reqwest::Url;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+use time::OffsetDateTime;
+
+use super::settings::{ClientSettings, Credential};
+
+/// How long to wait for a TCP (and TLS) connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a whole call may take (the server may call STS, which it retries).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The body of `POST /api/credentials`.
+#[derive(Debug, Serialize)]
+pub struct CredentialsRequest<'a> {
+    pub org_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_level: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub force_refresh: bool,
+}
+
+/// The body of `POST /api/credentials/console`.
+#[derive(Debug, Serialize)]
+pub struct ConsoleRequest<'a> {
+    pub org_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_level: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<&'a str>,
+}
+
+/// Temporary AWS credentials as the server returns them. They serialize (secrets included)
+/// only for `--format json` and the 0600 credential-process cache.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Credentials {
+    pub access_key_id: String,
+    #[serde(serialize_with = "expose")]
+    pub secret_access_key: SecretString,
+    #[serde(serialize_with = "expose")]
+    pub session_token: SecretString,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expiration: OffsetDateTime,
+    #[serde(default)]
+    pub assumed_role_arn: String,
+    #[serde(default)]
+    pub session_name: String,
+    #[serde(default)]
+    pub source_identity: Option<String>,
+    #[serde(default)]
+    pub access_level: String,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub cached: bool,
+}
+
+fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose_secret())
+}
+
+/// A console sign-in link. The URL carries a sign-in token, so it is a secret too.
+#[derive(Debug, Deserialize)]
+pub struct ConsoleLink {
+    pub url: SecretString,
+}
+
+/// Why a call failed. No variant holds a credential.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with its error shape.
+    #[error("{code}: {message} (request {request_id})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        request_id: String,
+    },
+    /// Something that is not rolegate answered (a proxy, a wrong address).
+    #[error(
+        "unexpected_response: {server} answered HTTP {status} with a body that is not rolegate's (request {request_id})"
+    )]
+    Unexpected {
+        server: String,
+        status: u16,
+        request_id: String,
+    },
+    /// The server could not be reached, or the answer could not be read.
+    #[error("unreachable: cannot reach the rolegate server at {server}")]
+    Transport {
+        server: String,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+impl ClientError {
+    /// Worth falling back to still-valid cached credentials: the server or its path to AWS
+    /// is down or busy, not a refusal.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Api { status, .. } | Self::Unexpected { status, .. } => {
+                *status == 429 || *status >= 500
+            }
+            Self::Transport { .. } => true,
+        }
+    }
+}
+
+/// A client for one server and one credential.
+#[derive(Debug)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    server: Url,
+    credential: Credential,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    request_id: String,
+}
+
+impl ApiClient {
+    pub fn new(settings: ClientSettings) -> Result<Self, ClientError> {
+        let server = settings.server;
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("rolegate-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| ClientError::Transport {
+                server: server.to_string(),
+                source,
+            })?;
+        Ok(Self {
+            http,
+            server,
+            credential: settings.credential,
+        })
+    }
+
+    /// The server's base URL (as used in cache keys).
+    pub fn server(&self) -> &Url {
+        &self.server
+    }
+
+    pub fn credential(&self) -> &Credential {
+        &self.credential
+    }
+
+    /// `POST /api/credentials`.
+    pub async fn credentials(
+        &self,
+        body: &CredentialsRequest<'_>,
+    ) -> Result<Credentials, ClientError> {
+        self.post("api/credentials", body).await
+    }
+
+    /// `POST /api/credentials/console`.
+    pub async fn console(&self, body: &ConsoleRequest<'_>) -> Result<ConsoleLink, ClientError> {
+        self.post("api/credentials/console", body).await
+    }
+
+    async fn post<B: Serialize, T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let transport = |source: reqwest::Error| ClientError::Transport {
+            server: self.server.to_string(),
+            source: source.without_url(),
+        };
+        let url = self
+            .server
+            .join(path)
+            .map_err(|_| ClientError::Unexpected {
+                server: self.server.to_string(),
+                status: 0,
+                request_id: "none".to_owned(),
+            })?;
+        let request = self.http.post(url).json(body);
+        let request = match &self.credential {
+            Credential::Token(t) => request.bearer_auth(t.expose_secret()),
+            Credential::ApiKey(k) => request.header("x-api-key", k.expose_secret()),
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        let bytes = response.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|_| ClientError::Unexpected {
+                server: self.server.to_string(),
+                status: status.as_u16(),
+                request_id,
+            });
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(ErrorBody { error }) => Err(ClientError::Api {
+                status: status.as_u16(),
+                code: clean(&error.code, self.credential.secret()),
+                message: clean(&error.message, self.credential.secret()),
+                request_id: clean(
+                    if error.request_id.is_empty() {
+                        &request_id
+                    } else {
+                        &error.request_id
+                    },
+                    self.credential.secret(),
+                ),
+            }),
+            Err(_) => Err(ClientError::Unexpected {
+                server: self.server.to_string(),
+                status: status.as_u16(),
+                request_id,
+            }),
+        }
+    }
+}
+
+/// Makes server-supplied text safe for a terminal, and removes our own credential should a
+/// server ever echo it back.
+fn clean(text: &str, secret: &str) -> String {
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if secret.is_empty() {
+        text
+    } else {
+        text.replace(secret, "[redacted]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn server_text_is_cleaned_and_never_echoes_the_credential() {
+        assert_eq!(
+            clean("bad key rgk_abc\u{1b}[31m\n", "rgk_abc"),
+            "bad key [redacted] [31m "
+        );
+        assert_eq!(clean("plain", ""), "plain");
+    }
+
+    #[test]
+    fn an_api_error_reads_code_message_request() {
+        let e = ClientError::Api {
+            status: 401,
+            code: "unauthorized".into(),
+            message: "unknown API key".into(),
+            request_id: "req-1".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "unauthorized: unknown API key (request req-1)"
+        );
+        assert!(!e.is_transient());
+        let busy = ClientError::Api {
+            status: 503,
+            code: "sts_throttled".into(),
+            message: String::new(),
+            request_id: String::new(),
+        };
+        assert!(busy.is_transient());
+    }
+
+    #[test]
+    fn requests_omit_unset_fields() {
+        let body = CredentialsRequest {
+            org_name: "acme",
+            access_level: None,
+            duration_seconds: Some(900),
+            reason: None,
+            force_refresh: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"org_name":"acme","duration_seconds":900}"#
+        );
+    }
+
+    #[test]
+    fn credentials_parse_the_server_response() {
+        let c: Credentials = serde_json::from_str(
+            r#"{"access_key_id":"ASIA1","secret_access_key":"s3cr3t","session_token":"tok",
+                "expiration":"2026-12-01T18:00:00Z","assumed_role_arn":"arn:aws:sts::1:assumed-role/r/s",
+                "session_name":"s","source_identity":"alice","access_level":"read","region":"eu-west-1",
+                "cached":true,"new_field":1}"#,
+        )
+        .unwrap();
+        assert_eq!(c.access_key_id, "ASIA1");
+        assert_eq!(c.region.as_deref(), Some("eu-west-1"));
+        assert!(c.cached);
+        assert!(!format!("{c:?}").contains("s3cr3t"), "Debug redacts");
+    }
+}
