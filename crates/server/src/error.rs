@@ -117,9 +117,7 @@ impl From<CoreError> for ApiError {
                     "assume_role_denied" => StatusCode::FORBIDDEN,
                     "sts_throttled"
                     | "provider_credentials_unavailable"
-                    | "template_store_unavailable" => {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    }
+                    | "template_store_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
                     "session_policy_too_large" | "invalid_credentials" => StatusCode::BAD_REQUEST,
                     _ => StatusCode::BAD_GATEWAY,
                 };
