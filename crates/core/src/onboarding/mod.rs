@@ -53,6 +53,7 @@ pub struct SignatureHeaders {
 }
 
 /// What a verified callback led to.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CallbackOutcome {
     pub org_name: String,
