@@ -20,6 +20,8 @@ pub mod instrumented_store;
 pub mod keys;
 /// Prometheus metrics and `GET /metrics`.
 pub mod metrics;
+/// The OpenAPI document: shared parts and what every operation gets.
+pub mod openapi;
 /// 429 responses.
 pub mod ratelimit;
 /// Route modules.
