@@ -28,8 +28,8 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterOrgRequest {
-    /// 3 to 63 characters: lowercase letters, digits and `-`; starts with a letter. Names
-    /// are case-insensitive.
+    /// 3 to 32 characters: letters, digits and `-`; starts with a letter, does not end with
+    /// `-`. Case-insensitive (kept lowercase).
     #[schema(required = true, nullable = false, example = "acme-corp")]
     org_name: Option<String>,
     /// The customer's 12-digit AWS account, when known: only a callback from it can bind.

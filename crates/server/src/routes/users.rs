@@ -27,7 +27,7 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
-    /// 1 to 64 characters: lowercase letters, digits, `-`, `_`, `.`; starts with a letter.
+    /// 2 to 64 characters: letters, digits and `+ = , . @ _ -`; case-insensitive (kept lowercase).
     #[schema(required = true, nullable = false, example = "alice")]
     user_id: Option<String>,
     /// `admin` or `operator` (the default).
@@ -133,7 +133,8 @@ async fn show(
 
 /// Disable an operator
 ///
-/// Its token stops working at once, on every replica.
+/// Its token stops working at once, on every replica. Disabling a disabled operator answers
+/// the record again.
 #[utoipa::path(
     delete, path = "/api/users/{id}", operation_id = "disable_user", tag = "users",
     security(("operator_token" = [])),
@@ -141,7 +142,7 @@ async fn show(
     responses(
         (status = 200, description = "The disabled operator.", body = User),
         (status = 404, description = "`not_found`.", body = ErrorBody),
-        (status = 409, description = "`user_disabled`, `cannot_disable_self`.", body = ErrorBody),
+        (status = 409, description = "`cannot_disable_self`: an admin cannot disable itself.", body = ErrorBody),
     )
 )]
 async fn disable(
