@@ -1,5 +1,6 @@
 //! The Idempotency-Key middleware for POST routes that create or change something, and
-//! [`idempotent`], which applies it to a route and documents the header in the same step.
+//! [`idempotent`](crate::idempotency::idempotent), which applies it to a route and documents
+//! the header in the same step.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};

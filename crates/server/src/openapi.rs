@@ -6,17 +6,22 @@
 //!
 //! 1. Annotate the handler with `#[utoipa::path(post, path = "/api/…", tag = "…", responses(…))]`
 //!    and derive `ToSchema` on its request and response types (`IntoParams` on a query).
-//!    Name the scheme in `security(…)` when only one of the two is accepted; a protected route
-//!    without one gets "operator token or org API key".
+//!    The first line of the doc comment is the summary. Write
+//!    `security(("operator_token" = []))` when an API key may not call it (utoipa wants the
+//!    literal, [`OPERATOR_TOKEN`](crate::openapi::OPERATOR_TOKEN)); a protected route without
+//!    `security` gets "operator token or org API key".
 //! 2. Register it in its resource's `router()` with `.routes(routes!(handler))`, or, for a POST,
 //!    `.routes(idempotent(routes!(handler), Mode::Optional, state))` (`Mode::Required` where a
 //!    retry must never act twice). The path and methods come from the annotation, so the router
 //!    and the document cannot disagree, and `idempotent` both enforces and documents the
-//!    `Idempotency-Key` header.
+//!    `Idempotency-Key` header. One handler has one path: an alias is a second small annotated
+//!    function that calls the first.
+//! 3. A new resource module's `router()` (an `OpenApiRouter<AppState>`) is merged in
+//!    `app::router`: into the authenticated list, or the open one if it authenticates itself.
 //!
 //! Never register a route with axum's `.route(…)`: it would be served but missing from the
-//! document. The `openapi` integration tests catch that (they scan this crate for raw
-//! registrations and probe every documented operation on a running server).
+//! document. `crates/cli/tests/api/openapi.rs` catches that (it scans this crate for raw
+//! registrations, and probes every documented operation on a running server).
 
 use utoipa::OpenApi as _;
 use utoipa::openapi::path::{Operation, PathItem};
