@@ -1,5 +1,9 @@
 //! rolegate's domain: validated identifiers, models, services, and the ports (traits) that
 //! adapters implement. This crate must not depend on HTTP, Redis, SQLite or AWS crates.
+//!
+//! The `openapi` feature (used by the server) derives `utoipa::ToSchema` on the public views
+//! (`Org`, `User`, `AuditEvent`, …) so the API document is generated from the very types that
+//! are serialised; utoipa only builds schema values and does no I/O.
 
 use std::sync::Arc;
 

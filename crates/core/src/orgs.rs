@@ -27,6 +27,7 @@ fn owner_key(owner: &UserId, name: &OrgName) -> String {
 }
 
 /// Lifecycle of an organisation's onboarding.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrgStatus {
@@ -123,6 +124,7 @@ struct ApiKeyEntry {
 
 /// The public view of an organisation: the ExternalId is included (AWS does not treat it as
 /// a secret); the API key and callback secret never are.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Org {
     pub org_name: String,

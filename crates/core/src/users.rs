@@ -43,6 +43,7 @@ struct TokenEntry {
 }
 
 /// The public view of an operator: no token material.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct User {
     pub user_id: String,

@@ -4,11 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::http::{HeaderName, Request};
 use axum::middleware;
 use axum::response::Response;
-use axum::routing::get;
+use axum::{Extension, Router};
 use rolegate_core::clock::{Clock, SystemClock};
 use rolegate_core::idempotency::Idempotency;
 use rolegate_core::ids::{Role, UserId};
@@ -19,12 +18,15 @@ use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Settings;
 use crate::error::{ApiError, render_errors};
 use crate::instrumented_store::InstrumentedStore;
 use crate::metered_sts::MeteredSts;
 use crate::metrics::Metrics;
+use crate::routes::docs::Document;
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -213,30 +215,42 @@ async fn bootstrap_admin(services: &Services, settings: &Settings) -> anyhow::Re
     }
 }
 
-/// The full router with every layer.
+/// The full router with every layer, and the OpenAPI document of its routes.
 ///
+/// Every route comes from a `#[utoipa::path]` annotation (see [`crate::openapi`]), so the
+/// document served at `/api/openapi.json` lists exactly what this router serves.
 /// `/metrics` sits beside the health routes, outside authentication: it must only be
-/// reachable from the network that scrapes it.
+/// reachable from the network that scrapes it. `/docs` is the page's assets, not API.
 pub fn router(state: AppState) -> Router {
-    let protected = Router::new()
+    let (protected, mut doc) = OpenApiRouter::new()
         .merge(crate::routes::users::router(&state))
         .merge(crate::routes::orgs::router(&state))
         .merge(crate::routes::audit::router())
         .merge(crate::routes::onboarding::router(&state))
         .merge(crate::routes::credentials::router(&state))
+        .split_for_parts();
+    crate::openapi::protect(&mut doc);
+    let protected = protected
         .route_layer(middleware::from_fn(render_errors))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,
         ));
-    let mut open = Router::new().merge(crate::routes::health::router());
+    let mut open = OpenApiRouter::new()
+        .merge(crate::routes::health::router())
+        .merge(crate::routes::docs::router())
+        .merge(crate::routes::onboarding::public_router());
     if state.settings.metrics_enabled {
-        open = open.route("/metrics", get(crate::metrics::render));
+        open = open.routes(routes!(crate::metrics::render));
     }
+    let (open, open_doc) = open.split_for_parts();
+    doc.merge(open_doc);
+    let doc = Document(Arc::new(crate::openapi::document(doc)));
     Router::new()
         .merge(open)
-        .merge(crate::routes::onboarding::public_router())
+        .merge(crate::routes::docs::ui())
         .merge(protected)
+        .layer(Extension(doc))
         .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(middleware::from_fn(render_errors))
         .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track_http))

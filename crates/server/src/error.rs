@@ -65,17 +65,22 @@ impl ApiError {
     }
 }
 
-/// The wire shape: `{"error": {"code", "message", "request_id", "field"?}}`.
-#[derive(Debug, Serialize)]
+/// The wire shape of every 4xx and 5xx: `{"error": {"code", "message", "request_id", "field"?}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
     pub error: ErrorDetail<'a>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail<'a> {
+    /// Stable snake_case code (`invalid_field`, `org_exists`, …): match on this.
+    #[schema(example = "invalid_field")]
     pub code: &'a str,
+    /// For people; may change between versions.
     pub message: &'a str,
+    /// The `x-request-id` of this response; the log lines of the request carry it too.
     pub request_id: &'a str,
+    /// The offending field, for `invalid_field`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]

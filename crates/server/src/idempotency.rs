@@ -1,11 +1,16 @@
-//! The Idempotency-Key middleware for POST routes that create or change something.
+//! The Idempotency-Key middleware for POST routes that create or change something, and
+//! [`idempotent`](crate::idempotency::idempotent), which applies it to a route and documents
+//! the header in the same step.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use rolegate_core::idempotency::{Claim, Idempotency, StoredResponse, fingerprint};
+use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+use utoipa::openapi::{ObjectBuilder, Required, Type};
+use utoipa_axum::router::UtoipaMethodRouter;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, render};
@@ -15,13 +20,86 @@ const BODY_LIMIT: usize = 64 * 1024;
 /// Response headers kept with a stored response.
 const KEPT_HEADERS: &[&str] = &["content-type", "location", "cache-control", "retry-after"];
 
-/// For routes where `Idempotency-Key` is required (organisation registration).
-pub async fn required(state: State<AppState>, req: Request, next: Next) -> Response {
+/// Whether a route demands `Idempotency-Key` or honours it when sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A retry must never act twice (organisation registration): 400 without the header.
+    Required,
+    /// Honoured when sent.
+    Optional,
+}
+
+/// Puts a documented route behind the Idempotency-Key middleware and adds the header (and the
+/// 422 for a reused key) to its operations, so the document says exactly what is enforced.
+pub fn idempotent(
+    (schemas, mut paths, route): UtoipaMethodRouter<AppState>,
+    mode: Mode,
+    state: &AppState,
+) -> UtoipaMethodRouter<AppState> {
+    let route = match mode {
+        Mode::Required => {
+            route.route_layer(middleware::from_fn_with_state(state.clone(), required))
+        }
+        Mode::Optional => {
+            route.route_layer(middleware::from_fn_with_state(state.clone(), optional))
+        }
+    };
+    for item in paths.paths.values_mut() {
+        for op in crate::openapi::operations_mut(item) {
+            op.parameters
+                .get_or_insert_with(Vec::new)
+                .push(header_parameter(mode));
+            op.responses
+                .responses
+                .entry("422".to_owned())
+                .or_insert_with(|| {
+                    crate::openapi::error_response(
+                        "`idempotency_key_reused`: the key was used with a different body.",
+                    )
+                });
+        }
+    }
+    (schemas, paths, route)
+}
+
+fn header_parameter(mode: Mode) -> utoipa::openapi::path::Parameter {
+    let (required, rule) = match mode {
+        Mode::Required => (
+            Required::True,
+            "**Required** on this endpoint: without it the answer is 400 `idempotency_key_required`.",
+        ),
+        Mode::Optional => (Required::False, "Optional on this endpoint."),
+    };
+    ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(required)
+        .description(Some(format!(
+            "{rule} A retry with the same key and body (within the idempotency TTL) replays \
+             the first answer with `idempotent-replayed: true` instead of acting again; the same \
+             key with another body is 422 `idempotency_key_reused`; while the first request \
+             still runs, 409 `idempotency_in_progress` with `Retry-After`. Keys are scoped to \
+             the caller, method and path."
+        )))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(255))
+                .pattern(Some("^[!-~]+$"))
+                .description(Some("1 to 255 visible ASCII characters, e.g. a UUID.")),
+        ))
+        .build()
+}
+
+/// For routes where `Idempotency-Key` is required (organisation registration). Applied only
+/// through [`idempotent`], so the header is always documented as it is enforced.
+async fn required(state: State<AppState>, req: Request, next: Next) -> Response {
     run(state, req, next, true).await
 }
 
-/// For routes where `Idempotency-Key` is honoured when sent.
-pub async fn optional(state: State<AppState>, req: Request, next: Next) -> Response {
+/// For routes where `Idempotency-Key` is honoured when sent (through [`idempotent`]).
+async fn optional(state: State<AppState>, req: Request, next: Next) -> Response {
     run(state, req, next, false).await
 }
 

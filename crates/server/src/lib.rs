@@ -22,6 +22,8 @@ pub mod keys;
 pub mod metered_sts;
 /// Prometheus metrics and `GET /metrics`.
 pub mod metrics;
+/// The OpenAPI document: shared parts and what every operation gets.
+pub mod openapi;
 /// 429 responses.
 pub mod ratelimit;
 /// Route modules.

@@ -212,7 +212,14 @@ pub async fn track_http(State(state): State<AppState>, req: Request, next: Next)
     res
 }
 
-/// `GET /metrics`: no authentication, so it belongs on an internal network only.
+/// Prometheus metrics
+///
+/// The text exposition format. No authentication, so it belongs on an internal network only
+/// (absent when `metrics_enabled = false`).
+#[utoipa::path(
+    get, path = "/metrics", operation_id = "metrics", tag = "metrics",
+    responses((status = 200, description = "Prometheus text format.", content_type = "text/plain; version=0.0.4", body = String))
+)]
 pub async fn render(State(state): State<AppState>) -> Response {
     match state.metrics.render() {
         Ok(body) => (

@@ -19,6 +19,8 @@ mod idempotency;
 mod metrics;
 /// Customer onboarding: the stack, the signed callback, binding.
 mod onboarding;
+/// The OpenAPI document (every route, Idempotency-Key) and the offline `/docs` page.
+mod openapi;
 /// Organisations: registration, races, scoping, rotation, offboarding.
 mod orgs;
 /// Durability across SIGKILL, and the binary's offline commands.

@@ -29,6 +29,7 @@ pub struct OnboardingSettings {
 
 /// The links handed to a customer. Carries the callback secret (inside the URLs), never the
 /// org's API key.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct OnboardingLinks {
     pub console_url: String,

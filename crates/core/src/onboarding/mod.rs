@@ -61,6 +61,7 @@ pub struct Verified {
 }
 
 /// What a verified callback led to.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CallbackOutcome {
     pub org_name: String,

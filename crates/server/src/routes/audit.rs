@@ -1,24 +1,56 @@
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use rolegate_core::audit::AuditEvent;
 use rolegate_core::audit::query::AuditQuery;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/audit", get(query))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(query))
 }
 
-/// `GET /api/audit?org=&actor=&action=&since=&until=&limit=&cursor=`
+/// One page of events, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPageResponse {
+    events: Vec<AuditEvent>,
+    /// Pass as `cursor` for the next page; `null` at the end of the log.
+    next_cursor: Option<String>,
+}
+
+/// Query the audit log
+///
+/// Oldest first. An admin sees every event, an operator those of its own organisations.
+/// Unknown parameters are rejected (`invalid_field`).
+#[utoipa::path(
+    get, path = "/api/audit", operation_id = "query_audit", tag = "audit",
+    security(("operator_token" = [])),
+    params(
+        ("org" = Option<String>, Query, description = "Only this organisation's events."),
+        ("actor" = Option<String>, Query, description = "Only this actor's events (e.g. `user:alice`)."),
+        ("action" = Option<String>, Query, description = "Only this action (e.g. `user.create`)."),
+        ("since" = Option<String>, Query, description = "RFC 3339; events at or after it."),
+        ("until" = Option<String>, Query, description = "RFC 3339; events before it."),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "1 to 1000 (default 100)."),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` from the previous page."),
+    ),
+    responses(
+        (status = 200, description = "One page of events.", body = AuditPageResponse),
+        (status = 400, description = "`invalid_field`.", body = ErrorBody),
+    )
+)]
 async fn query(
     State(state): State<AppState>,
     caller: Caller,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AuditPageResponse>, ApiError> {
     const KNOWN: &[&str] = &[
         "org", "actor", "action", "since", "until", "limit", "cursor",
     ];
@@ -39,7 +71,8 @@ async fn query(
         p("cursor"),
     )?;
     let page = state.services.query_audit(&caller.principal, &q).await?;
-    Ok(Json(
-        serde_json::json!({ "events": page.events, "next_cursor": page.next }),
-    ))
+    Ok(Json(AuditPageResponse {
+        events: page.events,
+        next_cursor: page.next,
+    }))
 }

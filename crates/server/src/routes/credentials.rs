@@ -2,41 +2,49 @@
 //! Callers are an org API key (its own org only) or an operator (the org's owner, or any
 //! admin). Responses that carry secrets are sent with `Cache-Control: no-store`.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router, middleware};
 use rolegate_core::credentials::{IssueCommand, ValidateCommand, Validation};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
+use crate::idempotency::{Mode, idempotent};
 use crate::ratelimit::step;
 use crate::state::AppState;
 
-pub fn router(state: &AppState) -> Router<AppState> {
-    let optional = || middleware::from_fn_with_state(state.clone(), crate::idempotency::optional);
-    Router::new()
-        .route("/api/credentials", post(issue).route_layer(optional()))
-        .route(
-            "/api/credentials/console",
-            post(console).route_layer(optional()),
-        )
+pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(idempotent(routes!(issue), Mode::Optional, state))
+        .routes(idempotent(routes!(console), Mode::Optional, state))
         // Checking credentials changes nothing, and its body holds secrets: no idempotency
         // record is kept for it.
-        .route("/api/validate", post(validate))
+        .routes(routes!(validate))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialsRequest {
+    #[schema(required = true, nullable = false, example = "acme-corp")]
     org_name: Option<String>,
+    /// One of the configured access levels; the default level when absent.
+    #[schema(example = "readonly")]
     access_level: Option<String>,
+    /// 900 up to the level's maximum (and the role's MaxSessionDuration).
+    #[schema(example = 3600)]
     duration_seconds: Option<i64>,
+    /// Why the credentials are needed: at most 256 characters, shown in CloudTrail as the
+    /// `rolegate:reason` session tag.
+    #[schema(example = "deploy #42")]
     reason: Option<String>,
+    /// Mint new credentials even when cached ones are fresh.
     #[serde(default)]
     force_refresh: bool,
 }
@@ -54,7 +62,7 @@ impl CredentialsRequest {
 }
 
 /// Temporary credentials for the org's bound role.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct CredentialsResponse {
     access_key_id: String,
     secret_access_key: String,
@@ -94,6 +102,24 @@ async fn limit(state: &AppState, caller: &Caller, cmd: &IssueCommand) -> Result<
     .await
 }
 
+/// Issue credentials
+///
+/// Short-lived STS credentials for the organisation's bound role, with the ExternalId, a
+/// SourceIdentity and session tags naming the caller, and the access level's session
+/// policy. Served from the sealed cache while fresh; concurrent requests make one STS call.
+#[utoipa::path(
+    post, path = "/api/credentials", operation_id = "issue_credentials", tag = "credentials",
+    request_body = CredentialsRequest,
+    responses(
+        (status = 200, description = "Credentials (`Cache-Control: no-store`).", body = CredentialsResponse),
+        (status = 400, description = "`invalid_field`, `session_policy_too_large`.", body = ErrorBody),
+        (status = 403, description = "`forbidden` (another org's key or operator), `assume_role_denied`.", body = ErrorBody),
+        (status = 412, description = "`org_not_validated`, with `details.status` and `details.onboarding`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (per caller, per org).", body = ErrorBody),
+        (status = 502, description = "`sts_unavailable`, `sts_error`.", body = ErrorBody),
+        (status = 503, description = "`sts_throttled`, `provider_credentials_unavailable`, `audit_unavailable`.", body = ErrorBody),
+    )
+)]
 async fn issue(
     State(state): State<AppState>,
     caller: Caller,
@@ -127,26 +153,24 @@ async fn issue(
     Ok(no_store(Json(body).into_response()))
 }
 
-#[derive(Debug, Deserialize)]
+/// A console sign-in request (no `force_refresh`: a sign-in URL may use cached
+/// credentials).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleRequest {
-    #[serde(flatten)]
-    credentials: ConsoleCredentials,
-    destination: Option<String>,
-}
-
-/// The credential fields of a console request (no `force_refresh`: a sign-in URL may use
-/// cached credentials).
-#[derive(Debug, Deserialize)]
-pub struct ConsoleCredentials {
+    #[schema(required = true, nullable = false, example = "acme-corp")]
     org_name: Option<String>,
+    #[schema(example = "readonly")]
     access_level: Option<String>,
     duration_seconds: Option<i64>,
     reason: Option<String>,
+    /// An https URL on the partition's console (default: its home page).
+    #[schema(example = "https://us-east-1.console.aws.amazon.com/ec2/home")]
+    destination: Option<String>,
 }
 
 /// A console sign-in URL. The URL is a bearer secret until it is used.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ConsoleResponse {
     url: String,
     expires_at: String,
@@ -154,12 +178,28 @@ pub struct ConsoleResponse {
     session_name: String,
 }
 
+/// Console sign-in URL
+///
+/// Credentials as for `POST /api/credentials`, exchanged at the AWS federation endpoint of
+/// the role's partition for a sign-in URL.
+#[utoipa::path(
+    post, path = "/api/credentials/console", operation_id = "console_signin", tag = "credentials",
+    request_body = ConsoleRequest,
+    responses(
+        (status = 200, description = "The sign-in URL (`Cache-Control: no-store`).", body = ConsoleResponse),
+        (status = 400, description = "`invalid_field` (e.g. `destination`).", body = ErrorBody),
+        (status = 403, description = "`forbidden`, `assume_role_denied`.", body = ErrorBody),
+        (status = 412, description = "`org_not_validated`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`.", body = ErrorBody),
+        (status = 502, description = "`console_federation_failed`, `sts_unavailable`.", body = ErrorBody),
+    )
+)]
 async fn console(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<ConsoleRequest>,
 ) -> Result<Response, ApiError> {
-    let c = &req.credentials;
+    let c = &req;
     let cmd = IssueCommand::parse(
         c.org_name.as_deref(),
         c.access_level.as_deref(),
@@ -189,11 +229,14 @@ async fn console(
 }
 
 /// Credentials to check. Never logged: `Debug` is not derived.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateRequest {
+    #[schema(required = true, nullable = false, example = "acme-corp")]
     org_name: Option<String>,
+    #[schema(required = true, nullable = false)]
     access_key_id: Option<String>,
+    #[schema(required = true, nullable = false)]
     secret_access_key: Option<String>,
     session_token: Option<String>,
 }
@@ -206,11 +249,26 @@ impl std::fmt::Debug for ValidateRequest {
     }
 }
 
+/// Check credentials
+///
+/// GetCallerIdentity with the submitted credentials: whether they are valid and whether they
+/// are a session of the organisation's bound role. The secrets are passed to STS only.
+#[utoipa::path(
+    post, path = "/api/validate", operation_id = "validate_credentials", tag = "credentials",
+    request_body = ValidateRequest,
+    responses(
+        (status = 200, description = "The verdict; refused credentials are `valid: false` with the STS reason.", body = ValidationResponse),
+        (status = 400, description = "`invalid_field`.", body = ErrorBody),
+        (status = 403, description = "`forbidden`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (per caller).", body = ErrorBody),
+        (status = 502, description = "`sts_unavailable`.", body = ErrorBody),
+    )
+)]
 async fn validate(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<ValidateRequest>,
-) -> Result<Json<Validation>, ApiError> {
+) -> Result<Json<ValidationResponse>, ApiError> {
     step(
         &state,
         "validate_per_principal",
@@ -224,10 +282,29 @@ async fn validate(
         req.secret_access_key,
         req.session_token,
     )?;
-    Ok(Json(
-        state
-            .services
-            .validate_credentials(&caller.principal, &cmd)
-            .await?,
-    ))
+    let v: Validation = state
+        .services
+        .validate_credentials(&caller.principal, &cmd)
+        .await?;
+    Ok(Json(ValidationResponse {
+        valid: v.valid,
+        arn: v.arn,
+        account: v.account,
+        matches_org: v.matches_org,
+        reason: v.reason,
+    }))
+}
+
+/// Whether submitted credentials are valid, and whose they are.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidationResponse {
+    valid: bool,
+    /// The caller ARN (an assumed-role session ARN for vended credentials).
+    arn: Option<String>,
+    account: Option<String>,
+    /// True only for a session of the organisation's bound role.
+    matches_org: bool,
+    /// Why STS refused the credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }

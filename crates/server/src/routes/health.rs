@@ -1,30 +1,68 @@
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/health", get(health))
-        .route("/api/ready", get(ready))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
 }
 
-/// Liveness: touches no dependency.
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthResponse {
+    #[schema(example = "ok")]
+    status: &'static str,
+    /// The server's version.
+    version: &'static str,
 }
 
-/// Readiness: the store must be reachable and writable.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyResponse {
+    #[schema(example = "ready")]
+    status: &'static str,
+    /// The storage engine: `sqlite` or `redis`.
+    store: &'static str,
+}
+
+/// Liveness
+///
+/// Touches no dependency.
+#[utoipa::path(
+    get, path = "/api/health", operation_id = "health", tag = "health",
+    responses((status = 200, description = "The process is up.", body = HealthResponse))
+)]
+async fn health() -> Json<HealthResponse> {
+    Json(HealthResponse {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// Readiness
+///
+/// The store must be reachable and writable.
+#[utoipa::path(
+    get, path = "/api/ready", operation_id = "ready", tag = "health",
+    responses(
+        (status = 200, description = "Ready to serve.", body = ReadyResponse),
+        (status = 503, description = "`store_unavailable`.", body = ErrorBody),
+    )
+)]
 async fn ready(State(state): State<AppState>) -> Response {
     match state.services.vault.store().ping().await {
-        Ok(()) => Json(json!({"status": "ready", "store": state.services.vault.store().engine()}))
-            .into_response(),
+        Ok(()) => Json(ReadyResponse {
+            status: "ready",
+            store: state.services.vault.store().engine(),
+        })
+        .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             ApiError::new(

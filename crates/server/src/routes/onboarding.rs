@@ -1,43 +1,87 @@
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router, middleware};
 use rolegate_core::RequestContext;
 use rolegate_core::ids::OrgName;
 use rolegate_core::onboarding::links::{OnboardingLinks, OnboardingSettings};
-use rolegate_core::onboarding::{SignatureHeaders, callback};
+use rolegate_core::onboarding::{CallbackOutcome, SignatureHeaders, callback};
+use rolegate_core::orgs::Org;
 use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{Caller, request_id, source_ip};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
+use crate::idempotency::{Mode, idempotent};
 use crate::state::{AppState, ONBOARDING_TEMPLATE};
 
-/// The customer callback: authenticated by its signature, not by a bearer token.
-pub fn public_router() -> Router<AppState> {
-    Router::new()
-        .route("/api/integrations/validate", post(callback_handler))
-        .route("/api/onboarding/callback", post(callback_handler))
+/// The customer callback: authenticated by its signature, not by a bearer token. Replays
+/// are refused by the signed nonce, so `Idempotency-Key` plays no part here.
+pub fn public_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(callback_handler))
+        .routes(routes!(callback_alias))
 }
 
-pub fn router(state: &AppState) -> Router<AppState> {
-    let optional = || middleware::from_fn_with_state(state.clone(), crate::idempotency::optional);
-    Router::new()
-        .route("/api/integrate", post(integrate).route_layer(optional()))
-        .route("/api/orgs/{org}/onboarding", get(onboarding_links))
-        .route(
-            "/api/orgs/{org}/binding/reset",
-            post(reset_binding).route_layer(optional()),
-        )
+pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(idempotent(routes!(integrate), Mode::Optional, state))
+        .routes(routes!(onboarding_links))
+        .routes(idempotent(routes!(reset_binding), Mode::Optional, state))
+}
+
+/// The callback's body, as the onboarding stack sends it (checked by
+/// `rolegate_core::onboarding::Callback::parse` only after the signature; see
+/// docs/onboarding.md).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // Only describes the body; the handler verifies the raw bytes.
+pub struct CallbackRequest {
+    /// `created`, `updated` or `deleted`.
+    #[schema(example = "created")]
+    event: String,
+    #[schema(example = "acme-corp")]
+    org_name: String,
+    /// Read from the stack's own ARN, not from a parameter.
+    #[schema(example = "111122223333")]
+    account_id: String,
+    #[schema(example = "eu-west-1")]
+    region: String,
+    #[schema(example = "aws")]
+    partition: String,
+    role_arn: String,
+    stack_id: String,
 }
 
 fn header(h: &HeaderMap, name: &str) -> Option<String> {
     h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
-/// `POST /api/integrations/validate`: the onboarding stack's signed callback.
+/// The signed onboarding callback
+///
+/// Sent by the customer's onboarding stack; authenticated by an HMAC-SHA256 signature under
+/// the org's callback secret over `"<timestamp>|<nonce>|" + body` (docs/onboarding.md). Binds
+/// the org to the reporting account and checks that the role enforces the ExternalId.
+#[utoipa::path(
+    post, path = "/api/integrations/validate", operation_id = "onboarding_callback", tag = "onboarding",
+    params(
+        ("X-Sig-Timestamp" = String, Header, description = "Unix time in seconds; within 300 s of the server's clock."),
+        ("X-Sig-Nonce" = String, Header, description = "32 lowercase hex characters, new for every attempt (kept 15 minutes)."),
+        ("X-Sig-Signature" = String, Header, description = "64 lowercase hex characters: the HMAC-SHA256."),
+    ),
+    request_body = CallbackRequest,
+    responses(
+        (status = 200, description = "The verdict (`validated`, `unsafe_trust`, `offboarded`, …).", body = CallbackOutcome),
+        (status = 400, description = "`invalid_field`: the signed body is not a valid callback.", body = ErrorBody),
+        (status = 401, description = "`invalid_signature`, `stale_timestamp`, `nonce_reused`.", body = ErrorBody),
+        (status = 409, description = "`account_mismatch`, `binding_changed`.", body = ErrorBody),
+        (status = 424, description = "`role_not_assumable`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (per source IP; per org once the signature verifies).", body = ErrorBody),
+    )
+)]
 async fn callback_handler(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -97,9 +141,35 @@ async fn callback_handler(
     Ok(Json(outcome).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// The signed onboarding callback (alias)
+///
+/// The same as `POST /api/integrations/validate`.
+#[utoipa::path(
+    post, path = "/api/onboarding/callback", operation_id = "onboarding_callback_alias", tag = "onboarding",
+    params(
+        ("X-Sig-Timestamp" = String, Header, description = "Unix time in seconds."),
+        ("X-Sig-Nonce" = String, Header, description = "32 lowercase hex characters."),
+        ("X-Sig-Signature" = String, Header, description = "64 lowercase hex characters: the HMAC-SHA256."),
+    ),
+    request_body = CallbackRequest,
+    responses(
+        (status = 200, description = "The verdict.", body = CallbackOutcome),
+        (status = 401, description = "`invalid_signature`, `stale_timestamp`, `nonce_reused`.", body = ErrorBody),
+    )
+)]
+async fn callback_alias(
+    state: State<AppState>,
+    peer: ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    callback_handler(state, peer, headers, body).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntegrateRequest {
+    #[schema(required = true, nullable = false, example = "acme-corp")]
     org_name: Option<String>,
 }
 
@@ -161,7 +231,19 @@ async fn issue(
     Ok(res)
 }
 
-/// `POST /api/integrate {org_name}` (the prototype's path).
+/// Issue onboarding links (the prototype's path)
+///
+/// The same as `GET /api/orgs/{org}/onboarding`, with the org in the body.
+#[utoipa::path(
+    post, path = "/api/integrate", operation_id = "integrate", tag = "onboarding",
+    security(("operator_token" = [])),
+    request_body = IntegrateRequest,
+    responses(
+        (status = 200, description = "The links; they carry the new callback secret.", body = OnboardingLinks),
+        (status = 404, description = "`not_found`.", body = ErrorBody),
+        (status = 503, description = "`not_configured`.", body = ErrorBody),
+    )
+)]
 async fn integrate(
     State(state): State<AppState>,
     caller: Caller,
@@ -173,8 +255,20 @@ async fn integrate(
     issue(&state, &caller, &OrgName::parse(&name)?, true).await
 }
 
-/// `GET /api/orgs/{org}/onboarding`: the same links, reusing the current callback secret
-/// while it still works (only `POST /api/integrate` replaces it).
+/// Issue onboarding links
+///
+/// A CloudFormation quick-create link, the template URL and an AWS CLI command. They reuse
+/// the current callback secret while it still works; only `POST /api/integrate` replaces it.
+#[utoipa::path(
+    get, path = "/api/orgs/{org}/onboarding", operation_id = "onboarding_links", tag = "onboarding",
+    security(("operator_token" = [])),
+    params(("org" = String, Path, description = "The organisation's name.")),
+    responses(
+        (status = 200, description = "The links; they carry the current callback secret.", body = OnboardingLinks),
+        (status = 404, description = "`not_found`.", body = ErrorBody),
+        (status = 503, description = "`not_configured`.", body = ErrorBody),
+    )
+)]
 async fn onboarding_links(
     State(state): State<AppState>,
     caller: Caller,
@@ -183,12 +277,23 @@ async fn onboarding_links(
     issue(&state, &caller, &OrgName::parse(&org)?, false).await
 }
 
-/// `POST /api/orgs/{org}/binding/reset`.
+/// Reset an organisation's account binding
+///
+/// So that a callback from another account can bind (audited).
+#[utoipa::path(
+    post, path = "/api/orgs/{org}/binding/reset", operation_id = "reset_binding", tag = "onboarding",
+    security(("operator_token" = [])),
+    params(("org" = String, Path, description = "The organisation's name.")),
+    responses(
+        (status = 200, description = "The organisation, unbound.", body = Org),
+        (status = 404, description = "`not_found`.", body = ErrorBody),
+    )
+)]
 async fn reset_binding(
     State(state): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
-) -> Result<Json<rolegate_core::orgs::Org>, ApiError> {
+) -> Result<Json<Org>, ApiError> {
     Ok(Json(
         state
             .services

@@ -1,51 +1,62 @@
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router, middleware};
 use rolegate_core::ids::OrgName;
 use rolegate_core::orgs::{Org, OrgStatus, RegisterOrgCommand, RegisteredOrg};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{Caller, require_operator};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
+use crate::idempotency::{Mode, idempotent};
 use crate::state::AppState;
 
-pub fn router(state: &AppState) -> Router<AppState> {
-    let required = || middleware::from_fn_with_state(state.clone(), crate::idempotency::required);
-    let optional = || middleware::from_fn_with_state(state.clone(), crate::idempotency::optional);
-    Router::new()
-        .route("/api/register", post(register).route_layer(required()))
-        .route(
-            "/api/orgs",
-            post(register).route_layer(required()).get(list),
-        )
-        .route("/api/orgs/{org}", get(show).delete(offboard))
-        .route(
-            "/api/orgs/{org}/api-key",
-            post(rotate_key).route_layer(optional()),
-        )
+pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(idempotent(routes!(register_legacy), Mode::Required, state))
+        .routes(idempotent(routes!(register), Mode::Required, state))
+        .routes(routes!(list))
+        .routes(routes!(show, offboard))
+        .routes(idempotent(routes!(rotate_key), Mode::Optional, state))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterOrgRequest {
+    /// 3 to 32 characters: letters, digits and `-`; starts with a letter, does not end with
+    /// `-`. Case-insensitive (kept lowercase).
+    #[schema(required = true, nullable = false, example = "acme-corp")]
     org_name: Option<String>,
+    /// The customer's 12-digit AWS account, when known: only a callback from it can bind.
+    #[schema(example = "111122223333")]
     account_id: Option<String>,
 }
 
 /// Registration's answer: the API key appears here once and never again.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RegisterOrgResponse {
     org_name: String,
+    /// The `sts:ExternalId` the customer's role must require.
     external_id: String,
+    /// `rgk_…`: shown once; only its digest is stored.
     api_key: String,
     api_key_id: String,
     status: OrgStatus,
     expected_account_id: Option<String>,
     created_at: String,
+}
+
+/// One page of organisations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgListResponse {
+    orgs: Vec<Org>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    next_cursor: Option<String>,
 }
 
 fn no_store(mut res: Response) -> Response {
@@ -74,6 +85,19 @@ fn registered(status: StatusCode, r: RegisteredOrg) -> Response {
     no_store(res)
 }
 
+/// Register an organisation
+///
+/// Creates the customer with its ExternalId and API key (shown only in this answer).
+#[utoipa::path(
+    post, path = "/api/orgs", operation_id = "register_org", tag = "orgs",
+    security(("operator_token" = [])),
+    request_body = RegisterOrgRequest,
+    responses(
+        (status = 201, description = "Registered; `Location` names the org. `api_key` is shown only here.", body = RegisterOrgResponse),
+        (status = 400, description = "`idempotency_key_required`, `invalid_field`, `invalid_json`.", body = ErrorBody),
+        (status = 409, description = "`org_exists`, or `idempotency_in_progress`.", body = ErrorBody),
+    )
+)]
 async fn register(
     State(state): State<AppState>,
     caller: Caller,
@@ -91,17 +115,53 @@ async fn register(
     Ok(registered(StatusCode::CREATED, created))
 }
 
-#[derive(Debug, Deserialize)]
+/// Register an organisation (the prototype's path)
+///
+/// The same as `POST /api/orgs`.
+#[utoipa::path(
+    post, path = "/api/register", operation_id = "register_org_legacy", tag = "orgs",
+    security(("operator_token" = [])),
+    request_body = RegisterOrgRequest,
+    responses(
+        (status = 201, description = "Registered; `api_key` is shown only here.", body = RegisterOrgResponse),
+        (status = 400, description = "`idempotency_key_required`, `invalid_field`, `invalid_json`.", body = ErrorBody),
+        (status = 409, description = "`org_exists`, or `idempotency_in_progress`.", body = ErrorBody),
+    )
+)]
+async fn register_legacy(
+    state: State<AppState>,
+    caller: Caller,
+    req: ApiJson<RegisterOrgRequest>,
+) -> Result<Response, ApiError> {
+    register(state, caller, req).await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
+    /// `next_cursor` from the previous page.
     cursor: Option<String>,
 }
 
+/// List organisations
+///
+/// An operator sees its own, an admin all, an API key only its organisation.
+#[utoipa::path(
+    get, path = "/api/orgs", operation_id = "list_orgs", tag = "orgs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page, by name.", body = OrgListResponse),
+        (status = 400, description = "`invalid_field` (`limit`, `cursor`).", body = ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<OrgListResponse>, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 500 {
         return Err(ApiError::invalid_field(
@@ -118,15 +178,27 @@ async fn list(
         .services
         .list_orgs(&caller.principal, q.cursor.as_deref(), limit)
         .await?;
-    Ok(Json(
-        serde_json::json!({ "orgs": page.orgs, "next_cursor": page.next }),
-    ))
+    Ok(Json(OrgListResponse {
+        orgs: page.orgs,
+        next_cursor: page.next,
+    }))
 }
 
 fn org_name(raw: &str) -> Result<OrgName, ApiError> {
     Ok(OrgName::parse(raw)?)
 }
 
+/// Show an organisation
+///
+/// No secret but the ExternalId. Its owner, an admin, or the org's own API key.
+#[utoipa::path(
+    get, path = "/api/orgs/{org}", operation_id = "show_org", tag = "orgs",
+    params(("org" = String, Path, description = "The organisation's name.")),
+    responses(
+        (status = 200, description = "The organisation.", body = Org),
+        (status = 404, description = "`not_found`.", body = ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -140,6 +212,19 @@ async fn show(
     ))
 }
 
+/// Offboard an organisation
+///
+/// Kills its API key; the record and its audit trail stay. Offboarding an offboarded
+/// organisation answers the record again.
+#[utoipa::path(
+    delete, path = "/api/orgs/{org}", operation_id = "offboard_org", tag = "orgs",
+    security(("operator_token" = [])),
+    params(("org" = String, Path, description = "The organisation's name.")),
+    responses(
+        (status = 200, description = "The offboarded organisation.", body = Org),
+        (status = 404, description = "`not_found`.", body = ErrorBody),
+    )
+)]
 async fn offboard(
     State(state): State<AppState>,
     caller: Caller,
@@ -153,6 +238,19 @@ async fn offboard(
     ))
 }
 
+/// Rotate an organisation's API key
+///
+/// The old key dies at once; the new one is shown only here.
+#[utoipa::path(
+    post, path = "/api/orgs/{org}/api-key", operation_id = "rotate_org_api_key", tag = "orgs",
+    security(("operator_token" = [])),
+    params(("org" = String, Path, description = "The organisation's name.")),
+    responses(
+        (status = 200, description = "The organisation and its new API key.", body = RegisterOrgResponse),
+        (status = 404, description = "`not_found`.", body = ErrorBody),
+        (status = 409, description = "`org_offboarded`.", body = ErrorBody),
+    )
+)]
 async fn rotate_key(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,40 +1,56 @@
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router, middleware};
 use rolegate_core::ids::UserId;
 use rolegate_core::users::{CreateUserCommand, User};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
+use crate::idempotency::{Mode, idempotent};
 use crate::state::AppState;
 
-pub fn router(state: &AppState) -> Router<AppState> {
-    let idem = || middleware::from_fn_with_state(state.clone(), crate::idempotency::optional);
-    Router::new()
-        .route("/api/users", post(create).route_layer(idem()).get(list))
-        .route("/api/users/{id}", get(show).delete(disable))
-        .route("/api/users/{id}/token", post(rotate).route_layer(idem()))
+pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(idempotent(routes!(create), Mode::Optional, state))
+        .routes(routes!(list))
+        .routes(routes!(show, disable))
+        .routes(idempotent(routes!(rotate), Mode::Optional, state))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
+    /// 2 to 64 characters: letters, digits and `+ = , . @ _ -`; case-insensitive (kept lowercase).
+    #[schema(required = true, nullable = false, example = "alice")]
     user_id: Option<String>,
+    /// `admin` or `operator` (the default).
+    #[schema(nullable = false, example = "operator")]
     role: Option<String>,
+    /// Free-form JSON kept with the operator (default `{}`).
+    #[schema(nullable = false)]
     metadata: Option<serde_json::Value>,
 }
 
 /// A user plus its token, which is shown only in this response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserWithTokenResponse {
     #[serde(flatten)]
     user: User,
+    /// `rgt_…`: shown once; only its digest is stored.
     token: String,
+}
+
+/// Every operator.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserListResponse {
+    users: Vec<User>,
 }
 
 fn with_token(status: StatusCode, user: User, token: &secrecy::SecretString) -> Response {
@@ -50,6 +66,19 @@ fn with_token(status: StatusCode, user: User, token: &secrecy::SecretString) -> 
     res
 }
 
+/// Create an operator
+///
+/// Returns its bearer token, once.
+#[utoipa::path(
+    post, path = "/api/users", operation_id = "create_user", tag = "users",
+    security(("operator_token" = [])),
+    request_body = CreateUserRequest,
+    responses(
+        (status = 201, description = "Created; `token` is shown only here.", body = UserWithTokenResponse),
+        (status = 400, description = "`invalid_field`, `invalid_json`.", body = ErrorBody),
+        (status = 409, description = "`user_exists`.", body = ErrorBody),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -67,14 +96,32 @@ async fn create(
     Ok(with_token(StatusCode::CREATED, user, &token))
 }
 
+/// List operators
+///
+/// Admins see everyone; an operator sees only itself.
+#[utoipa::path(
+    get, path = "/api/users", operation_id = "list_users", tag = "users",
+    security(("operator_token" = [])),
+    responses((status = 200, description = "The operators.", body = UserListResponse))
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<UserListResponse>, ApiError> {
     let users = state.services.list_users(&caller.principal).await?;
-    Ok(Json(serde_json::json!({ "users": users })))
+    Ok(Json(UserListResponse { users }))
 }
 
+/// Show an operator
+#[utoipa::path(
+    get, path = "/api/users/{id}", operation_id = "show_user", tag = "users",
+    security(("operator_token" = [])),
+    params(("id" = String, Path, description = "The operator's user id.")),
+    responses(
+        (status = 200, description = "The operator.", body = User),
+        (status = 404, description = "`not_found`.", body = ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -84,6 +131,20 @@ async fn show(
     Ok(Json(state.services.get_user(&caller.principal, &id).await?))
 }
 
+/// Disable an operator
+///
+/// Its token stops working at once, on every replica. Disabling a disabled operator answers
+/// the record again.
+#[utoipa::path(
+    delete, path = "/api/users/{id}", operation_id = "disable_user", tag = "users",
+    security(("operator_token" = [])),
+    params(("id" = String, Path, description = "The operator's user id.")),
+    responses(
+        (status = 200, description = "The disabled operator.", body = User),
+        (status = 404, description = "`not_found`.", body = ErrorBody),
+        (status = 409, description = "`cannot_disable_self`: an admin cannot disable itself.", body = ErrorBody),
+    )
+)]
 async fn disable(
     State(state): State<AppState>,
     caller: Caller,
@@ -98,6 +159,19 @@ async fn disable(
     ))
 }
 
+/// Rotate an operator's token
+///
+/// The old token dies at once; the new one is shown only here.
+#[utoipa::path(
+    post, path = "/api/users/{id}/token", operation_id = "rotate_user_token", tag = "users",
+    security(("operator_token" = [])),
+    params(("id" = String, Path, description = "The operator's user id.")),
+    responses(
+        (status = 200, description = "The operator and its new token.", body = UserWithTokenResponse),
+        (status = 404, description = "`not_found`.", body = ErrorBody),
+        (status = 409, description = "`user_disabled`.", body = ErrorBody),
+    )
+)]
 async fn rotate(
     State(state): State<AppState>,
     caller: Caller,
