@@ -193,4 +193,36 @@ mod tests {
             ]
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_principal_makes_a_valid_session_name(
+            org in "[a-z][a-z0-9-]{1,30}[a-z0-9]",
+            user in "[a-z0-9+=,.@_-]{2,64}",
+            key in "[0-9a-f]{16}",
+            unique in "[0-9a-f]{16}",
+        ) {
+            let org = OrgName::parse(&org).unwrap();
+            let ops = UserId::parse(&user).map(|u| Principal::Operator { user_id: u, role: Role::Operator });
+            for p in ops.into_iter().chain([Principal::OrgKey { org: org.clone(), key_id: key.clone() }]) {
+                let n = session_name(&org, &p, &unique);
+                proptest::prop_assert!((2..=64).contains(&n.len()), "{}", n);
+                proptest::prop_assert!(n.chars().all(is_session_char), "{}", n);
+                proptest::prop_assert!(n.starts_with(org.as_str()));
+                let si = source_identity(&p);
+                proptest::prop_assert!((2..=64).contains(&si.len()) && si.chars().all(is_session_char));
+            }
+        }
+
+        #[test]
+        fn tag_values_and_reasons_hold_for_any_text(text in "\\PC{0,300}") {
+            let v = sanitize_tag_value(&text);
+            proptest::prop_assert!(v.chars().count() <= MAX_REASON_CHARS);
+            proptest::prop_assert!(v.chars().all(|c| c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c)));
+            if let Ok(Some(r)) = parse_reason(Some(&text)) {
+                proptest::prop_assert!(r.chars().count() <= MAX_REASON_CHARS);
+                proptest::prop_assert!(!r.chars().any(char::is_control));
+            }
+        }
+    }
 }
