@@ -13,6 +13,8 @@ use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
+use secrecy::ExposeSecret as _;
+
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -212,15 +214,50 @@ pub async fn track_http(State(state): State<AppState>, req: Request, next: Next)
     res
 }
 
+/// Whether the caller may scrape: the configured `metrics_token`, or an admin's token.
+async fn may_scrape(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    let Some(presented) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+    else {
+        return false;
+    };
+    if let Some(token) = &state.settings.metrics_token
+        && rolegate_crypto::ct_eq(token.expose_secret().as_bytes(), presented.as_bytes())
+    {
+        return true;
+    }
+    matches!(
+        state.services.authenticate_token(presented).await,
+        Ok(Some(p)) if p.is_admin()
+    )
+}
+
 /// Prometheus metrics
 ///
-/// The text exposition format. No authentication, so it belongs on an internal network only
-/// (absent when `metrics_enabled = false`).
+/// The text exposition format, for a scraper holding the `metrics_token` (Prometheus:
+/// `authorization: {credentials_file: …}`) or an admin's token. Absent when
+/// `metrics_enabled = false`.
 #[utoipa::path(
     get, path = "/metrics", operation_id = "metrics", tag = "metrics",
-    responses((status = 200, description = "Prometheus text format.", content_type = "text/plain; version=0.0.4", body = String))
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format.", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 401, description = "`unauthorized`: no metrics token or admin token.", body = crate::error::ErrorBody),
+    )
 )]
-pub async fn render(State(state): State<AppState>) -> Response {
+pub async fn render(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if !may_scrape(&state, &headers).await {
+        return ApiError::unauthorized(
+            "GET /metrics needs Authorization: Bearer with the metrics_token or an admin token",
+        )
+        .into_response();
+    }
     match state.metrics.render() {
         Ok(body) => (
             [(

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use crate::process::{self, Server};
 use crate::support::{AppOptions, Engine, TestApp, spawn_app, spawn_with};
 
-/// The body of `/metrics`, fetched with no credentials at all.
+/// The body of `/metrics`, fetched with the admin's token.
 pub(crate) async fn scrape(app: &TestApp) -> String {
-    let r = app.send(app.client.get(app.url("/metrics"))).await;
+    let r = app.get("/metrics", &app.admin_token).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let ct = r.header("content-type").unwrap_or_default();
     assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
@@ -217,7 +217,36 @@ async fn disabled_metrics_are_not_found(engine: Engine) {
     assert_eq!(app.get("/api/health", "").await.status, 200);
 }
 
+/// Metrics need the scrape token or an admin: counts of requests and failures tell an
+/// outsider more than they should.
+async fn metrics_need_the_scrape_token_or_an_admin(engine: Engine) {
+    let token = "m".repeat(40);
+    let app = spawn_with(
+        engine,
+        AppOptions {
+            toml: format!("metrics_token = \"{token}\"\n"),
+            ..Default::default()
+        },
+    )
+    .await;
+    let anonymous = app.send(app.client.get(app.url("/metrics"))).await;
+    assert_eq!((anonymous.status, anonymous.code()), (401, "unauthorized"));
+    assert!(anonymous.header("www-authenticate").is_some());
+    assert_eq!(app.get("/metrics", &"m".repeat(39)).await.status, 401);
+    let op = app.create_user("watcher", "operator").await;
+    assert_eq!(
+        app.get("/metrics", &op).await.status,
+        401,
+        "operators are not admins"
+    );
+    let r = app.get("/metrics", &token).await;
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8_lossy(&r.raw).contains("rolegate_http_requests_total"));
+    assert_eq!(app.get("/metrics", &app.admin_token).await.status, 200);
+}
+
 crate::both_engines!(
+    metrics_need_the_scrape_token_or_an_admin,
     requests_are_counted_under_their_route_template,
     store_calls_are_timed_under_their_engine,
     rate_limit_rejections_are_counted_per_limit,

@@ -80,6 +80,8 @@ pub struct RawSettings {
     pub idempotency_ttl_secs: Option<u64>,
     pub trust_forwarded_for: Option<bool>,
     pub metrics_enabled: Option<bool>,
+    pub metrics_token: Option<String>,
+    pub metrics_token_file: Option<PathBuf>,
     #[serde(default)]
     pub rate_limits: RawRateLimits,
     #[serde(default)]
@@ -111,6 +113,8 @@ const ENV: &[(&str, &str)] = &[
         "ROLEGATE_ONBOARDING_CALLBACK_URL",
     ),
     ("metrics_enabled", "ROLEGATE_METRICS_ENABLED"),
+    ("metrics_token", "ROLEGATE_METRICS_TOKEN"),
+    ("metrics_token_file", "ROLEGATE_METRICS_TOKEN_FILE"),
 ];
 
 impl RawSettings {
@@ -164,6 +168,14 @@ impl RawSettings {
                 "trust_forwarded_for" => {
                     self.trust_forwarded_for =
                         Some(v.parse().map_err(|_| bad(var, "must be true or false"))?);
+                }
+                "metrics_token" => {
+                    self.metrics_token = Some(v);
+                    self.metrics_token_file = None;
+                }
+                "metrics_token_file" => {
+                    self.metrics_token_file = Some(v.into());
+                    self.metrics_token = None;
                 }
                 "metrics_enabled" => {
                     self.metrics_enabled =
@@ -311,6 +323,25 @@ impl RawSettings {
                 })
                 .parse("rate_limits.validate_per_principal")?,
         };
+        let metrics_token = match (self.metrics_token, self.metrics_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "metrics_token",
+                    "set either metrics_token or metrics_token_file, not both",
+                ));
+            }
+            (Some(t), None) => Some(t),
+            (None, Some(f)) => Some(read_secret_file("metrics_token_file", &f)?),
+            (None, None) => None,
+        };
+        if let Some(t) = &metrics_token
+            && (t.len() < 32 || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(bad(
+                "metrics_token",
+                "must be at least 32 characters with no whitespace (e.g. `openssl rand -hex 32`)",
+            ));
+        }
         let aws = self.aws.validate()?;
         let onboarding = self.onboarding.validate(&aws.settings.region)?;
         let credentials = self
@@ -327,6 +358,7 @@ impl RawSettings {
             idempotency_ttl: Duration::from_secs(ttl),
             trust_forwarded_for: self.trust_forwarded_for.unwrap_or(false),
             metrics_enabled: self.metrics_enabled.unwrap_or(true),
+            metrics_token: metrics_token.map(SecretString::from),
             rate_limits: limits,
             aws,
             onboarding,
@@ -387,8 +419,10 @@ pub struct Settings {
     pub log_level: String,
     pub idempotency_ttl: Duration,
     pub trust_forwarded_for: bool,
-    /// Serve `GET /metrics` (unauthenticated: scrape it from an internal network only).
+    /// Serve `GET /metrics` (to the `metrics_token` or an admin's token).
     pub metrics_enabled: bool,
+    /// The bearer token a scraper presents on `GET /metrics`.
+    pub metrics_token: Option<SecretString>,
     pub rate_limits: RateLimits,
     pub aws: aws::AwsConfig,
     pub onboarding: aws::OnboardingConfig,
