@@ -65,6 +65,10 @@ enum Command {
         command: AdminCommand,
     },
     /// Re-seal every stored record under the newest master key.
+    ///
+    /// Cached credentials sealed under an older key are dropped (the next request mints new
+    /// ones). Idempotency records are left to expire: keep the old key in the ring for
+    /// `idempotency_ttl_secs` after a rekey. Nonces and locks hold no data.
     Rekey,
     /// The audit log.
     Audit {
@@ -212,7 +216,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let services = open_services(&settings, false, Arc::new(SystemClock)).await?;
             let (resealed, total) = services
                 .vault
-                .rekey(&[rolegate_core::idempotency::PREFIX])
+                .rekey(rolegate_core::vault::REKEY_SKIP)
                 .await?;
             writeln!(
                 out,

@@ -29,6 +29,15 @@ pub struct Vault {
     ring: Arc<Keyring>,
 }
 
+/// What `rekey` leaves alone: idempotency records expire within their TTL (keep the old
+/// key in the ring that long), and nonces and single-flight locks are unsealed markers
+/// that hold no data.
+pub const REKEY_SKIP: &[&str] = &[
+    crate::idempotency::PREFIX,
+    crate::onboarding::NONCE_PREFIX,
+    crate::credentials::LOCK_PREFIX,
+];
+
 impl Vault {
     #[must_use]
     pub fn new(store: Arc<dyn KvStore>, ring: Arc<Keyring>) -> Self {
@@ -133,8 +142,10 @@ impl Vault {
         Err(Error::Contention)
     }
 
-    /// Re-seals every record not sealed under the current key. Short-lived records under
-    /// `skip_prefixes` (nonces, idempotency) are left to expire. Returns (re-sealed, total).
+    /// Re-seals every record not sealed under the current key. Records under
+    /// `skip_prefixes` are left alone (see [`REKEY_SKIP`]); cached credentials sealed under
+    /// an older key are dropped rather than re-sealed (a re-seal would lose their expiry,
+    /// and the next request mints new ones). Returns (re-sealed or dropped, total).
     pub async fn rekey(&self, skip_prefixes: &[&str]) -> Result<(usize, usize), Error> {
         let current = self.ring.current_id();
         let (mut resealed, mut total) = (0, 0);
@@ -153,13 +164,19 @@ impl Vault {
                 if id == current {
                     continue;
                 }
-                let plain = self.ring.open(key, raw).map_err(|e| Error::Corrupt {
-                    key: key.clone(),
-                    reason: e.to_string(),
-                })?;
-                let txn = Txn::new()
-                    .equals(key.clone(), raw.clone())
-                    .put(key.clone(), self.ring.seal(key, &plain));
+                let txn = if key.starts_with(crate::credentials::CACHE_PREFIX) {
+                    Txn::new()
+                        .equals(key.clone(), raw.clone())
+                        .delete(key.clone())
+                } else {
+                    let plain = self.ring.open(key, raw).map_err(|e| Error::Corrupt {
+                        key: key.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    Txn::new()
+                        .equals(key.clone(), raw.clone())
+                        .put(key.clone(), self.ring.seal(key, &plain))
+                };
                 // A concurrent writer already re-sealed it under the current key if this fails.
                 if self.store.commit(txn).await? {
                     resealed += 1;

@@ -188,19 +188,55 @@ async fn rotation_keeps_old_records_readable_and_rekey_reseals(engine: Engine) {
         id_of(&store.get("org/rekey-new").await.unwrap().unwrap()),
         new_key.id()
     );
+    // Short-lived records: a used nonce and a single-flight lock (unsealed markers) and a
+    // cached credential sealed under the old key.
+    let markers = Txn::new()
+        .put_ttl(
+            "nonce/rekey-org/0123456789abcdef",
+            vec![1],
+            std::time::Duration::from_secs(900),
+        )
+        .put_ttl(
+            "credlock/0123",
+            Vec::new(),
+            std::time::Duration::from_secs(30),
+        );
+    assert!(store.commit(markers).await.unwrap());
+    let old_ring = rolegate_crypto::Keyring::new(std::slice::from_ref(&old_key)).unwrap();
+    let old_vault = rolegate_core::vault::Vault::new(store.clone(), std::sync::Arc::new(old_ring));
+    let cached = old_vault
+        .put_ttl(
+            Txn::new(),
+            "cred/rekey-org/0123",
+            &json!({"old": true}),
+            std::time::Duration::from_secs(600),
+        )
+        .unwrap();
+    assert!(old_vault.commit(cached).await.unwrap());
     // rekey re-seals everything under the newest key.
     let ring = rolegate_crypto::Keyring::new(&[old_key.clone(), new_key.clone()]).unwrap();
     let vault = rolegate_core::vault::Vault::new(store.clone(), std::sync::Arc::new(ring));
-    let (resealed, total) = vault
-        .rekey(&[rolegate_core::idempotency::PREFIX])
-        .await
-        .unwrap();
+    let (resealed, total) = vault.rekey(rolegate_core::vault::REKEY_SKIP).await.unwrap();
+    assert!(
+        store.get("cred/rekey-org/0123").await.unwrap().is_none(),
+        "a cached credential under the old key is dropped, not re-sealed without its expiry"
+    );
+    assert!(
+        store
+            .get("nonce/rekey-org/0123456789abcdef")
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(resealed > 0 && total >= resealed);
     let mut after = None;
     loop {
         let page = store.list("", after.as_deref(), 100).await.unwrap();
         for (k, v) in &page.items {
-            if !k.starts_with("idem/") {
+            if !rolegate_core::vault::REKEY_SKIP
+                .iter()
+                .any(|p| k.starts_with(p))
+            {
                 assert_eq!(id_of(v), new_key.id(), "{k} not re-sealed");
             }
         }

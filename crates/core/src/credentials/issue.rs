@@ -109,7 +109,10 @@ impl Flights {
 }
 
 fn lock_key(cache_key: &str) -> String {
-    format!("credlock/{}", &cache_key["cred/".len()..])
+    let digest = cache_key
+        .strip_prefix(super::CACHE_PREFIX)
+        .unwrap_or(cache_key);
+    format!("{}{digest}", super::LOCK_PREFIX)
 }
 
 /// `arn:PARTITION:iam::…` → `PARTITION`.

@@ -20,10 +20,15 @@ pub use validate::{ValidateCommand, Validation};
 use crate::ids::OrgName;
 use crate::{Error, Services};
 
+/// Where cached credentials live (sealed, with a TTL to their expiry).
+pub const CACHE_PREFIX: &str = "cred/";
+/// Where single-flight locks live (unsealed markers with a short TTL).
+pub const LOCK_PREFIX: &str = "credlock/";
+
 /// The storage prefix of every cached credential of `org`.
 #[must_use]
 pub fn cache_prefix(org: &OrgName) -> String {
-    format!("cred/{org}/")
+    format!("{CACHE_PREFIX}{org}/")
 }
 
 impl Services {

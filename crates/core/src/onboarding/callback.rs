@@ -298,7 +298,7 @@ impl Services {
         let org = record
             .map(|r| r.name)
             .ok_or_else(|| rejected("invalid_signature", "the callback signature is not valid"))?;
-        let nonce_key = format!("nonce/{org}/{nonce}");
+        let nonce_key = format!("{}{org}/{nonce}", super::NONCE_PREFIX);
         let claim = Txn::new()
             .absent(nonce_key.clone())
             .put_ttl(nonce_key, vec![1], NONCE_TTL);

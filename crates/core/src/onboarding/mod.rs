@@ -21,6 +21,8 @@ pub const TIMESTAMP_WINDOW_SECS: i64 = 300;
 /// Nonces are remembered for longer than the whole acceptance window (±300 s), so a nonce
 /// can never be replayed with any timestamp that is still acceptable.
 pub const NONCE_TTL: Duration = Duration::from_secs(3 * TIMESTAMP_WINDOW_SECS as u64);
+/// Where used nonces are remembered (unsealed markers, `nonce/<org>/<nonce>`).
+pub const NONCE_PREFIX: &str = "nonce/";
 /// An unused callback secret stops working after this long.
 pub const CALLBACK_SECRET_TTL: time::Duration = time::Duration::days(7);
 
