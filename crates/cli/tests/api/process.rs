@@ -40,11 +40,16 @@ pub fn start_with(
         "--listen",
         "127.0.0.1:0",
     ])
-    .env("ROLEGATE_MASTER_KEY", key)
     .env("ROLEGATE_LOG_LEVEL", "warn")
     .env_remove("RUST_LOG")
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
+    // An empty key means "none configured": serve generates one in the data dir.
+    if key.is_empty() {
+        cmd.env_remove("ROLEGATE_MASTER_KEY");
+    } else {
+        cmd.env("ROLEGATE_MASTER_KEY", key);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -135,6 +140,44 @@ async fn an_acknowledged_write_survives_sigkill(engine: Engine) {
 }
 
 crate::both_engines!(an_acknowledged_write_survives_sigkill);
+
+/// With no key configured, the first start creates `master.key` (0600) and says where, and
+/// writes the first admin's token and says where; a restart reuses both.
+#[tokio::test]
+async fn a_first_start_generates_the_master_key_and_the_admin_token() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path(), "sqlite", "");
+    let key_path = tmp.path().join("master.key");
+    let mode = std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let token = admin(tmp.path());
+    let (out, err) = server.stop();
+    let key_path = key_path.display().to_string();
+    assert!(
+        out.iter()
+            .any(|l| l.contains("generated") && l.contains(&key_path)),
+        "the log names the generated key's path: {out:?}"
+    );
+    let token_path = tmp.path().join("admin.token").display().to_string();
+    assert!(
+        err.iter().any(|l| l.contains(&token_path)),
+        "stderr names the admin token's file: {err:?}"
+    );
+    assert!(
+        !out.iter().chain(&err).any(|l| l.contains(&token)),
+        "the token itself is never printed"
+    );
+    let again = start(tmp.path(), "sqlite", "");
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/users", again.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the same key opens the same store");
+    drop(again.stop());
+}
 
 #[test]
 fn an_invalid_setting_stops_startup_naming_it() {
