@@ -399,6 +399,45 @@ async fn callback_secrets_expire_and_are_replaced(engine: Engine) {
     assert_eq!(r.code(), "invalid_signature");
 }
 
+/// A stack deleted before it bound (a failed create rolling back) or another stack than the
+/// bound one leaves the org as it is; only the bound stack's deletion offboards.
+async fn only_the_bound_stack_deletion_offboards(engine: Engine) {
+    let app = onboarding_app(engine, false, false, "").await;
+    assert_eq!(app.register(&app.admin_token, "roll-org").await.status, 201);
+    let secret = app.callback_secret("roll-org").await;
+    let r = signed(&app, &secret, notice("roll-org", CUSTOMER, "deleted")).await;
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (200, Some("pending")),
+        "{:?}",
+        r.body
+    );
+    let r = signed(&app, &secret, notice("roll-org", CUSTOMER, "created")).await;
+    assert_eq!(
+        r.body["status"], "validated",
+        "the customer could try again"
+    );
+    let mut other: Value =
+        serde_json::from_slice(&notice("roll-org", CUSTOMER, "deleted")).unwrap();
+    other["stack_id"] = json!(format!(
+        "arn:aws:cloudformation:us-east-1:{CUSTOMER}:stack/second-try/00000000-1111-2222-3333-444455556666"
+    ));
+    let r = signed(&app, &secret, serde_json::to_vec(&other).unwrap()).await;
+    assert_eq!(
+        r.body["status"], "validated",
+        "another stack's deletion changes nothing"
+    );
+    let r = signed(&app, &secret, notice("roll-org", CUSTOMER, "deleted")).await;
+    assert_eq!(r.body["status"], "offboarded");
+    let noted = app
+        .audit_events()
+        .await
+        .into_iter()
+        .filter(|e| e.action == "onboarding.stack_deleted")
+        .count();
+    assert_eq!(noted, 2);
+}
+
 /// New links for a bound org must not orphan the live stack: its secret keeps verifying
 /// (so its Delete still offboards) until a callback uses the new one.
 async fn new_links_do_not_orphan_a_live_stack(engine: Engine) {
@@ -490,6 +529,7 @@ crate::both_engines!(
     callback_secrets_expire_and_are_replaced,
     callbacks_are_rate_limited_per_ip,
     new_links_do_not_orphan_a_live_stack,
+    only_the_bound_stack_deletion_offboards,
 );
 
 #[test]

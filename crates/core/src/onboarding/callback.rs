@@ -548,6 +548,22 @@ impl Services {
             if rec.status == OrgStatus::Offboarded {
                 return Ok(outcome(&rec));
             }
+            // Only the deletion of the bound stack offboards. A stack deleted before any
+            // binding (a failed create rolling back) or another stack of the same account
+            // (a second attempt) changes nothing, so the customer can simply try again.
+            let bound_stack =
+                rec.account_id.is_some() && rec.stack_id.as_ref().is_none_or(|s| *s == cb.stack_id);
+            if !bound_stack {
+                let audit = AuditRecord::new("onboarding.stack_deleted")
+                    .org(cb.org.to_string())
+                    .details(serde_json::json!({
+                        "stack_id": cb.stack_id,
+                        "bound": rec.account_id.is_some(),
+                        "effect": "none: not the bound stack",
+                    }));
+                self.audit.append(ctx, audit).await?;
+                return Ok(outcome(&rec));
+            }
             let from = rec.status;
             rec.status = OrgStatus::Offboarded;
             rec.status_message = Some("the customer deleted the onboarding stack".to_owned());
