@@ -71,7 +71,7 @@ impl Vault {
         })?;
         serde_json::from_slice(&plain).map_err(|e| Error::Corrupt {
             key: key.to_owned(),
-            reason: format!("decode: {e}"),
+            reason: decode_reason(&e),
         })
     }
 
@@ -187,5 +187,34 @@ impl Vault {
                 None => return Ok((resealed, total)),
             }
         }
+    }
+}
+
+/// Why a decrypted record did not decode, without its content: serde's own message may quote
+/// a field's value, and the plaintext of a sealed record can be a secret.
+fn decode_reason(e: &serde_json::Error) -> String {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "I/O error",
+        serde_json::error::Category::Syntax => "not valid JSON",
+        serde_json::error::Category::Data => "JSON of the wrong shape",
+        serde_json::error::Category::Eof => "truncated JSON",
+    };
+    format!("decode: {kind} at line {} column {}", e.line(), e.column())
+}
+
+#[cfg(test)]
+mod decode_tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn decode_errors_never_quote_the_plaintext() {
+        let e = serde_json::from_slice::<u64>(br#""rgk_secret-value""#).unwrap_err();
+        assert!(
+            e.to_string().contains("rgk_secret-value"),
+            "serde would have quoted it"
+        );
+        let reason = super::decode_reason(&e);
+        assert!(!reason.contains("rgk_secret"), "{reason}");
+        assert!(reason.contains("wrong shape"), "{reason}");
     }
 }
