@@ -34,8 +34,8 @@ impl S3TemplateStore {
     }
 }
 
-fn s3_err(e: impl std::fmt::Debug) -> StsError {
-    StsError::Unavailable(format!("S3: {e:?}"))
+fn s3_err<E: std::error::Error + 'static>(e: E) -> StsError {
+    StsError::Unavailable(format!("S3: {}", crate::sts::context(&e)))
 }
 
 #[async_trait]

@@ -32,7 +32,7 @@ impl SdkSts {
 fn map_err<E, R>(err: SdkError<E, R>) -> StsError
 where
     E: aws_sdk_sts::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     match &err {
         SdkError::ServiceError(se) => {
@@ -64,26 +64,32 @@ where
         SdkError::TimeoutError(_) => StsError::Unavailable("timed out".to_owned()),
         SdkError::DispatchFailure(d) => {
             if d.is_io() || d.is_timeout() {
-                StsError::Unavailable(format!("{err:?}"))
+                StsError::Unavailable(context(&err))
             } else {
                 classify_other(&err)
             }
         }
-        SdkError::ResponseError(_) => StsError::Unavailable(format!("{err:?}")),
+        SdkError::ResponseError(_) => StsError::Unavailable(context(&err)),
         _ => classify_other(&err),
     }
 }
 
-fn classify_other<E: std::error::Error + 'static, R: std::fmt::Debug>(
+fn classify_other<E: std::error::Error + 'static, R: std::fmt::Debug + 'static>(
     err: &SdkError<E, R>,
 ) -> StsError {
-    let detail = format!("{err:?}");
+    let detail = context(err);
     let lower = detail.to_ascii_lowercase();
     if lower.contains("credential") || lower.contains("identity") {
         StsError::ProviderCredentials(detail)
     } else {
         StsError::Unavailable(detail)
     }
+}
+
+/// The error and its sources, as text. Never `Debug`: that would dump the raw HTTP
+/// response, whose body can hold credentials.
+pub(crate) fn context<E: std::error::Error + 'static>(err: &E) -> String {
+    aws_smithy_types::error::display::DisplayErrorContext(err).to_string()
 }
 
 fn expiration(dt: aws_smithy_types::DateTime) -> OffsetDateTime {
