@@ -11,10 +11,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// The callback body and its validation.
+/// Account binding, stack deletion and binding resets.
+mod binding;
+/// The callback body and its validation, and the entry points that apply it.
 pub mod callback;
 /// Quick-create links and the CLI command for a customer.
 pub mod links;
+/// The callback's signature checks.
+mod signature;
+/// The trust-policy check after binding.
+mod trust;
 
 /// Callback timestamps further than this from our clock are refused.
 pub const TIMESTAMP_WINDOW_SECS: i64 = 300;

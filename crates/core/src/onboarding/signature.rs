@@ -1,0 +1,114 @@
+//! The callback's signature checks: headers, timestamp window, HMAC (current and previous
+//! secret, constant time), nonce. Only then is the body's schema looked at.
+
+use super::callback::{claimed_org, rejected};
+use super::{NONCE_TTL, SignatureHeaders, TIMESTAMP_WINDOW_SECS, Verified};
+use crate::orgs::{OrgRecord, org_key};
+use crate::ports::Txn;
+use crate::{Error, Services};
+
+fn parse_headers(h: &SignatureHeaders) -> Result<(String, i64, String), Error> {
+    let bad = |name: &str| {
+        rejected(
+            "invalid_signature",
+            &format!("missing or malformed {name} header"),
+        )
+    };
+    let sig = h
+        .signature
+        .as_deref()
+        .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| bad("X-Sig-Signature"))?;
+    let ts = h
+        .timestamp
+        .as_deref()
+        .and_then(|t| t.parse::<i64>().ok())
+        .ok_or_else(|| bad("X-Sig-Timestamp"))?;
+    let nonce = h
+        .nonce
+        .as_deref()
+        .filter(|n| {
+            (16..=128).contains(&n.len())
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .ok_or_else(|| bad("X-Sig-Nonce"))?;
+    Ok((sig.to_ascii_lowercase(), ts, nonce.to_owned()))
+}
+
+impl Services {
+    /// Headers, timestamp, signature, nonce — in that order.
+    pub(super) async fn verify_callback(
+        &self,
+        headers: &SignatureHeaders,
+        body: &[u8],
+    ) -> Result<Verified, Error> {
+        let (sig, ts, nonce) = parse_headers(headers)?;
+        let now = self.clock.now().unix_timestamp();
+        // abs_diff: an extreme timestamp from the network must not overflow.
+        if now.abs_diff(ts) > TIMESTAMP_WINDOW_SECS.unsigned_abs() {
+            return Err(rejected(
+                "stale_timestamp",
+                "X-Sig-Timestamp is more than 300 seconds from the server's clock",
+            ));
+        }
+        let record = match claimed_org(body) {
+            Some(org) => self
+                .vault
+                .get::<OrgRecord>(&org_key(&org))
+                .await?
+                .map(|v| v.value),
+            None => None,
+        };
+        let secret_ok = |r: &OrgRecord| {
+            r.callback_secret_used
+                || r.callback_secret_expires_at.as_deref().is_none_or(|exp| {
+                    time::OffsetDateTime::parse(exp, &time::format_description::well_known::Rfc3339)
+                        .is_ok_and(|exp| self.clock.now() < exp)
+                })
+        };
+        // An unknown org, an expired secret and a wrong signature all cost the same two
+        // HMACs (the current secret and a live stack's previous one) and end in the same
+        // answer, so the endpoint reveals nothing about org names.
+        let key = record
+            .as_ref()
+            .filter(|r| secret_ok(r))
+            .map(|r| r.callback_secret.clone());
+        let previous = record
+            .as_ref()
+            .and_then(|r| r.previous_callback_secret.clone());
+        let mut msg = format!("{ts}|{nonce}|").into_bytes();
+        msg.extend_from_slice(body);
+        let matches = |k: Option<&str>| {
+            let expected = rolegate_crypto::hmac_sha256_hex(
+                k.unwrap_or("rolegate-no-such-org").as_bytes(),
+                &msg,
+            );
+            rolegate_crypto::ct_eq(expected.as_bytes(), sig.as_bytes()) && k.is_some()
+        };
+        let with_current = matches(key.as_deref());
+        let with_previous = matches(previous.as_deref());
+        if !(with_current || with_previous) {
+            return Err(rejected(
+                "invalid_signature",
+                "the callback signature is not valid",
+            ));
+        }
+        let org = record
+            .map(|r| r.name)
+            .ok_or_else(|| rejected("invalid_signature", "the callback signature is not valid"))?;
+        let nonce_key = format!("{}{org}/{nonce}", super::NONCE_PREFIX);
+        let claim = Txn::new()
+            .absent(nonce_key.clone())
+            .put_ttl(nonce_key, vec![1], NONCE_TTL);
+        if !self.vault.commit(claim).await? {
+            return Err(rejected(
+                "nonce_reused",
+                "this X-Sig-Nonce was already used",
+            ));
+        }
+        Ok(Verified {
+            previous_secret: !with_current,
+        })
+    }
+}
