@@ -159,6 +159,8 @@ class CallbackTest(unittest.TestCase):
                 "CallbackUrl": callback_url,
                 "CallbackSecret": SECRET,
                 "RoleArn": ROLE_ARN,
+                # CloudFormation passes every property as a string.
+                "MaxSessionDuration": "7200",
                 # Decoys: a handler must not take the account, region or partition from here.
                 "ProviderAccountId": "999988887777",
                 "AccountId": "999988887777",
@@ -231,6 +233,7 @@ class CallbackTest(unittest.TestCase):
                 "partition": "aws",
                 "role_arn": ROLE_ARN,
                 "stack_id": STACK_ID,
+                "max_session_duration": 7200,
             },
         )
 

@@ -182,6 +182,7 @@ class TemplateTest(unittest.TestCase):
         # GetAtt makes the callback depend on the role; an explicit DependsOn on top of it is
         # what cfn-lint's W3005 flags.
         self.assertEqual(props["RoleArn"], {"Fn::GetAtt": ["AccessRole", "Arn"]})
+        self.assertEqual(props["MaxSessionDuration"], {"Ref": "MaxSessionDuration"})
 
     def test_lambda_function_and_its_role(self):
         fn = self.res["CallbackFunction"]["Properties"]

@@ -112,6 +112,9 @@ pub struct OrgRecord {
     /// The CloudFormation stack that reported the binding.
     #[serde(default)]
     pub stack_id: Option<String>,
+    /// The bound role's MaxSessionDuration, as its stack reported it.
+    #[serde(default)]
+    pub max_session_duration: Option<u32>,
 }
 
 /// What the API-key index points at.
@@ -138,6 +141,8 @@ pub struct Org {
     pub trust_check: Option<String>,
     pub status_message: Option<String>,
     pub last_callback_at: Option<String>,
+    /// The bound role's MaxSessionDuration, when its stack reported it.
+    pub max_session_duration: Option<u32>,
     pub created_at: String,
     pub updated_at: String,
     pub offboarded_at: Option<String>,
@@ -160,6 +165,7 @@ impl From<&OrgRecord> for Org {
             trust_check: r.trust_check.clone(),
             status_message: r.status_message.clone(),
             last_callback_at: r.last_callback_at.clone(),
+            max_session_duration: r.max_session_duration,
             created_at: r.created_at.clone(),
             updated_at: r.updated_at.clone(),
             offboarded_at: r.offboarded_at.clone(),
@@ -268,6 +274,7 @@ impl Services {
             status_message: None,
             last_callback_at: None,
             stack_id: None,
+            max_session_duration: None,
         };
         let okey = org_key(&cmd.name);
         let akey = api_key_key(&api_digest);

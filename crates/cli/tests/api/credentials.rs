@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::metrics::{sample, scrape};
-use crate::onboarding::{CUSTOMER, onboarding_app, validated_org};
+use crate::onboarding::{CUSTOMER, notice, onboarding_app, signed, validated_org};
 use crate::support::{AppOptions, Engine, Resp, TestApp, aws_cli, spawn_with};
 
 /// Console sign-in against a stand-in federation endpoint.
@@ -480,7 +480,56 @@ async fn bad_requests_get_their_codes(engine: Engine) {
     );
 }
 
+/// The stack reports the role's MaxSessionDuration, and no request may ask for more.
+async fn durations_stop_at_the_roles_max_session_duration(engine: Engine) {
+    let app = creds_app(
+        engine,
+        "[credentials.access_levels.readonly]\nmax_duration_secs = 7200\n",
+    )
+    .await;
+    assert_eq!(app.register(&app.admin_token, "msd-org").await.status, 201);
+    let secret = app.callback_secret("msd-org").await;
+    let mut body: Value = serde_json::from_slice(&notice("msd-org", CUSTOMER, "created")).unwrap();
+    body["max_session_duration"] = json!(100);
+    let r = signed(&app, &secret, serde_json::to_vec(&body).unwrap()).await;
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (400, Some("max_session_duration"))
+    );
+    body["max_session_duration"] = json!(3600);
+    let r = signed(&app, &secret, serde_json::to_vec(&body).unwrap()).await;
+    assert_eq!(r.body["status"], "validated", "{:?}", r.body);
+    let org = app.get("/api/orgs/msd-org", &app.admin_token).await;
+    assert_eq!(org.body["max_session_duration"], 3600);
+    let r = issue(
+        &app,
+        &app.admin_token,
+        json!({"org_name": "msd-org", "duration_seconds": 5000}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (400, Some("duration_seconds"))
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("MaxSessionDuration"),
+        "{:?}",
+        r.body
+    );
+    let r = issue(
+        &app,
+        &app.admin_token,
+        json!({"org_name": "msd-org", "duration_seconds": 3600}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
 crate::both_engines!(
+    durations_stop_at_the_roles_max_session_duration,
     issues_attributable_cached_credentials,
     sixty_four_cold_requests_make_one_sts_call,
     changes_to_the_org_evict_its_credentials,

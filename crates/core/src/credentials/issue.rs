@@ -159,18 +159,24 @@ impl Services {
         rec: OrgRecord,
     ) -> Result<Plan<'a>, Error> {
         let level = policy.level(cmd.access_level.as_deref())?;
-        let max = level.max_duration_secs();
+        // The level's maximum, and the role's own MaxSessionDuration when its stack said.
+        let role_max = rec.max_session_duration.unwrap_or(u32::MAX);
+        let max = level.max_duration_secs().min(role_max);
         let duration_secs = match cmd.duration_secs {
             None => policy.default_duration_secs.min(max),
             Some(d) if (i64::from(MIN_DURATION_SECS)..=i64::from(max)).contains(&d) => {
                 u32::try_from(d).unwrap_or(max)
             }
             Some(_) => {
+                let why = if role_max < level.max_duration_secs() {
+                    "the role's MaxSessionDuration".to_owned()
+                } else {
+                    format!("access level {}", level.name())
+                };
                 return Err(Error::invalid(
                     "duration_seconds",
                     format!(
-                        "duration_seconds must be between {MIN_DURATION_SECS} and {max} for access level {}",
-                        level.name()
+                        "duration_seconds must be between {MIN_DURATION_SECS} and {max} for {why}"
                     ),
                 ));
             }

@@ -60,6 +60,7 @@ impl Services {
             rec.account_id = Some(cb.account.clone());
             rec.role_arn = Some(cb.role_arn.clone());
             rec.stack_id = Some(cb.stack_id.clone());
+            rec.max_session_duration = cb.max_session_duration;
             rec.status = OrgStatus::CallbackReceived;
             rec.status_message = None;
             if !verified.previous_secret {
@@ -169,6 +170,7 @@ impl Services {
             rec.account_id = None;
             rec.role_arn = None;
             rec.stack_id = None;
+            rec.max_session_duration = None;
             rec.trust_check = None;
             rec.status_message = None;
             rec.status = OrgStatus::Pending;

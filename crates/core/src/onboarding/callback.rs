@@ -26,6 +26,9 @@ struct CallbackBody {
     partition: String,
     role_arn: String,
     stack_id: String,
+    /// The role's MaxSessionDuration (stacks from before it was sent omit it).
+    #[serde(default)]
+    max_session_duration: Option<u32>,
 }
 
 /// A schema-checked callback.
@@ -38,6 +41,8 @@ pub struct Callback {
     pub partition: String,
     pub role_arn: String,
     pub stack_id: String,
+    /// The role's MaxSessionDuration, when the stack reports it.
+    pub max_session_duration: Option<u32>,
 }
 
 fn is_region(r: &str) -> bool {
@@ -123,6 +128,14 @@ impl Callback {
                 ),
             ));
         }
+        if let Some(d) = b.max_session_duration
+            && !(3_600..=43_200).contains(&d)
+        {
+            return Err(Error::invalid(
+                "max_session_duration",
+                "max_session_duration must be between 3600 and 43200",
+            ));
+        }
         Ok(Self {
             event,
             org,
@@ -131,6 +144,7 @@ impl Callback {
             partition: b.partition,
             role_arn: b.role_arn,
             stack_id: b.stack_id,
+            max_session_duration: b.max_session_duration,
         })
     }
 }

@@ -54,6 +54,8 @@ pub struct CallbackRequest {
     partition: String,
     role_arn: String,
     stack_id: String,
+    /// The role's MaxSessionDuration (3600–43200); optional.
+    max_session_duration: Option<u32>,
 }
 
 fn header(h: &HeaderMap, name: &str) -> Option<String> {
