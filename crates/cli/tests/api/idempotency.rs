@@ -91,6 +91,76 @@ async fn keys_are_scoped_to_the_principal(engine: Engine) {
     assert!(b.header("idempotent-replayed").is_none());
 }
 
+/// The scope is principal + method + path: one key on two paths is two requests.
+async fn keys_are_scoped_to_the_path(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let send = |path: &str| {
+        app.client
+            .post(app.url(path))
+            .bearer_auth(&app.admin_token)
+            .header("idempotency-key", "path-key")
+            .json(&json!({"org_name": "path-org"}))
+    };
+    let first = app.send(send("/api/register")).await;
+    assert_eq!(first.status, 201);
+    let second = app.send(send("/api/orgs")).await;
+    assert!(
+        second.header("idempotent-replayed").is_none(),
+        "not a replay"
+    );
+    assert_eq!(
+        (second.status, second.code()),
+        (409, "org_exists"),
+        "it really ran"
+    );
+}
+
+/// A key whose first request is still running: 409 idempotency_in_progress, Retry-After.
+async fn a_key_in_flight_is_409(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let body = serde_json::to_vec(&json!({"org_name": "flight-org"})).unwrap();
+    let idem = rolegate_core::idempotency::Idempotency::new(
+        app.vault().await,
+        std::time::Duration::from_secs(60),
+    );
+    let scope = rolegate_core::idempotency::Idempotency::scope_key(
+        "user:admin",
+        "POST",
+        "/api/orgs",
+        "in-flight",
+    );
+    let fp = rolegate_core::idempotency::fingerprint(&body);
+    // Another request (say, on another replica) has claimed the key and not finished.
+    assert!(matches!(
+        idem.claim(&scope, &fp).await.unwrap(),
+        rolegate_core::idempotency::Claim::Proceed(_)
+    ));
+    let r = app
+        .send(
+            app.client
+                .post(app.url("/api/orgs"))
+                .bearer_auth(&app.admin_token)
+                .header("idempotency-key", "in-flight")
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "idempotency_in_progress"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(
+        app.get("/api/orgs/flight-org", &app.admin_token)
+            .await
+            .status,
+        404,
+        "nothing ran"
+    );
+}
+
 async fn missing_key_is_400_where_required(engine: Engine) {
     let app = spawn_app(engine).await;
     let r = app
@@ -218,6 +288,8 @@ crate::both_engines!(
     same_key_same_body_replays_byte_for_byte,
     errors_replay_byte_for_byte,
     keys_are_scoped_to_the_principal,
+    keys_are_scoped_to_the_path,
+    a_key_in_flight_is_409,
     missing_key_is_400_where_required,
     concurrent_requests_with_one_key_execute_once,
     a_5xx_releases_the_key,

@@ -438,6 +438,21 @@ async fn only_the_bound_stack_deletion_offboards(engine: Engine) {
     assert_eq!(noted, 2);
 }
 
+/// A callback secret signs for its own org only.
+async fn a_secret_signs_for_its_org_only(engine: Engine) {
+    let app = onboarding_app(engine, false, false, "").await;
+    assert_eq!(app.register(&app.admin_token, "own-org").await.status, 201);
+    assert_eq!(
+        app.register(&app.admin_token, "other-org").await.status,
+        201
+    );
+    let own = app.callback_secret("own-org").await;
+    let r = signed(&app, &own, notice("other-org", CUSTOMER, "created")).await;
+    assert_eq!((r.status, r.code()), (401, "invalid_signature"));
+    let org = app.get("/api/orgs/other-org", &app.admin_token).await;
+    assert_eq!(org.body["status"], "pending", "nothing was bound");
+}
+
 /// New links for a bound org must not orphan the live stack: its secret keeps verifying
 /// (so its Delete still offboards) until a callback uses the new one.
 async fn new_links_do_not_orphan_a_live_stack(engine: Engine) {
@@ -530,6 +545,7 @@ crate::both_engines!(
     callbacks_are_rate_limited_per_ip,
     new_links_do_not_orphan_a_live_stack,
     only_the_bound_stack_deletion_offboards,
+    a_secret_signs_for_its_org_only,
 );
 
 #[test]
