@@ -205,6 +205,58 @@ async fn client_request_ids_are_kept_only_when_safe(engine: Engine) {
     }
 }
 
+/// Readiness checks the store for real: a Redis that goes away makes it 503 with a reason,
+/// while liveness stays 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_is_503_with_a_reason_when_the_store_is_gone() {
+    let port = crate::support::free_port();
+    let mut redis = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (scripts/test installs it)");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let app = crate::support::spawn_with(
+        Engine::Redis,
+        crate::support::AppOptions {
+            store: Some(format!("redis://127.0.0.1:{port}/?prefix=ready:")),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(app.get("/api/ready", "").await.status, 200);
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    let r = app.get("/api/ready", "").await;
+    assert_error_shape(&r, 503, "store_unavailable");
+    assert!(
+        !r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&port.to_string()),
+        "no internal detail"
+    );
+    assert_eq!(
+        app.get("/api/health", "").await.status,
+        200,
+        "liveness touches no dependency"
+    );
+}
+
 crate::both_engines!(
     client_request_ids_are_kept_only_when_safe,
     malformed_json_is_invalid_json,
