@@ -253,4 +253,86 @@ mod tests {
         assert_eq!(console_host("aws-cn"), "console.amazonaws.cn");
         assert_eq!(console_host("aws-us-gov"), "console.amazonaws-us-gov.com");
     }
+
+    fn settings(region: &str, partition: &str, callback_url: &str) -> OnboardingSettings {
+        OnboardingSettings {
+            provider_account_id: "123456789012".into(),
+            provider_principal_arn: None,
+            callback_url: callback_url.into(),
+            region: region.into(),
+            partition: partition.into(),
+            access_level: "ReadOnly".into(),
+            max_session_duration: 3600,
+            template_url_ttl: Duration::from_secs(3600),
+        }
+    }
+
+    /// The command survives a real shell whatever the values hold: `aws` is replaced by a
+    /// function that prints its arguments, and they must come back exactly.
+    #[test]
+    fn the_cli_command_is_safe_in_a_real_shell_for_any_value() {
+        #![allow(clippy::unwrap_used)]
+        let nasty = "https://cb.example/x?a=1&b='2' $(touch /tmp/rolegate-pwned) `id` \\ \" ; ls";
+        let s = settings("eu-west-1", "aws", nasty);
+        let params = vec![
+            ("CallbackUrl", nasty.to_owned()),
+            ("OrgName", "it's".to_owned()),
+        ];
+        let template = "https://bucket.s3.amazonaws.com/t.yaml?X-Amz-Signature=a'b";
+        let cmd = cli_command(&s, template, "rolegate-acme", &params);
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("aws() {{ printf '%s\\0' \"$@\"; }}; {cmd}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let argv: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .split('\0')
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(
+            argv[..4],
+            ["cloudformation", "create-stack", "--region", "eu-west-1"]
+        );
+        assert_eq!(
+            argv[argv.iter().position(|a| a == "--template-url").unwrap() + 1],
+            template
+        );
+        let json: serde_json::Value = serde_json::from_str(argv.last().unwrap()).unwrap();
+        assert_eq!(json[0]["ParameterValue"], nasty);
+        assert_eq!(json[1]["ParameterValue"], "it's");
+        assert!(!std::path::Path::new("/tmp/rolegate-pwned").exists());
+    }
+
+    #[test]
+    fn console_urls_follow_the_partition() {
+        for (partition, region, host) in [
+            ("aws", "us-east-1", "us-east-1.console.aws.amazon.com"),
+            ("aws-cn", "cn-north-1", "cn-north-1.console.amazonaws.cn"),
+            (
+                "aws-us-gov",
+                "us-gov-west-1",
+                "us-gov-west-1.console.amazonaws-us-gov.com",
+            ),
+        ] {
+            let s = settings(region, partition, "https://cb.example/");
+            let url = console_url(
+                &s,
+                "https://t.example/t.yaml",
+                "rolegate-acme",
+                &[("OrgName", "acme".into())],
+            );
+            assert!(
+                url.starts_with(&format!("https://{host}/cloudformation/home?region={region}#/stacks/quickcreate?templateURL=https%3A%2F%2Ft.example%2Ft.yaml&stackName=rolegate-acme")),
+                "{url}"
+            );
+            assert!(url.ends_with("&param_OrgName=acme"), "{url}");
+        }
+    }
 }
