@@ -159,6 +159,22 @@ impl RawOnboarding {
                 "must be aws, aws-cn or aws-us-gov",
             ));
         }
+        let region = self.region.unwrap_or_else(|| aws_region.to_owned());
+        let region_partition = if region.starts_with("cn-") {
+            "aws-cn"
+        } else if region.starts_with("us-gov-") {
+            "aws-us-gov"
+        } else {
+            "aws"
+        };
+        if region_partition != partition {
+            return Err(bad(
+                "onboarding.region",
+                format!(
+                    "{region} is in partition {region_partition}, but onboarding.partition is {partition}"
+                ),
+            ));
+        }
         let ttl = self.template_url_ttl_secs.unwrap_or(3_600);
         if !(60..=604_800).contains(&ttl) {
             return Err(bad(
@@ -192,7 +208,7 @@ impl RawOnboarding {
             provider_principal_arn: self.provider_principal_arn,
             callback_url: self.callback_url,
             partition,
-            region: self.region.unwrap_or_else(|| aws_region.to_owned()),
+            region,
             template_bucket: self.template_bucket,
             template_public_base_url: self.template_public_base_url,
             s3_path_style: self.s3_path_style.unwrap_or(false),

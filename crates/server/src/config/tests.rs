@@ -151,3 +151,25 @@ fn metrics_are_on_by_default_and_can_be_turned_off() {
     let e = toml::from_str::<RawSettings>("metrics_enabled = \"on\"").unwrap_err();
     assert!(e.to_string().contains("metrics_enabled"), "{e}");
 }
+
+#[test]
+fn the_onboarding_region_must_be_in_its_partition() {
+    let e = toml::from_str::<RawSettings>("[onboarding]\npartition = \"aws-cn\"")
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    assert_eq!(e.setting, "onboarding.region");
+    assert!(e.reason.contains("us-east-1"), "{}", e.reason);
+    let ok = toml::from_str::<RawSettings>(
+        "[aws]\nregion = \"cn-north-1\"\n[onboarding]\npartition = \"aws-cn\"",
+    )
+    .unwrap()
+    .validate();
+    assert!(ok.is_ok());
+    let gov = toml::from_str::<RawSettings>(
+        "[onboarding]\npartition = \"aws-us-gov\"\nregion = \"us-gov-west-1\"",
+    )
+    .unwrap()
+    .validate();
+    assert!(gov.is_ok());
+}
