@@ -206,7 +206,7 @@ async fn client_request_ids_are_kept_only_when_safe(engine: Engine) {
 }
 
 /// Readiness checks the store for real: a Redis that goes away makes it 503 with a reason,
-/// while liveness stays 200.
+/// while liveness stays 200 and the failure is counted in `rolegate_store_errors_total`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_is_503_with_a_reason_when_the_store_is_gone() {
     let port = crate::support::free_port();
@@ -230,10 +230,12 @@ async fn ready_is_503_with_a_reason_when_the_store_is_gone() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let scrape_token = "s".repeat(32);
     let app = crate::support::spawn_with(
         Engine::Redis,
         crate::support::AppOptions {
             store: Some(format!("redis://127.0.0.1:{port}/?prefix=ready:")),
+            toml: format!("metrics_token = \"{scrape_token}\"\n"),
             ..Default::default()
         },
     )
@@ -255,6 +257,16 @@ async fn ready_is_503_with_a_reason_when_the_store_is_gone() {
         200,
         "liveness touches no dependency"
     );
+    // The scrape token needs no store, so the failure is visible where it is counted.
+    let m = app.get("/metrics", &scrape_token).await;
+    assert_eq!(m.status, 200);
+    let text = String::from_utf8(m.raw).unwrap();
+    let errors = crate::metrics::sample(
+        &text,
+        "rolegate_store_errors_total",
+        &[("engine", "redis"), ("op", "ping")],
+    );
+    assert!(errors >= 1.0, "{text}");
 }
 
 crate::both_engines!(
