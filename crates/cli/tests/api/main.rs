@@ -7,6 +7,8 @@ mod support;
 
 /// The hash-chained audit log.
 mod audit;
+/// `rolegate bench-seed`: bulk data as the service writes it.
+mod bench_seed;
 /// Malformed input and the error shape (foundation issue, section 7).
 mod errors;
 /// Idempotency-Key semantics.
