@@ -304,16 +304,19 @@ impl KvStore for SqliteStore {
         if limit == 0 {
             return Ok(Page::default());
         }
-        let lower = prefix.to_owned();
+        // `after` below the prefix does not narrow the range; at or above it, it replaces it.
+        let (sql, lower) = match after {
+            Some(a) if a >= prefix => (SQL_LIST_AFTER, a.to_owned()),
+            _ => (SQL_LIST_FROM, prefix.to_owned()),
+        };
         let upper = validate::prefix_upper(prefix).unwrap_or_else(|| ALL_KEYS_UPPER.to_owned());
-        let after = after.unwrap_or("").to_owned();
         self.blocking(move |inner| {
             let conn = inner.reader();
             let now = validate::now_ms();
             let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
-            let mut stmt = conn.prepare_cached(SQL_LIST).map_err(db_err)?;
+            let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
             let rows = stmt
-                .query_map(params![lower, after, upper, now, fetch], |r| {
+                .query_map(params![lower, upper, now, fetch], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
                 })
                 .map_err(db_err)?;
