@@ -24,7 +24,7 @@ use crate::config::Settings;
 use crate::error::{ApiError, render_errors};
 use crate::instrumented_store::InstrumentedStore;
 use crate::metrics::{Metrics, StoreMetrics};
-use crate::state::AppState;
+use crate::state::{AppState, AppStateInner};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -117,7 +117,7 @@ impl Application {
             }
         };
         let templates = template_store(&settings).await;
-        let state = AppState {
+        let state = AppState::new(AppStateInner {
             services,
             idempotency,
             settings: Arc::new(settings.clone()),
@@ -125,7 +125,7 @@ impl Application {
             templates,
             callback_url,
             metrics,
-        };
+        });
         Ok(Self {
             router: router(state.clone()),
             listener,
