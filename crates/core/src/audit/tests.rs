@@ -186,3 +186,52 @@ async fn verify_sees_an_edited_event_inside_a_batch() {
     let report = verify(&services.vault).await.unwrap();
     assert_eq!(report.breaks, vec![ChainBreak::HashMismatch { seq: 4 }]);
 }
+
+#[tokio::test]
+async fn query_pages_follow_the_cursor_to_the_end_with_and_without_filters() {
+    use crate::ids::{Role, UserId};
+    use query::AuditQuery;
+
+    let (services, _) = testing::services().await;
+    assert!(
+        services
+            .audit
+            .commit_batch(Txn::new(), &entries(0, 10))
+            .await
+            .unwrap()
+    );
+    let admin = crate::Principal::Operator {
+        user_id: UserId::parse("root").unwrap(),
+        role: Role::Admin,
+    };
+    for (action, limit, want) in [
+        (None, "3", (1..=10).collect::<Vec<u64>>()),
+        (None, "5", (1..=10).collect()),
+        (None, "10", (1..=10).collect()),
+        (Some("test.event"), "4", (1..=10).collect()),
+        (Some("nothing"), "4", Vec::new()),
+    ] {
+        let (mut seen, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
+        loop {
+            let q = AuditQuery::parse(
+                None,
+                None,
+                action,
+                None,
+                None,
+                Some(limit),
+                cursor.as_deref(),
+            )
+            .unwrap();
+            let page = services.query_audit(&admin, &q).await.unwrap();
+            pages += 1;
+            seen.extend(page.events.iter().map(|e| e.seq));
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+            assert!(pages < 20, "the cursor does not advance");
+        }
+        assert_eq!(seen, want, "action {action:?}, limit {limit}");
+    }
+}
