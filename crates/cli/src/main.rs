@@ -1,5 +1,6 @@
 //! The `rolegate` binary: `serve`, offline admin commands (`keygen`, `admin token`,
-//! `rekey`, `audit verify|export`), the client commands (`creds`, `console`) and `version`.
+//! `rekey`, `audit verify|export`), the client commands (`creds`, `console`) and `version`;
+//! and `bench-seed`, hidden, for the load benchmarks in `bench/`.
 
 /// The client commands: talk to a rolegate server for credentials and console links.
 mod client;
@@ -17,6 +18,9 @@ use rolegate_core::{RequestContext, audit};
 use rolegate_server::app::open_services;
 use rolegate_server::config::{LogFormat, RawSettings, Settings};
 use secrecy::ExposeSecret as _;
+
+/// `bench-seed`: bulk data for the load benchmarks.
+mod bench_seed;
 
 /// rolegate: a self-hosted broker for short-lived AWS credentials in customer accounts.
 #[derive(Debug, Parser)]
@@ -81,6 +85,10 @@ enum Command {
     Console(client::args::ConsoleArgs),
     /// Print the version.
     Version,
+    /// For benchmarks only (bench/run --scale): register many orgs and append many audit
+    /// events directly to the store, through the domain code. Never on a production store.
+    #[command(hide = true)]
+    BenchSeed(bench_seed::SeedArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +218,13 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 Err(e) => return Err(e.into()),
             };
             writeln!(out, "{}", token.expose_secret())?;
+        }
+        Command::BenchSeed(args) => {
+            let settings = settings(&cli.global, None)?;
+            rolegate_server::telemetry::init(LogFormat::Pretty, "warn");
+            let services = open_services(&settings, false, Arc::new(SystemClock)).await?;
+            let summary = bench_seed::run(&services, &args).await?;
+            writeln!(out, "{summary}")?;
         }
         Command::Rekey => {
             let settings = settings(&cli.global, None)?;

@@ -32,6 +32,10 @@ pub mod users;
 /// The sealing barrier between services and storage.
 pub mod vault;
 
+/// In-memory test doubles (a `KvStore`, an STS) for this crate's unit tests.
+#[cfg(test)]
+mod testing;
+
 pub use error::Error;
 pub use principal::{Principal, RequestContext};
 

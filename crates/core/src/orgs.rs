@@ -10,6 +10,12 @@ use crate::ports::Txn;
 use crate::principal::{Principal, RequestContext};
 use crate::{Error, Services};
 
+/// Registering many organisations in one transaction (imports, the benchmark seeder).
+mod bulk;
+/// Registration, single and bulk, against an in-memory store.
+#[cfg(test)]
+mod tests;
+
 pub const API_KEY_PREFIX: &str = "rgk_";
 pub const CALLBACK_SECRET_PREFIX: &str = "rgc_";
 
@@ -203,6 +209,19 @@ pub struct OrgPage {
     pub next: Option<String>,
 }
 
+fn registering_operator(by: &Principal) -> Result<&UserId, Error> {
+    match by {
+        Principal::Operator { user_id, .. } => Ok(user_id),
+        Principal::OrgKey { .. } => Err(Error::Forbidden(
+            "API keys cannot register organisations".to_owned(),
+        )),
+    }
+}
+
+fn org_exists(name: &OrgName) -> Error {
+    Error::conflict("org_exists", format!("organisation {name} already exists"))
+}
+
 impl Services {
     /// Resolves an org API key. `None` for unknown, rotated or offboarded keys.
     #[tracing::instrument(skip_all)]
@@ -235,11 +254,22 @@ impl Services {
         by: &Principal,
         cmd: RegisterOrgCommand,
     ) -> Result<RegisteredOrg, Error> {
-        let Principal::Operator { user_id, .. } = by else {
-            return Err(Error::Forbidden(
-                "API keys cannot register organisations".to_owned(),
-            ));
-        };
+        let owner = registering_operator(by)?;
+        let name = cmd.name.clone();
+        let (txn, audit, registered) = self.prepare_registration(owner, cmd)?;
+        if !self.audit.commit_with(ctx, txn, audit).await? {
+            return Err(org_exists(&name));
+        }
+        Ok(registered)
+    }
+
+    /// The writes (conditional on the name, key and ExternalId being free), the audit record
+    /// and the answer of one registration, not yet committed.
+    fn prepare_registration(
+        &self,
+        owner: &UserId,
+        cmd: RegisterOrgCommand,
+    ) -> Result<(Txn, AuditRecord, RegisteredOrg), Error> {
         let api_key = rolegate_crypto::secret_token(API_KEY_PREFIX);
         let key_id = rolegate_crypto::short_id();
         let api_digest = self
@@ -252,7 +282,7 @@ impl Services {
         let record = OrgRecord {
             name: cmd.name.clone(),
             external_id,
-            owner: user_id.clone(),
+            owner: owner.clone(),
             status: OrgStatus::Pending,
             api_key_id: key_id.clone(),
             api_key_digest: api_digest.clone(),
@@ -293,21 +323,16 @@ impl Services {
         let txn = self.vault.put(txn, &ekey, &cmd.name)?;
         let txn = self
             .vault
-            .put(txn, &owner_key(user_id, &cmd.name), &cmd.name)?;
+            .put(txn, &owner_key(owner, &cmd.name), &cmd.name)?;
         let audit = AuditRecord::new("org.create")
             .org(cmd.name.to_string())
             .target(cmd.name.to_string())
             .details(serde_json::json!({"api_key_id": key_id}));
-        if !self.audit.commit_with(ctx, txn, audit).await? {
-            return Err(Error::conflict(
-                "org_exists",
-                format!("organisation {} already exists", cmd.name),
-            ));
-        }
-        Ok(RegisteredOrg {
+        let registered = RegisteredOrg {
             org: Org::from(&record),
             api_key,
-        })
+        };
+        Ok((txn, audit, registered))
     }
 
     /// Loads an org the caller may see: 404 when absent, 403 when someone else's.

@@ -27,7 +27,7 @@ use crate::instrumented_store::InstrumentedStore;
 use crate::metered_sts::MeteredSts;
 use crate::metrics::Metrics;
 use crate::routes::docs::Document;
-use crate::state::AppState;
+use crate::state::{AppState, AppStateInner};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -129,7 +129,7 @@ impl Application {
             }
         };
         let templates = template_store(&settings).await;
-        let state = AppState {
+        let state = AppState::new(AppStateInner {
             services,
             idempotency,
             settings: Arc::new(settings.clone()),
@@ -137,7 +137,7 @@ impl Application {
             templates,
             callback_url,
             metrics,
-        };
+        });
         Ok(Self {
             router: router(state.clone()),
             listener,

@@ -10,8 +10,29 @@ use rolegate_core::ports::aws::TemplateStore;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 
+/// The state, behind one `Arc`: axum clones it for every layer and extractor of every
+/// request, and one reference count is much cheaper than a dozen (plus the URL string).
+/// Fields are read through `Deref` (`state.services`).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl AppState {
+    #[must_use]
+    pub fn new(inner: AppStateInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// What every handler can reach.
+#[derive(Debug)]
+pub struct AppStateInner {
     pub services: Services,
     pub idempotency: Idempotency,
     pub settings: Arc<Settings>,

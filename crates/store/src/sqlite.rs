@@ -1,8 +1,9 @@
 //! The embedded engine: one SQLite file in WAL mode with `synchronous=FULL`, so a commit
 //! that returned is on disk (rate-limit steps alone relax this to `NORMAL`, see `Writer`).
 //! One writer connection behind a mutex serialises transactions; a small pool of read-only
-//! connections serves `get` and `list` concurrently. Every SQLite call runs on tokio's
-//! blocking pool.
+//! connections serves `get` and `list` concurrently. A `get` runs in place on the calling
+//! task when a reader is free (a point read is cheaper than a thread hand-off); every other
+//! SQLite call runs on tokio's blocking pool.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -167,14 +168,16 @@ impl Writer {
 impl Inner {
     /// A free read-only connection, or (if all are busy) waits for one, round-robin.
     fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.free_reader().unwrap_or_else(|| {
+            lock(&self.readers[self.next_reader.load(Ordering::Relaxed) % self.readers.len()])
+        })
+    }
+
+    /// A read-only connection that is free right now, round-robin, without waiting.
+    fn free_reader(&self) -> Option<MutexGuard<'_, Connection>> {
         let n = self.readers.len();
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed) % n;
-        for i in 0..n {
-            if let Ok(guard) = self.readers[(start + i) % n].try_lock() {
-                return guard;
-            }
-        }
-        lock(&self.readers[start])
+        (0..n).find_map(|i| self.readers[(start + i) % n].try_lock().ok())
     }
 
     /// Deletes a batch of expired rows every `SWEEP_EVERY` writes (outside any transaction).
@@ -270,6 +273,13 @@ impl KvStore for SqliteStore {
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         validate::key(key)?;
+        // A point read takes a few microseconds once its pages are cached, less than the two
+        // thread wake-ups of a trip to the blocking pool, which dominated `GET /api/orgs/{org}`
+        // (bench/run). So a `get` runs in place when a reader is free; WAL readers never wait
+        // for the writer. Busy readers, listings and writes still go to the blocking pool.
+        if let Some(conn) = self.inner.free_reader() {
+            return live_value(&conn, key, validate::now_ms()).map_err(db_err);
+        }
         let key = key.to_owned();
         self.blocking(move |inner| {
             let conn = inner.reader();
@@ -304,16 +314,19 @@ impl KvStore for SqliteStore {
         if limit == 0 {
             return Ok(Page::default());
         }
-        let lower = prefix.to_owned();
+        // `after` below the prefix does not narrow the range; at or above it, it replaces it.
+        let (sql, lower) = match after {
+            Some(a) if a >= prefix => (SQL_LIST_AFTER, a.to_owned()),
+            _ => (SQL_LIST_FROM, prefix.to_owned()),
+        };
         let upper = validate::prefix_upper(prefix).unwrap_or_else(|| ALL_KEYS_UPPER.to_owned());
-        let after = after.unwrap_or("").to_owned();
         self.blocking(move |inner| {
             let conn = inner.reader();
             let now = validate::now_ms();
             let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
-            let mut stmt = conn.prepare_cached(SQL_LIST).map_err(db_err)?;
+            let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
             let rows = stmt
-                .query_map(params![lower, after, upper, now, fetch], |r| {
+                .query_map(params![lower, upper, now, fetch], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
                 })
                 .map_err(db_err)?;

@@ -7,6 +7,8 @@ mod support;
 
 /// The hash-chained audit log.
 mod audit;
+/// `rolegate bench-seed`: bulk data as the service writes it.
+mod bench_seed;
 /// The `rolegate creds` / `console` client binary, read by the real AWS CLI and boto3.
 mod client;
 /// Credential vending: attribution, cache, single-flight, STS errors, validate, console.

@@ -24,9 +24,18 @@ pub(super) const SQL_GET: &str =
 pub(super) const SQL_PUT: &str = "INSERT INTO kv (key, value, expires_at) VALUES (?1, ?2, ?3)
      ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at";
 pub(super) const SQL_DELETE: &str = "DELETE FROM kv WHERE key = ?1";
-pub(super) const SQL_LIST: &str = "SELECT key, value FROM kv
-     WHERE key >= ?1 AND key > ?2 AND key < ?3 AND (expires_at IS NULL OR expires_at > ?4)
-     ORDER BY key LIMIT ?5";
+/// A page from the start of a prefix: `key >= prefix`.
+///
+/// Each listing statement has ONE lower bound, so that SQLite seeks straight to it. With two
+/// (`key >= prefix AND key > after`) it ranges over one, the prefix, and filters the other,
+/// which made every page of a long listing rescan the prefix from its start.
+pub(super) const SQL_LIST_FROM: &str = "SELECT key, value FROM kv
+     WHERE key >= ?1 AND key < ?2 AND (expires_at IS NULL OR expires_at > ?3)
+     ORDER BY key LIMIT ?4";
+/// A page that continues after a key inside the prefix: `key > after`.
+pub(super) const SQL_LIST_AFTER: &str = "SELECT key, value FROM kv
+     WHERE key > ?1 AND key < ?2 AND (expires_at IS NULL OR expires_at > ?3)
+     ORDER BY key LIMIT ?4";
 pub(super) const SQL_RATE_GET: &str =
     "SELECT tat FROM ratelimit WHERE key = ?1 AND expires_at > ?2";
 pub(super) const SQL_RATE_PUT: &str =

@@ -49,6 +49,19 @@ pub async fn list_order_and_prefix_isolation(s: Arc<dyn KvStore>) {
         ["a/B", "a/a/x"],
         "a cursor before the prefix starts at the prefix"
     );
+    let keys = |page: rolegate_core::ports::Page| -> Vec<String> {
+        page.items.into_iter().map(|(k, _)| k).collect()
+    };
+    assert_eq!(
+        keys(s.list("a/", Some("a/"), 100).await.unwrap()).len(),
+        5,
+        "a cursor equal to the prefix excludes only that key"
+    );
+    assert_eq!(
+        keys(s.list("", Some("a/z"), 100).await.unwrap()),
+        ["a/~", "ab", "b/a"],
+        "a cursor with the empty prefix"
+    );
 }
 
 pub async fn list_paging(s: Arc<dyn KvStore>) {

@@ -1,0 +1,237 @@
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use super::*;
+use crate::clock::SystemClock;
+use crate::testing;
+
+fn ctx(n: usize) -> RequestContext {
+    RequestContext {
+        request_id: format!("req-{n}"),
+        source_ip: Some("127.0.0.1".to_owned()),
+        actor: format!("user:u{n}"),
+    }
+}
+
+fn entries(from: usize, n: usize) -> Vec<(RequestContext, AuditRecord)> {
+    (from..from + n)
+        .map(|i| {
+            let rec = AuditRecord::new("test.event").details(serde_json::json!({"i": i}));
+            // Every other event names an org, so the per-org index is written too.
+            let rec = if i % 2 == 0 { rec.org("acme") } else { rec };
+            (ctx(i), rec)
+        })
+        .collect()
+}
+
+async fn events(vault: &Vault) -> Vec<AuditEvent> {
+    vault
+        .list_all::<AuditEvent>(EVENT_PREFIX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_chains_exactly_like_single_appends() {
+    let (services, store) = testing::services().await;
+    let audit = &services.audit;
+    for (c, r) in entries(0, 3) {
+        audit.append(&c, r).await.unwrap();
+    }
+    let before = store.commits();
+    let txn = services
+        .vault
+        .put(Txn::new(), "thing/1", &"payload")
+        .unwrap();
+    assert!(audit.commit_batch(txn, &entries(3, 5)).await.unwrap());
+    assert_eq!(
+        store.commits(),
+        before + 1,
+        "one batch, one store transaction"
+    );
+    for (c, r) in entries(8, 2) {
+        audit.append(&c, r).await.unwrap();
+    }
+
+    let report = verify(&services.vault).await.unwrap();
+    assert_eq!(report.events, 10);
+    assert!(report.breaks.is_empty(), "{:?}", report.breaks);
+    let all = events(&services.vault).await;
+    let seqs: Vec<u64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(
+            e.request_id,
+            format!("req-{i}"),
+            "entries keep their own context"
+        );
+        assert_eq!(e.actor, format!("user:u{i}"));
+        assert_eq!(e.details["i"], i);
+    }
+    let head = services.vault.get::<AuditHead>(HEAD_KEY).await.unwrap();
+    assert_eq!(head.unwrap().value.hash, all[9].hash);
+    let indexed = services
+        .vault
+        .store()
+        .list(&format!("{ORG_INDEX_PREFIX}acme/"), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(indexed.items.len(), 5);
+    let thing = services.vault.get::<String>("thing/1").await.unwrap();
+    assert_eq!(thing.unwrap().value, "payload");
+}
+
+#[tokio::test]
+async fn a_batch_whose_conditions_fail_writes_nothing() {
+    let (services, _) = testing::services().await;
+    let audit = &services.audit;
+    audit
+        .append(&ctx(0), AuditRecord::new("first"))
+        .await
+        .unwrap();
+    let txn = services.vault.put(Txn::new(), "taken", &1).unwrap();
+    assert!(
+        audit
+            .commit_with(&ctx(1), txn, AuditRecord::new("x"))
+            .await
+            .unwrap()
+    );
+
+    let txn = services
+        .vault
+        .put(Txn::new().absent("taken"), "other", &2)
+        .unwrap();
+    assert!(!audit.commit_batch(txn, &entries(2, 4)).await.unwrap());
+    assert!(services.vault.get::<i32>("other").await.unwrap().is_none());
+    let report = verify(&services.vault).await.unwrap();
+    assert_eq!(report.events, 2);
+    assert!(report.breaks.is_empty());
+    // The log goes on from where it was.
+    assert!(
+        audit
+            .commit_batch(Txn::new(), &entries(2, 4))
+            .await
+            .unwrap()
+    );
+    let report = verify(&services.vault).await.unwrap();
+    assert_eq!((report.events, report.breaks.len()), (6, 0));
+}
+
+#[tokio::test]
+async fn an_empty_batch_is_refused() {
+    let (services, store) = testing::services().await;
+    let before = store.commits();
+    let err = services
+        .audit
+        .commit_batch(Txn::new().put("k", vec![1]), &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
+    assert_eq!(
+        store.commits(),
+        before,
+        "an unaudited write must not reach the store"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_rechains_after_another_replica_moved_the_head() {
+    let (services, _) = testing::services().await;
+    let other = Audit::new(services.vault.clone(), Arc::new(SystemClock));
+    // Both replicas have seen the head...
+    services
+        .audit
+        .append(&ctx(0), AuditRecord::new("a"))
+        .await
+        .unwrap();
+    other.append(&ctx(1), AuditRecord::new("b")).await.unwrap();
+    // ...and this one's cached head is now stale.
+    assert!(
+        services
+            .audit
+            .commit_batch(Txn::new(), &entries(2, 50))
+            .await
+            .unwrap()
+    );
+    other.append(&ctx(52), AuditRecord::new("c")).await.unwrap();
+    let report = verify(&services.vault).await.unwrap();
+    assert_eq!(report.events, 53);
+    assert!(report.breaks.is_empty(), "{:?}", report.breaks);
+}
+
+#[tokio::test]
+async fn verify_sees_an_edited_event_inside_a_batch() {
+    let (services, store) = testing::services().await;
+    assert!(
+        services
+            .audit
+            .commit_batch(Txn::new(), &entries(0, 10))
+            .await
+            .unwrap()
+    );
+    let key = event_key(4);
+    let mut ev = services
+        .vault
+        .get::<AuditEvent>(&key)
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    ev.actor = "user:someone-else".to_owned();
+    store.poke(&key, services.vault.seal(&key, &ev).unwrap());
+    let report = verify(&services.vault).await.unwrap();
+    assert_eq!(report.breaks, vec![ChainBreak::HashMismatch { seq: 4 }]);
+}
+
+#[tokio::test]
+async fn query_pages_follow_the_cursor_to_the_end_with_and_without_filters() {
+    use crate::ids::{Role, UserId};
+    use query::AuditQuery;
+
+    let (services, _) = testing::services().await;
+    assert!(
+        services
+            .audit
+            .commit_batch(Txn::new(), &entries(0, 10))
+            .await
+            .unwrap()
+    );
+    let admin = crate::Principal::Operator {
+        user_id: UserId::parse("root").unwrap(),
+        role: Role::Admin,
+    };
+    for (action, limit, want) in [
+        (None, "3", (1..=10).collect::<Vec<u64>>()),
+        (None, "5", (1..=10).collect()),
+        (None, "10", (1..=10).collect()),
+        (Some("test.event"), "4", (1..=10).collect()),
+        (Some("nothing"), "4", Vec::new()),
+    ] {
+        let (mut seen, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
+        loop {
+            let q = AuditQuery::parse(
+                None,
+                None,
+                action,
+                None,
+                None,
+                Some(limit),
+                cursor.as_deref(),
+            )
+            .unwrap();
+            let page = services.query_audit(&admin, &q).await.unwrap();
+            pages += 1;
+            seen.extend(page.events.iter().map(|e| e.seq));
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+            assert!(pages < 20, "the cursor does not advance");
+        }
+        assert_eq!(seen, want, "action {action:?}, limit {limit}");
+    }
+}
