@@ -35,35 +35,39 @@ impl Audit {
                 record,
                 done,
             });
-        {
-            let mut cached = self.cached.lock().await;
-            // Whoever holds the lock first drains the queue, ours included; later holders
-            // may find it empty, their events already written.
-            loop {
-                let batch: Vec<Pending> = {
-                    let mut q = self
-                        .queue
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let n = q.len().min(MAX_BATCH);
-                    q.drain(..n).collect()
-                };
-                if batch.is_empty() {
-                    break;
-                }
-                let result = self.write_batch(&mut cached, &batch).await;
-                for p in batch {
-                    let _ = p.done.send(result.clone());
+        let mut outcome = outcome;
+        loop {
+            tokio::select! {
+                // Checked first: once another holder of the chain lock has written our event,
+                // we leave the lock's queue instead of waiting our turn behind every batch.
+                biased;
+                answer = &mut outcome => return match answer {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(reason)) => Err(Error::AuditUnavailable(Box::new(Error::Store(
+                        StoreError::Unavailable(reason),
+                    )))),
+                    // The writer dropped our sender without an answer: not written.
+                    Err(_) => Err(Error::AuditUnavailable(Box::new(Error::Contention))),
+                },
+                mut cached = self.cached.lock() => {
+                    // Whoever holds the lock writes what is queued, ours included (or, past
+                    // MAX_BATCH, the oldest events first; then we come round again).
+                    let batch: Vec<Pending> = {
+                        let mut q = self
+                            .queue
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let n = q.len().min(MAX_BATCH);
+                        q.drain(..n).collect()
+                    };
+                    if !batch.is_empty() {
+                        let result = self.write_batch(&mut cached, &batch).await;
+                        for p in batch {
+                            let _ = p.done.send(result.clone());
+                        }
+                    }
                 }
             }
-        }
-        match outcome.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(reason)) => Err(Error::AuditUnavailable(Box::new(Error::Store(
-                StoreError::Unavailable(reason),
-            )))),
-            // The writer dropped our sender without an answer: treat it as not written.
-            Err(_) => Err(Error::AuditUnavailable(Box::new(Error::Contention))),
         }
     }
 
