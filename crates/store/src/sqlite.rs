@@ -1,5 +1,7 @@
 //! The embedded engine: one SQLite file in WAL mode with `synchronous=FULL`, so a commit
-//! that returned is on disk (rate-limit steps alone relax this to `NORMAL`, see `Writer`).
+//! that returned is on disk. Rate-limit buckets live in a second file beside it
+//! (`<file>-ratelimit`, `synchronous=NORMAL`) with its own writer, so a rate step never
+//! waits behind another request's fsync; losing a few steps on power loss is harmless.
 //! One writer connection behind a mutex serialises transactions; a small pool of read-only
 //! connections serves `get` and `list` concurrently. A `get` runs in place on the calling
 //! task when a reader is free (a point read is cheaper than a thread hand-off); every other
@@ -41,6 +43,9 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     writer: Mutex<Writer>,
+    /// The rate-limit buckets' own database and writer.
+    rate: Mutex<Connection>,
+    rate_steps: AtomicU64,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     writes: AtomicU64,
@@ -79,21 +84,13 @@ impl SqliteStore {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let writer = Connection::open_with_flags(path, flags).map_err(db_err)?;
-        writer.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
-        let mode: String = writer
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(db_err)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Unavailable(format!(
-                "sqlite refused WAL mode (got {mode})"
-            )));
-        }
-        writer
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(db_err)?;
+        let writer = open_wal(path, flags, "FULL")?;
         writer.execute_batch(SCHEMA).map_err(db_err)?;
         writer.set_prepared_statement_cache_capacity(32);
+
+        let rate = open_wal(&rate_path(path), flags, "NORMAL")?;
+        rate.execute_batch(RATE_SCHEMA).map_err(db_err)?;
+        rate.set_prepared_statement_cache_capacity(8);
 
         let ro = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut readers = Vec::with_capacity(READERS);
@@ -106,10 +103,9 @@ impl SqliteStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
-                writer: Mutex::new(Writer {
-                    conn: writer,
-                    relaxed: false,
-                }),
+                writer: Mutex::new(Writer { conn: writer }),
+                rate: Mutex::new(rate),
+                rate_steps: AtomicU64::new(0),
                 readers,
                 next_reader: AtomicUsize::new(0),
                 writes: AtomicU64::new(0),
@@ -136,33 +132,40 @@ impl SqliteStore {
     }
 }
 
-/// The single writing connection and its current `synchronous` level.
+/// The single writing connection of the main file (`synchronous=FULL`).
 struct Writer {
     conn: Connection,
-    /// `synchronous=NORMAL` is in effect (set for rate-limit steps only).
-    relaxed: bool,
 }
 
 impl Writer {
-    /// `synchronous=FULL`: a commit is fsynced before it returns. Used for every KV write.
+    /// A commit on it is fsynced before it returns. Used for every KV write.
     fn durable(&mut self) -> Result<&mut Connection, rusqlite::Error> {
-        if self.relaxed {
-            self.conn.execute_batch("PRAGMA synchronous = FULL")?;
-            self.relaxed = false;
-        }
         Ok(&mut self.conn)
     }
+}
 
-    /// `synchronous=NORMAL`: still atomic and safe against a process crash, but may lose the
-    /// last commits on power loss. Only rate-limit buckets use it: losing a few steps of a
-    /// bucket is harmless and saves an fsync per request.
-    fn relaxed(&mut self) -> Result<&mut Connection, rusqlite::Error> {
-        if !self.relaxed {
-            self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
-            self.relaxed = true;
-        }
-        Ok(&mut self.conn)
+/// `<file>-ratelimit`, beside the main database file.
+fn rate_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push("-ratelimit");
+    path.with_file_name(name)
+}
+
+/// Opens a read-write connection in WAL mode at the given `synchronous` level.
+fn open_wal(path: &Path, flags: OpenFlags, synchronous: &str) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, flags).map_err(db_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(db_err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!(
+            "sqlite refused WAL mode (got {mode})"
+        )));
     }
+    conn.pragma_update(None, "synchronous", synchronous)
+        .map_err(db_err)?;
+    Ok(conn)
 }
 
 impl Inner {
@@ -181,18 +184,16 @@ impl Inner {
     }
 
     /// Deletes a batch of expired rows every `SWEEP_EVERY` writes (outside any transaction).
-    fn maybe_sweep(&self, conn: &Connection) {
-        if self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != SWEEP_EVERY - 1 {
+    /// Every SWEEP_EVERY-th call on `counter`, deletes a batch of expired rows with `sql`.
+    fn maybe_sweep(counter: &AtomicU64, conn: &Connection, sql: &str) {
+        if counter.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != SWEEP_EVERY - 1 {
             return;
         }
-        let now = validate::now_ms();
-        for sql in [SQL_SWEEP_KV, SQL_SWEEP_RATE] {
-            let res = conn
-                .prepare_cached(sql)
-                .and_then(|mut s| s.execute(params![now, SWEEP_BATCH]));
-            if let Err(e) = res {
-                tracing::warn!(error = %e, "sqlite expiry sweep failed");
-            }
+        let res = conn
+            .prepare_cached(sql)
+            .and_then(|mut s| s.execute(params![validate::now_ms(), SWEEP_BATCH]));
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "sqlite expiry sweep failed");
         }
     }
 }
@@ -294,7 +295,7 @@ impl KvStore for SqliteStore {
             let mut writer = lock(&inner.writer);
             let conn = writer.durable().map_err(db_err)?;
             let applied = apply_txn(conn, &txn).map_err(db_err)?;
-            inner.maybe_sweep(conn);
+            Inner::maybe_sweep(&inner.writes, conn, SQL_SWEEP_KV);
             Ok(applied)
         })
         .await
@@ -351,10 +352,9 @@ impl KvStore for SqliteStore {
         validate::rate(key, now_ms, limit)?;
         let key = key.to_owned();
         self.blocking(move |inner| {
-            let mut writer = lock(&inner.writer);
-            let conn = writer.relaxed().map_err(db_err)?;
-            let decision = apply_rate(conn, &key, now_ms, limit).map_err(db_err)?;
-            inner.maybe_sweep(conn);
+            let mut conn = lock(&inner.rate);
+            let decision = apply_rate(&mut conn, &key, now_ms, limit).map_err(db_err)?;
+            Inner::maybe_sweep(&inner.rate_steps, &conn, SQL_SWEEP_RATE);
             Ok(decision)
         })
         .await

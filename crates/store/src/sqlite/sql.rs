@@ -7,16 +7,20 @@ CREATE TABLE IF NOT EXISTS kv (
     expires_at INTEGER NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS kv_expires ON kv(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// The rate-limit file's schema (`<file>-ratelimit`).
+pub(super) const RATE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS ratelimit (
     key TEXT PRIMARY KEY NOT NULL,
     tat INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ratelimit_expires ON ratelimit(expires_at);
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY NOT NULL,
-    value INTEGER NOT NULL
-) WITHOUT ROWID;
 ";
 
 pub(super) const SQL_GET: &str =
