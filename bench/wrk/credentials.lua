@@ -1,6 +1,6 @@
 -- (d) POST /api/credentials with an org's API key, for a random org of the keys file:
 -- `{"org_name": ...}` (warm: served from the cache) or with `"force_refresh": true` (cold:
--- a new AssumeRole every time). Not run yet: see workload_credentials_* in bench/run.
+-- a new AssumeRole every time). See workload_credentials_* in bench/run.
 -- Args: KEYS_FILE warm|cold
 local common = dofile(string.gsub(debug.getinfo(1, "S").source:sub(2), "[^/]*$", "") .. "common.lua")
 local requests = {}

@@ -37,6 +37,10 @@ pub struct SeedArgs {
     /// Write `<org> <api key>` lines for a sample of the orgs to this file (mode 0600).
     #[arg(long, value_name = "FILE")]
     keys_out: Option<PathBuf>,
+    /// Write `<org> <callback secret>` lines for the same sample to this file (mode 0600),
+    /// so the benchmark can validate those orgs through signed callbacks.
+    #[arg(long, value_name = "FILE")]
+    secrets_out: Option<PathBuf>,
     /// How many orgs' API keys to write, spread evenly over the seeded orgs.
     #[arg(long, default_value_t = 1000)]
     keys: usize,
@@ -99,6 +103,7 @@ pub async fn run(services: &Services, args: &SeedArgs) -> anyhow::Result<String>
     // Every `step`-th org, from the first, until `keys` are written.
     let step = (args.orgs / args.keys.max(1)).max(1);
     let mut sample = String::new();
+    let mut secrets = String::new();
     for (chunk_no, chunk) in names.chunks(batch).enumerate() {
         let cmds = chunk
             .iter()
@@ -125,6 +130,19 @@ pub async fn run(services: &Services, args: &SeedArgs) -> anyhow::Result<String>
                     reg.org.org_name,
                     reg.api_key.expose_secret()
                 )?;
+                if args.secrets_out.is_some() {
+                    let key = format!("org/{}", reg.org.org_name);
+                    let rec = services
+                        .vault
+                        .get::<rolegate_core::orgs::OrgRecord>(&key)
+                        .await?
+                        .context("a just-registered org is missing")?;
+                    writeln!(
+                        secrets,
+                        "{} {}",
+                        reg.org.org_name, rec.value.callback_secret
+                    )?;
+                }
             }
         }
         let before = chunk_no * batch;
@@ -132,6 +150,10 @@ pub async fn run(services: &Services, args: &SeedArgs) -> anyhow::Result<String>
     }
     if let Some(path) = &args.keys_out {
         rolegate_server::keys::write_private(path, &sample)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.secrets_out {
+        rolegate_server::keys::write_private(path, &secrets)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let fill = args.events.saturating_sub(args.orgs);
