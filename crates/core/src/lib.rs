@@ -66,7 +66,7 @@ impl Services {
         federation: Arc<dyn ports::aws::Federation>,
     ) -> Result<Self, Error> {
         let pepper = vault.pepper().await?;
-        let audit = Arc::new(audit::Audit::new(vault.clone(), clock.clone()));
+        let audit = audit::Audit::new(vault.clone(), clock.clone());
         Ok(Self {
             vault,
             audit,

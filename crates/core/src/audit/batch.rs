@@ -1,8 +1,10 @@
 //! Group commit. An event that accompanies no other write (a cache-hit issuance, a failed
-//! login, a denial) joins a queue; whoever next holds the chain lock writes every queued
-//! event and the new head in ONE store transaction, and tells each waiter the outcome. With
-//! SQLite's `synchronous=FULL` that is one fsync for a whole burst instead of one each; the
-//! chain, the head CAS and fail-closed behave exactly as for single appends.
+//! login, a denial) joins a queue; one flusher task at a time takes the chain lock, writes
+//! every queued event and the new head in ONE store transaction, and tells each waiter the
+//! outcome. With SQLite's `synchronous=FULL` that is one fsync for a whole burst instead of
+//! one each; the chain, the head CAS and fail-closed behave exactly as for single appends.
+
+use std::sync::atomic::Ordering;
 
 use tokio::sync::oneshot;
 
@@ -27,48 +29,71 @@ impl Audit {
     /// happen.
     pub async fn append(&self, ctx: &RequestContext, record: AuditRecord) -> Result<(), Error> {
         let (done, outcome) = oneshot::channel();
-        self.queue
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Pending {
-                ctx: ctx.clone(),
-                record,
-                done,
-            });
-        let mut outcome = outcome;
+        self.pending().push(Pending {
+            ctx: ctx.clone(),
+            record,
+            done,
+        });
+        self.kick();
+        match outcome.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(Error::AuditUnavailable(Box::new(Error::Store(
+                StoreError::Unavailable(reason),
+            )))),
+            // The writer dropped our sender without an answer: not written.
+            Err(_) => Err(Error::AuditUnavailable(Box::new(Error::Contention))),
+        }
+    }
+
+    /// Starts a flusher task unless one is running. The writing happens in that task, not
+    /// in any request's future, so a client that disconnects can never cut a batch short
+    /// (other requests' events are in it).
+    fn kick(&self) {
+        if self.flushing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match self.me.upgrade() {
+            Some(me) => {
+                tokio::spawn(async move { me.flush().await });
+            }
+            // Shutting down: the queue drops with us and every waiter hears "not written".
+            None => self.flushing.store(false, Ordering::Release),
+        }
+    }
+
+    /// Writes the queue, batch by batch, until it is empty.
+    async fn flush(&self) {
         loop {
-            tokio::select! {
-                // Checked first: once another holder of the chain lock has written our event,
-                // we leave the lock's queue instead of waiting our turn behind every batch.
-                biased;
-                answer = &mut outcome => return match answer {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(reason)) => Err(Error::AuditUnavailable(Box::new(Error::Store(
-                        StoreError::Unavailable(reason),
-                    )))),
-                    // The writer dropped our sender without an answer: not written.
-                    Err(_) => Err(Error::AuditUnavailable(Box::new(Error::Contention))),
-                },
-                mut cached = self.cached.lock() => {
-                    // Whoever holds the lock writes what is queued, ours included (or, past
-                    // MAX_BATCH, the oldest events first; then we come round again).
+            {
+                let mut cached = self.cached.lock().await;
+                loop {
                     let batch: Vec<Pending> = {
-                        let mut q = self
-                            .queue
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let mut q = self.pending();
                         let n = q.len().min(MAX_BATCH);
                         q.drain(..n).collect()
                     };
-                    if !batch.is_empty() {
-                        let result = self.write_batch(&mut cached, &batch).await;
-                        for p in batch {
-                            let _ = p.done.send(result.clone());
-                        }
+                    if batch.is_empty() {
+                        break;
+                    }
+                    let result = self.write_batch(&mut cached, &batch).await;
+                    for p in batch {
+                        let _ = p.done.send(result.clone());
                     }
                 }
             }
+            self.flushing.store(false, Ordering::Release);
+            // An append may have queued after the last drain and seen `flushing` still set:
+            // then this task carries on (unless another flusher has started meanwhile).
+            if self.pending().is_empty() || self.flushing.swap(true, Ordering::AcqRel) {
+                return;
+            }
         }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Writes `batch` after the head in one transaction, retrying when another replica

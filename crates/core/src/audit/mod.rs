@@ -142,17 +142,23 @@ pub struct Audit {
     cached: Mutex<Option<(AuditHead, Vec<u8>)>>,
     /// Appends waiting for the next group commit (see `batch`).
     queue: std::sync::Mutex<Vec<batch::Pending>>,
+    /// A flusher task is writing the queue.
+    flushing: std::sync::atomic::AtomicBool,
+    /// Itself, for the flusher task, which must outlive any one request.
+    me: std::sync::Weak<Audit>,
 }
 
 impl Audit {
     #[must_use]
-    pub fn new(vault: Vault, clock: std::sync::Arc<dyn Clock>) -> Self {
-        Self {
+    pub fn new(vault: Vault, clock: std::sync::Arc<dyn Clock>) -> std::sync::Arc<Self> {
+        std::sync::Arc::new_cyclic(|me| Self {
             vault,
             clock,
             cached: Mutex::new(None),
             queue: std::sync::Mutex::default(),
-        }
+            flushing: std::sync::atomic::AtomicBool::new(false),
+            me: me.clone(),
+        })
     }
 
     async fn read_head(&self) -> Result<Option<(AuditHead, Vec<u8>)>, Error> {
