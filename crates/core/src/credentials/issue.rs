@@ -120,10 +120,11 @@ fn partition_of(role_arn: &str) -> String {
     role_arn.split(':').nth(1).unwrap_or("aws").to_owned()
 }
 
-struct Plan<'a> {
+#[derive(Clone)]
+struct Plan {
     rec: OrgRecord,
     role_arn: String,
-    level: &'a AccessLevel,
+    level: AccessLevel,
     duration_secs: u32,
     cache_key: String,
     source_identity: String,
@@ -151,13 +152,13 @@ impl Services {
         }
     }
 
-    fn plan<'a>(
+    fn plan(
         &self,
         by: &Principal,
         cmd: &IssueCommand,
-        policy: &'a CredentialPolicy,
+        policy: &CredentialPolicy,
         rec: OrgRecord,
-    ) -> Result<Plan<'a>, Error> {
+    ) -> Result<Plan, Error> {
         let level = policy.level(cmd.access_level.as_deref())?;
         // The level's maximum, and the role's own MaxSessionDuration when its stack said.
         let role_max = rec.max_session_duration.unwrap_or(u32::MAX);
@@ -217,7 +218,7 @@ impl Services {
         Ok(Plan {
             rec,
             role_arn,
-            level,
+            level: level.clone(),
             duration_secs,
             cache_key,
             source_identity,
@@ -230,7 +231,7 @@ impl Services {
         by: &Principal,
         cmd: &IssueCommand,
         policy: &CredentialPolicy,
-        plan: &Plan<'_>,
+        plan: &Plan,
     ) -> Result<Issued, Error> {
         let window = policy.window_for(plan.duration_secs);
         if !cmd.force_refresh
@@ -239,14 +240,32 @@ impl Services {
             return self.serve(ctx, cmd, policy, plan, hit, true, None).await;
         }
         let started_ms = self.clock.now_ms();
-        let slot = self.flights.slot(&plan.cache_key);
-        let result = {
-            let _guard = slot.lock().await;
-            self.fill(ctx, by, cmd, policy, plan, window, started_ms)
-                .await
-        };
-        self.flights.release(&plan.cache_key, slot);
-        result
+        // The fill runs in its own task: if this request's client goes away, the STS call,
+        // the cache write and the lock's release still happen (other requests may be
+        // waiting on them), instead of leaving the key locked until the lock's TTL.
+        let (me, ctx, by, cmd, policy, plan) = (
+            self.clone(),
+            ctx.clone(),
+            by.clone(),
+            cmd.clone(),
+            policy.clone(),
+            plan.clone(),
+        );
+        tokio::spawn(async move {
+            let slot = me.flights.slot(&plan.cache_key);
+            let result = {
+                let _guard = slot.lock().await;
+                me.fill(&ctx, &by, &cmd, &policy, &plan, window, started_ms)
+                    .await
+            };
+            me.flights.release(&plan.cache_key, slot);
+            result
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "credential issuance task failed");
+            Error::Contention
+        })?
     }
 
     /// Inside this process's flight for the key: re-check the cache (another task may just
@@ -258,7 +277,7 @@ impl Services {
         by: &Principal,
         cmd: &IssueCommand,
         policy: &CredentialPolicy,
-        plan: &Plan<'_>,
+        plan: &Plan,
         window: Duration,
         started_ms: i64,
     ) -> Result<Issued, Error> {
@@ -299,7 +318,7 @@ impl Services {
         by: &Principal,
         cmd: &IssueCommand,
         policy: &CredentialPolicy,
-        plan: &Plan<'_>,
+        plan: &Plan,
         lock: &str,
     ) -> Result<Issued, Error> {
         let session_name = session::session_name(&cmd.org, by, &rolegate_crypto::short_id());
@@ -345,7 +364,7 @@ impl Services {
     /// `minted_since`, minted at or after that instant).
     async fn cached(
         &self,
-        plan: &Plan<'_>,
+        plan: &Plan,
         window: Duration,
         minted_since: Option<i64>,
     ) -> Result<Option<CachedCredentials>, Error> {
@@ -369,7 +388,7 @@ impl Services {
         ctx: &RequestContext,
         cmd: &IssueCommand,
         policy: &CredentialPolicy,
-        plan: &Plan<'_>,
+        plan: &Plan,
         c: CachedCredentials,
         cached: bool,
         txn: Option<Txn>,
@@ -438,3 +457,8 @@ impl Services {
         e
     }
 }
+
+/// Cancellation: a request whose client goes away mid-fill.
+#[cfg(test)]
+#[path = "issue_tests.rs"]
+mod tests;
