@@ -4,7 +4,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use rolegate_core::credentials::{IssueCommand, ValidateCommand, Validation};
 use secrecy::ExposeSecret as _;
@@ -18,6 +17,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::idempotency::{Mode, idempotent};
 use crate::ratelimit::step;
+use crate::routes::no_store;
 use crate::state::AppState;
 
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
@@ -75,12 +75,6 @@ struct CredentialsResponse {
     access_level: String,
     region: String,
     cached: bool,
-}
-
-fn no_store(mut res: Response) -> Response {
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
 }
 
 /// Issuance is limited per principal and per org, before any work is done.
@@ -169,6 +163,18 @@ pub struct ConsoleRequest {
     destination: Option<String>,
 }
 
+impl ConsoleRequest {
+    fn command(&self) -> Result<IssueCommand, ApiError> {
+        Ok(IssueCommand::parse(
+            self.org_name.as_deref(),
+            self.access_level.as_deref(),
+            self.duration_seconds,
+            self.reason.as_deref(),
+            false,
+        )?)
+    }
+}
+
 /// A console sign-in URL. The URL is a bearer secret until it is used.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConsoleResponse {
@@ -199,14 +205,7 @@ async fn console(
     caller: Caller,
     ApiJson(req): ApiJson<ConsoleRequest>,
 ) -> Result<Response, ApiError> {
-    let c = &req;
-    let cmd = IssueCommand::parse(
-        c.org_name.as_deref(),
-        c.access_level.as_deref(),
-        c.duration_seconds,
-        c.reason.as_deref(),
-        false,
-    )?;
+    let cmd = req.command()?;
     limit(&state, &caller, &cmd).await?;
     let login = state
         .services

@@ -15,3 +15,14 @@ pub mod onboarding;
 pub mod orgs;
 /// Operators.
 pub mod users;
+
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+
+/// Marks a response that carries a secret (a token, an API key, credentials, a callback
+/// secret in links) as never to be cached by a client or proxy.
+pub(crate) fn no_store(mut res: Response) -> Response {
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}

@@ -225,12 +225,7 @@ async fn issue(
             rotate,
         )
         .await?;
-    let mut res = Json(links).into_response();
-    res.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    Ok(res)
+    Ok(crate::routes::no_store(Json(links).into_response()))
 }
 
 /// Issue onboarding links (the prototype's path)

@@ -14,6 +14,7 @@ use crate::auth::{Caller, require_operator};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::idempotency::{Mode, idempotent};
+use crate::routes::no_store;
 use crate::state::AppState;
 
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
@@ -57,12 +58,6 @@ pub struct OrgListResponse {
     orgs: Vec<Org>,
     /// Pass as `cursor` for the next page; `null` on the last.
     next_cursor: Option<String>,
-}
-
-fn no_store(mut res: Response) -> Response {
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
 }
 
 fn registered(status: StatusCode, r: RegisteredOrg) -> Response {

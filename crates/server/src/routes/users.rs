@@ -58,12 +58,7 @@ fn with_token(status: StatusCode, user: User, token: &secrecy::SecretString) -> 
         user,
         token: token.expose_secret().to_owned(),
     };
-    let mut res = (status, Json(body)).into_response();
-    res.headers_mut().insert(
-        "cache-control",
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    res
+    crate::routes::no_store((status, Json(body)).into_response())
 }
 
 /// Create an operator
