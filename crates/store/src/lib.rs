@@ -1,6 +1,6 @@
-//! Storage engines for rolegate: an embedded SQLite file and a shared Redis, both
-//! implementing `rolegate_core::ports::KvStore` with identical semantics (checked by the
-//! conformance suite in `tests/conformance.rs`).
+//! Storage engines for rolegate: an embedded SQLite file, a shared PostgreSQL database and a
+//! shared Redis, all implementing `rolegate_core::ports::KvStore` with identical semantics
+//! (checked by the conformance suite in `tests/conformance.rs`).
 //!
 //! This crate is an adapter for the storage port only. It must not depend on HTTP or AWS
 //! crates: the server wires it in through [`connect`], and nothing here knows about requests.
@@ -10,6 +10,10 @@ use std::sync::Arc;
 
 use rolegate_core::ports::{KvStore, StoreError};
 
+/// `store copy`: every record from one engine to another, as sealed bytes.
+pub mod copy;
+/// The PostgreSQL engine: shared state for replicas on a database teams already operate.
+mod postgres;
 /// The Redis engine: shared state for several rolegate processes (Lua scripts for atomicity).
 mod redis;
 /// The SQLite engine: a single embedded file, the default for one-node deployments.
@@ -17,6 +21,8 @@ mod sqlite;
 /// Input checks and helpers both engines share, so they refuse exactly the same requests.
 mod validate;
 
+pub use crate::copy::{CopyReport, Record, copy};
+pub use crate::postgres::PostgresStore;
 pub use crate::redis::RedisStore;
 pub use crate::sqlite::SqliteStore;
 
@@ -31,6 +37,9 @@ pub const DEFAULT_SQLITE_FILE: &str = "rolegate.db";
 /// * `""` or `"sqlite"`: the file `data_dir/rolegate.db`;
 /// * `"sqlite:///abs/path.db"`: that absolute file; `"sqlite://relative.db"`: that file,
 ///   relative to the working directory;
+/// * `"postgres://..."` or `"postgresql://..."`: a PostgreSQL database (see
+///   [`PostgresStore::connect`] for the parameters rolegate adds: `sslmode`, `sslrootcert`,
+///   `pool_size`);
 /// * `"redis://..."` or `"rediss://..."`: a Redis server. Keys are namespaced with the prefix
 ///   given by the `prefix` query parameter (`redis://host/0?prefix=prod:`), `"rg:"` by default.
 ///
@@ -39,6 +48,37 @@ pub const DEFAULT_SQLITE_FILE: &str = "rolegate.db";
 /// scheme only, never a password); [`StoreError::Unavailable`] when the engine cannot be
 /// opened or reached.
 pub async fn connect(spec: &str, data_dir: &Path) -> Result<Arc<dyn KvStore>, StoreError> {
+    Ok(open(spec, data_dir).await?.into_dyn())
+}
+
+/// An opened engine, by type (`store copy` needs each engine's export).
+pub(crate) enum Opened {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+    /// Boxed: the Redis connection manager is much larger than the other engines' handles.
+    Redis(Box<RedisStore>),
+}
+
+impl Opened {
+    pub(crate) fn into_dyn(self) -> Arc<dyn KvStore> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s),
+            Self::Postgres(s) => Arc::new(s),
+            Self::Redis(s) => Arc::new(*s),
+        }
+    }
+
+    pub(crate) fn engine(&self) -> &'static str {
+        match self {
+            Self::Sqlite(s) => s.engine(),
+            Self::Postgres(s) => s.engine(),
+            Self::Redis(s) => s.engine(),
+        }
+    }
+}
+
+/// [`connect`], keeping the engine's type.
+pub(crate) async fn open(spec: &str, data_dir: &Path) -> Result<Opened, StoreError> {
     let spec = spec.trim();
     if spec.is_empty() || spec == "sqlite" {
         return open_sqlite(data_dir.join(DEFAULT_SQLITE_FILE)).await;
@@ -51,11 +91,14 @@ pub async fn connect(spec: &str, data_dir: &Path) -> Result<Arc<dyn KvStore>, St
         }
         return open_sqlite(PathBuf::from(path)).await;
     }
+    if is_postgres(spec) {
+        return Ok(Opened::Postgres(PostgresStore::connect(spec).await?));
+    }
     if spec.starts_with("redis://") || spec.starts_with("rediss://") {
         let (url, prefix) = split_prefix_param(spec);
         let prefix = prefix.unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned());
         let store = RedisStore::connect(&url, &prefix).await?;
-        return Ok(Arc::new(store));
+        return Ok(Opened::Redis(Box::new(store)));
     }
     let scheme = spec.split_once("://").map_or("", |(s, _)| s);
     let scheme: String = scheme
@@ -64,15 +107,21 @@ pub async fn connect(spec: &str, data_dir: &Path) -> Result<Arc<dyn KvStore>, St
         .take(16)
         .collect();
     Err(StoreError::Invalid(format!(
-        "unsupported store spec scheme {scheme:?} (expected sqlite, sqlite://, redis:// or rediss://)"
+        "unsupported store spec scheme {scheme:?} (expected sqlite, sqlite://, postgres://, postgresql://, redis:// or rediss://)"
     )))
 }
 
-async fn open_sqlite(path: PathBuf) -> Result<Arc<dyn KvStore>, StoreError> {
+/// True for a `postgres://` or `postgresql://` spec.
+#[must_use]
+pub fn is_postgres(spec: &str) -> bool {
+    spec.starts_with("postgres://") || spec.starts_with("postgresql://")
+}
+
+async fn open_sqlite(path: PathBuf) -> Result<Opened, StoreError> {
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
         .await
         .map_err(|e| StoreError::Unavailable(format!("sqlite open task failed: {e}")))??;
-    Ok(Arc::new(store))
+    Ok(Opened::Sqlite(store))
 }
 
 /// Removes a `prefix=...` query parameter from a Redis URL, returning the URL to hand to the
@@ -128,10 +177,10 @@ mod tests {
     #[tokio::test]
     async fn unknown_scheme_is_invalid_without_secrets() {
         let dir = std::env::temp_dir();
-        let err = connect("postgres://user:hunter2@db/x", &dir).await.err();
+        let err = connect("mysql://user:hunter2@db/x", &dir).await.err();
         match err {
             Some(StoreError::Invalid(msg)) => {
-                assert!(msg.contains("postgres"));
+                assert!(msg.contains("mysql"));
                 assert!(!msg.contains("hunter2"));
             }
             other => panic!("unexpected: {other:?}"),

@@ -25,8 +25,8 @@ use rolegate_core::ports::{
 use self::secret::{scrub_secret, url_password};
 use crate::validate;
 
-/// Masks URL passwords in error messages.
-mod secret;
+/// Masks URL passwords in error messages (the PostgreSQL engine uses it too).
+pub(crate) mod secret;
 
 static COMMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/commit.lua")));
 static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/list.lua")));
@@ -142,6 +142,51 @@ impl RedisStore {
                 tracing::warn!(error = %e, "redis index sweep failed");
             }
         });
+    }
+}
+
+impl RedisStore {
+    /// Every live record after `after` (`""` for the first page) in key order, about
+    /// `limit` at a time, with its remaining TTL (`PTTL`). For `rolegate store copy`:
+    /// values are the sealed bytes, never opened. An empty page with `Some` cursor can
+    /// happen past many expired index entries; the second value is the cursor to continue
+    /// from, `None` at the end.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when Redis fails.
+    pub async fn export_page(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<(Vec<crate::copy::Record>, Option<String>), StoreError> {
+        let page = self
+            .list("", (!after.is_empty()).then_some(after), limit)
+            .await?;
+        if page.items.is_empty() {
+            return Ok((Vec::new(), page.next));
+        }
+        let mut pipe = ::redis::pipe();
+        for (key, _) in &page.items {
+            pipe.cmd("PTTL").arg(self.data_key(key));
+        }
+        let mut conn = self.conn.clone();
+        let ttls: Vec<i64> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let records = page
+            .items
+            .into_iter()
+            .zip(ttls)
+            // -2: expired since the listing; -1: no TTL.
+            .filter(|(_, ttl)| *ttl != -2)
+            .map(|((key, value), ttl)| crate::copy::Record {
+                key,
+                value,
+                ttl: (ttl >= 0).then(|| crate::copy::ttl_from_ms(ttl)),
+            })
+            .collect();
+        Ok((records, page.next))
     }
 }
 

@@ -132,6 +132,40 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Every live record after `after` (`""` for the first page) in key order, at most
+    /// `limit`, with its remaining TTL. For `rolegate store copy`: values are the sealed
+    /// bytes, never opened.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when SQLite fails.
+    pub async fn export_page(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::copy::Record>, StoreError> {
+        let after = after.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.blocking(move |inner| {
+            let conn = inner.reader();
+            let now = validate::now_ms();
+            let mut stmt = conn.prepare_cached(SQL_EXPORT).map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![after, now, limit], |r| {
+                    let expires: Option<i64> = r.get(2)?;
+                    Ok(crate::copy::Record {
+                        key: r.get(0)?,
+                        value: r.get(1)?,
+                        ttl: expires.map(|at| crate::copy::ttl_from_ms(at - now)),
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+}
+
 /// The single writing connection of the main file (`synchronous=FULL`).
 struct Writer {
     conn: Connection,

@@ -1,13 +1,13 @@
 //! The conformance suite: every test is written once against `Arc<dyn KvStore>` and run on
-//! both engines by `conformance!` (modules `sqlite::*` and `redis::*`). Engine-specific
-//! checks live in `sqlite_only` and `redis_only`.
+//! every engine by `conformance!` (modules `sqlite::*`, `postgres::*` and `redis::*`).
+//! Engine-specific checks live in `sqlite_only`, `postgres_only` and `redis_only`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 /// Checks that only make sense for one engine (files, namespaces, URLs).
 mod engine_specific;
 /// The tests both engines run.
 mod suite;
-/// Fixtures: temporary SQLite files and a private redis-server.
+/// Fixtures: temporary SQLite files, a private PostgreSQL cluster and a private redis-server.
 mod support;
 
 macro_rules! conformance {
@@ -17,6 +17,15 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $test() {
                     let fx = crate::support::sqlite_fixture();
+                    crate::suite::$test(fx.store.clone()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    let fx = crate::support::postgres_fixture(stringify!($test)).await;
                     crate::suite::$test(fx.store.clone()).await;
                 }
             )*

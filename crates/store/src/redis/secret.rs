@@ -1,7 +1,7 @@
-//! Keeps a Redis URL's password out of every error message the engine produces.
+//! Keeps a store URL's password (Redis or PostgreSQL) out of every error message the engine produces.
 
 /// The password part of `scheme://user:password@host/...`, if any.
-pub(super) fn url_password(url: &str) -> Option<&str> {
+pub(crate) fn url_password(url: &str) -> Option<&str> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let (userinfo, _) = authority.rsplit_once('@')?;
@@ -10,7 +10,7 @@ pub(super) fn url_password(url: &str) -> Option<&str> {
 }
 
 /// Masks `secret` (raw and percent-decoded) wherever it appears in `msg`.
-pub(super) fn scrub_secret(msg: String, secret: Option<&str>) -> String {
+pub(crate) fn scrub_secret(msg: String, secret: Option<&str>) -> String {
     let Some(secret) = secret else { return msg };
     let mut out = msg.replace(secret, "***");
     let decoded = percent_decode(secret);
@@ -20,7 +20,7 @@ pub(super) fn scrub_secret(msg: String, secret: Option<&str>) -> String {
     out
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -40,6 +40,9 @@ pub(super) const SQL_LIST_FROM: &str = "SELECT key, value FROM kv
 pub(super) const SQL_LIST_AFTER: &str = "SELECT key, value FROM kv
      WHERE key > ?1 AND key < ?2 AND (expires_at IS NULL OR expires_at > ?3)
      ORDER BY key LIMIT ?4";
+/// Live records after `?1`, with their expiry, for `store copy`.
+pub(super) const SQL_EXPORT: &str = "SELECT key, value, expires_at FROM kv
+     WHERE key > ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY key LIMIT ?3";
 pub(super) const SQL_RATE_GET: &str =
     "SELECT tat FROM ratelimit WHERE key = ?1 AND expires_at > ?2";
 pub(super) const SQL_RATE_PUT: &str =

@@ -1,2 +1,3 @@
+mod postgres_only;
 mod redis_only;
 mod sqlite_only;

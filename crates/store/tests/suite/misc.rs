@@ -140,5 +140,5 @@ pub async fn ping_works(s: Arc<dyn KvStore>) {
         s.list("", None, 10).await.unwrap().items.is_empty(),
         "ping leaves no visible keys"
     );
-    assert!(["sqlite", "redis"].contains(&s.engine()));
+    assert!(["sqlite", "postgres", "redis"].contains(&s.engine()));
 }

@@ -1,6 +1,10 @@
-//! Test harness for the conformance suite: a temporary SQLite file per test, and one private
-//! `redis-server` per test binary (never a pre-existing server), with a unique key prefix per
-//! test.
+//! Test harness for the conformance suite: a temporary SQLite file per test; one private
+//! PostgreSQL cluster per test binary with a schema per test (see `pg.rs`); and one private
+//! `redis-server` per test binary with a unique key prefix per test. Never a pre-existing
+//! server.
+
+/// The private PostgreSQL cluster (shared with the API tests, which include it by path).
+pub mod pg;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -10,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rolegate_core::ports::KvStore;
-use rolegate_store::{RedisStore, SqliteStore};
+use rolegate_store::{PostgresStore, RedisStore, SqliteStore};
 use tempfile::TempDir;
 
 /// A store under test plus whatever must live as long as it.
@@ -36,6 +40,16 @@ pub fn unique_prefix(test: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+pub async fn postgres_fixture(test: &str) -> Fixture {
+    let store = PostgresStore::connect(&pg::pg_url(test))
+        .await
+        .expect("connect to the test PostgreSQL");
+    Fixture {
+        store: Arc::new(store),
+        _dir: None,
+    }
 }
 
 pub async fn redis_fixture(test: &str) -> Fixture {
