@@ -1,5 +1,5 @@
 //! The `rolegate` binary: `serve`, offline admin commands (`keygen`, `admin token`,
-//! `rekey`, `audit verify|export`), the client commands (`creds`, `console`) and `version`;
+//! `rekey`, `audit verify|export`, `store copy`), the client commands (`creds`, `console`) and `version`;
 //! and `bench-seed`, hidden, for the load benchmarks in `bench/`.
 
 /// The client commands: talk to a rolegate server for credentials and console links.
@@ -45,7 +45,9 @@ struct GlobalArgs {
     /// Data directory (default ./data): SQLite file, generated master key, admin token.
     #[arg(long, global = true, help_heading = SERVER_OPTIONS, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Store: "sqlite" (default), "sqlite:///path.db" or "redis://host:port".
+    /// Store: "sqlite" (default), "sqlite:///path.db", "postgres://user@host/db" or
+    /// "redis://host:port". A URL with a password: use ROLEGATE_STORE_FILE instead, so that it
+    /// is not in the process arguments.
     #[arg(long, global = true, help_heading = SERVER_OPTIONS, value_name = "URL")]
     store: Option<String>,
     /// File holding base64 master keys, one per line, oldest first (newest seals).
@@ -79,6 +81,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Move a store between engines (for example SQLite to PostgreSQL).
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Get temporary AWS credentials for an organisation from a rolegate server.
     Creds(client::args::CredsArgs),
     /// Print an AWS console sign-in URL for an organisation, from a rolegate server.
@@ -100,6 +107,65 @@ enum AdminCommand {
         #[arg(long, default_value = "admin")]
         user_id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy every record from one store to another as sealed bytes (nothing is decrypted:
+    /// a record's key is its associated data), keeping remaining TTLs; then verify the audit
+    /// chain on the target with the master key, and print counts. Stop every rolegate
+    /// process using the source first. Rate-limit buckets are not copied.
+    ///
+    /// A store URL with a password must not go in the process arguments: give it through
+    /// --from-file / --to-file or ROLEGATE_COPY_FROM / ROLEGATE_COPY_TO instead.
+    Copy(CopyArgs),
+}
+
+#[derive(Debug, Args)]
+struct CopyArgs {
+    /// Source store ("sqlite", "sqlite:///path.db", "postgres://...", "redis://...").
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "ROLEGATE_COPY_FROM",
+        hide_env_values = true
+    )]
+    from: Option<String>,
+    /// File holding the source store URL.
+    #[arg(long, value_name = "FILE", conflicts_with = "from")]
+    from_file: Option<PathBuf>,
+    /// Target store.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "ROLEGATE_COPY_TO",
+        hide_env_values = true
+    )]
+    to: Option<String>,
+    /// File holding the target store URL.
+    #[arg(long, value_name = "FILE", conflicts_with = "to")]
+    to_file: Option<PathBuf>,
+    /// Write into a target that already holds records (same keys are overwritten).
+    #[arg(long)]
+    force: bool,
+}
+
+/// A store URL from the flag (or its environment variable) or from a file.
+fn copy_url(name: &str, inline: Option<&String>, file: Option<&PathBuf>) -> anyhow::Result<String> {
+    match (inline, file) {
+        (Some(url), _) if !url.trim().is_empty() => Ok(url.trim().to_owned()),
+        (_, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --{name}-file {}", path.display()))?;
+            let url = text.trim();
+            anyhow::ensure!(!url.is_empty(), "--{name}-file {} is empty", path.display());
+            Ok(url.to_owned())
+        }
+        _ => anyhow::bail!(
+            "give the {name} store with --{name}, --{name}-file or ROLEGATE_COPY_{}",
+            name.to_ascii_uppercase()
+        ),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,6 +303,42 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 out,
                 "re-sealed {resealed} of {total} records under key {}",
                 services.vault.keyring().current_id()
+            )?;
+        }
+        Command::Store {
+            command: StoreCommand::Copy(args),
+        } => {
+            let from = copy_url("from", args.from.as_ref(), args.from_file.as_ref())?;
+            let to = copy_url("to", args.to.as_ref(), args.to_file.as_ref())?;
+            let mut settings = settings(&cli.global, None)?;
+            rolegate_server::telemetry::init(LogFormat::Pretty, "warn");
+            // The key ring is loaded before anything is written, so that a missing key fails
+            // the command before the copy rather than after it.
+            let ring = rolegate_server::keys::load_keyring(&settings, false)?;
+            let report = rolegate_store::copy(&from, &to, &settings.data_dir, args.force).await?;
+            writeln!(
+                out,
+                "copied {} records ({} with a TTL, {} bytes sealed) from {} to {}",
+                report.records, report.with_ttl, report.bytes, report.from_engine, report.to_engine
+            )?;
+            settings.store = to.into();
+            let store =
+                rolegate_store::connect(settings.store.expose_secret(), &settings.data_dir).await?;
+            let vault = rolegate_core::vault::Vault::new(store, Arc::new(ring));
+            let report = audit::verify(&vault).await?;
+            if let Some(first) = report.breaks.first() {
+                writeln!(
+                    out,
+                    "audit chain on the target BROKEN: {} problem(s) in {} events; first: {first}",
+                    report.breaks.len(),
+                    report.events
+                )?;
+                return Ok(std::process::ExitCode::from(1));
+            }
+            writeln!(
+                out,
+                "audit chain on the target intact: {} events",
+                report.events
             )?;
         }
         Command::Audit {

@@ -237,12 +237,13 @@ impl RawSettings {
         };
         let scheme_ok = store == "sqlite"
             || store.starts_with("sqlite://")
+            || rolegate_store::is_postgres(&store)
             || store.starts_with("redis://")
             || store.starts_with("rediss://");
         if !scheme_ok {
             return Err(bad(
                 "store",
-                "must be \"sqlite\", \"sqlite:///path\", \"redis://host:port\" or \"rediss://...\"",
+                "must be \"sqlite\", \"sqlite:///path\", \"postgres://user@host/db\", \"redis://host:port\" or \"rediss://...\"",
             ));
         }
         let master_key = match (self.master_key, self.master_key_file) {

@@ -101,6 +101,18 @@ fn invalid_settings_name_themselves() {
     .validate()
     .unwrap_err();
     assert_eq!(e.setting, "store");
+    for pg in [
+        "postgres://rg@db/x?sslmode=verify-full",
+        "postgresql://rg@db/x",
+    ] {
+        let s = RawSettings {
+            store: Some(pg.into()),
+            ..RawSettings::default()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&s.store), pg);
+    }
     let e = toml::from_str::<RawSettings>("bogus = 1").unwrap_err();
     assert!(e.to_string().contains("bogus"));
     let e = RawSettings::default()
