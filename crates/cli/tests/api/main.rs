@@ -1,8 +1,9 @@
 //! rolegate's integration tests: one binary, the real server on port 0, every test run
-//! against both storage engines (SQLite in a temp dir, Redis started by the harness).
+//! against every storage engine (SQLite in a temp dir, PostgreSQL and Redis started by the
+//! harness).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-/// Shared harness: spawning apps, a private redis-server, request helpers.
+/// Shared harness: spawning apps, a private redis-server and PostgreSQL, request helpers.
 mod support;
 
 /// The hash-chained audit log.
@@ -13,6 +14,8 @@ mod bench_seed;
 mod client;
 /// Credential vending: attribution, cache, single-flight, STS errors, validate, console.
 mod credentials;
+/// Durability on PostgreSQL: SIGKILL of rolegate, and PostgreSQL's own crash under load.
+mod durability;
 /// Malformed input and the error shape (foundation issue, section 7).
 mod errors;
 /// Idempotency-Key semantics.
@@ -27,7 +30,11 @@ mod openapi;
 mod orgs;
 /// Durability across SIGKILL, and the binary's offline commands.
 mod process;
+/// Three replicas on one PostgreSQL, and on one Redis.
+mod replicas;
 /// Sealed storage: plaintext scans, AAD binding, rekey.
 mod sealing;
+/// `rolegate store copy`: SQLite to PostgreSQL, then replicas.
+mod store_copy;
 /// Operators: creation, listing, disabling, token rotation, bootstrap.
 mod users;

@@ -54,6 +54,7 @@ pub(crate) fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 fn engine_label(engine: Engine) -> &'static str {
     match engine {
         Engine::Sqlite => "sqlite",
+        Engine::Postgres => "postgres",
         Engine::Redis => "redis",
     }
 }

@@ -109,7 +109,7 @@ async fn an_acknowledged_write_survives_sigkill(engine: Engine) {
     let tmp = tempfile::tempdir().unwrap();
     let store = match engine {
         Engine::Sqlite => "sqlite".to_owned(),
-        Engine::Redis => store_spec(engine),
+        Engine::Postgres | Engine::Redis => store_spec(engine),
     };
     let key = rolegate_crypto::MasterKey::generate().to_base64();
     let mut server = start(tmp.path(), &store, &key);

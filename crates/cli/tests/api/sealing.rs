@@ -3,7 +3,8 @@ use serde_json::json;
 
 use crate::support::{AppOptions, Engine, TestApp, spawn_app, spawn_with};
 
-/// Every byte the engine holds: the SQLite files, or every Redis key name and value.
+/// Every byte the engine holds: the SQLite files, every PostgreSQL row's key and value, or
+/// every Redis key name and value.
 pub(crate) async fn raw_store_bytes(app: &TestApp) -> Vec<u8> {
     match app.engine {
         Engine::Sqlite => {
@@ -16,6 +17,24 @@ pub(crate) async fn raw_store_bytes(app: &TestApp) -> Vec<u8> {
                 }
             }
             assert!(!all.is_empty(), "the SQLite file exists");
+            all
+        }
+        Engine::Postgres => {
+            let (_, schema) = app.store.split_once("search_path%3D").unwrap();
+            let rows = crate::support::pg::shared_cluster().psql(&format!(
+                "SET search_path = {schema}; SELECT key || '|' || encode(value, 'hex') FROM rolegate_kv"
+            ));
+            let mut all = Vec::new();
+            for line in rows.lines() {
+                let (key, hex) = line.split_once('|').unwrap();
+                all.extend(key.as_bytes());
+                all.extend(
+                    (0..hex.len())
+                        .step_by(2)
+                        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()),
+                );
+            }
+            assert!(rows.lines().count() > 3);
             all
         }
         Engine::Redis => {

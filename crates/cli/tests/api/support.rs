@@ -8,18 +8,27 @@ use rolegate_core::clock::{Clock, ManualClock, SystemClock};
 use rolegate_server::config::RawSettings;
 use serde_json::{Value, json};
 
+/// The private PostgreSQL cluster of the store crate's tests: one per test binary, a schema
+/// per app, reaped by a watchdog. Never the machine's own server.
+#[path = "../../../store/tests/support/pg.rs"]
+pub mod pg;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
     Sqlite,
+    Postgres,
     Redis,
 }
 
-/// Generates `sqlite` and `redis` variants of async tests taking an `Engine`.
+/// Generates `sqlite`, `postgres` and `redis` variants of async tests taking an `Engine`.
 #[macro_export]
 macro_rules! both_engines {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name($crate::support::Engine::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name($crate::support::Engine::Postgres).await } )*
         }
         mod redis {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name($crate::support::Engine::Redis).await } )*
@@ -188,6 +197,7 @@ pub struct AppOptions {
 pub fn store_spec(engine: Engine) -> String {
     match engine {
         Engine::Sqlite => "sqlite".to_owned(),
+        Engine::Postgres => pg::pg_url("app"),
         Engine::Redis => format!(
             "{}/?prefix=t{}:",
             redis_url(),
@@ -208,7 +218,7 @@ pub async fn spawn_with(engine: Engine, opts: AppOptions) -> TestApp {
     let store = opts.store.unwrap_or_else(|| match engine {
         // An absolute path, so that a second app (a "replica" or a restart) can share it.
         Engine::Sqlite => format!("sqlite://{}", tmp.path().join("rolegate.db").display()),
-        Engine::Redis => store_spec(engine),
+        Engine::Postgres | Engine::Redis => store_spec(engine),
     });
     let master_key = opts
         .master_key
