@@ -131,8 +131,8 @@ struct CopyArgs {
         hide_env_values = true
     )]
     from: Option<String>,
-    /// File holding the source store URL.
-    #[arg(long, value_name = "FILE", conflicts_with = "from")]
+    /// File holding the source store URL (wins over --from and ROLEGATE_COPY_FROM).
+    #[arg(long, value_name = "FILE")]
     from_file: Option<PathBuf>,
     /// Target store.
     #[arg(
@@ -142,8 +142,8 @@ struct CopyArgs {
         hide_env_values = true
     )]
     to: Option<String>,
-    /// File holding the target store URL.
-    #[arg(long, value_name = "FILE", conflicts_with = "to")]
+    /// File holding the target store URL (wins over --to and ROLEGATE_COPY_TO).
+    #[arg(long, value_name = "FILE")]
     to_file: Option<PathBuf>,
     /// Write into a target that already holds records (same keys are overwritten).
     #[arg(long)]
@@ -153,7 +153,6 @@ struct CopyArgs {
 /// A store URL from the flag (or its environment variable) or from a file.
 fn copy_url(name: &str, inline: Option<&String>, file: Option<&PathBuf>) -> anyhow::Result<String> {
     match (inline, file) {
-        (Some(url), _) if !url.trim().is_empty() => Ok(url.trim().to_owned()),
         (_, Some(path)) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read --{name}-file {}", path.display()))?;
@@ -161,6 +160,7 @@ fn copy_url(name: &str, inline: Option<&String>, file: Option<&PathBuf>) -> anyh
             anyhow::ensure!(!url.is_empty(), "--{name}-file {} is empty", path.display());
             Ok(url.to_owned())
         }
+        (Some(url), None) if !url.trim().is_empty() => Ok(url.trim().to_owned()),
         _ => anyhow::bail!(
             "give the {name} store with --{name}, --{name}-file or ROLEGATE_COPY_{}",
             name.to_ascii_uppercase()

@@ -53,7 +53,11 @@ async fn sqlite_to_postgres_then_replicas_serve_the_same_data() {
         &one.data_dir,
         &one.master_key,
         &["--from-file", from_file.to_str().unwrap()],
-        &[("ROLEGATE_COPY_TO", &target)],
+        // The file wins over the variable (which a wrapper script may have left set).
+        &[
+            ("ROLEGATE_COPY_TO", &target),
+            ("ROLEGATE_COPY_FROM", "bogus://x"),
+        ],
     );
     assert!(ok, "{out}");
     let records: usize = out

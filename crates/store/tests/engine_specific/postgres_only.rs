@@ -222,3 +222,58 @@ async fn errors_never_reveal_the_password() {
     .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
+
+/// A private CA and a server certificate for 127.0.0.1 signed by it, made with openssl.
+const MAKE_CERTS: &str = r#"
+set -e
+cd "$1"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=rolegate-test-ca -keyout ca.key -out ca.crt 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+  -subj /CN=localhost -keyout server.key -out server.csr 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+  -extfile ext -out server.crt 2>/dev/null
+chmod 600 server.key
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_verifies_the_server_certificate() {
+    use crate::support::pg::PgCluster;
+    let cluster = PgCluster::start_with(false, |dir| {
+        let out = std::process::Command::new("bash")
+            .args(["-c", MAKE_CERTS, "certs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!("openssl: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(format!(
+            "-c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key",
+            dir.display()
+        ))
+    })
+    .unwrap();
+    cluster.create_schema("tls");
+    let ca = cluster.dir().join("ca.crt");
+    let base = cluster.url("tls");
+    // Verified against the private CA: connects, and the connection is encrypted.
+    let url = format!("{base}&sslmode=verify-full&sslrootcert={}", ca.display());
+    let s = PostgresStore::connect(&url).await.unwrap();
+    assert!(s.commit(Txn::new().put("over-tls", vec![7])).await.unwrap());
+    assert_eq!(s.get("over-tls").await.unwrap(), Some(vec![7]));
+    let encrypted = cluster.psql(
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE ssl AND application_name = 'rolegate'",
+    );
+    assert_ne!(encrypted, "0", "rolegate's connections use TLS");
+    // `require` verifies too: without the private CA (the Web PKI roots) it is refused.
+    for mode in ["require", "verify-ca", "verify-full"] {
+        let err = PostgresStore::connect(&format!("{base}&sslmode={mode}"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{mode}: {err:?}");
+    }
+    drop(s);
+}

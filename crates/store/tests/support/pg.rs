@@ -28,6 +28,8 @@ pub struct PgCluster {
     /// Prefix of every server command: `runuser -u postgres --` when running as root.
     runas: Vec<String>,
     fsync: bool,
+    /// More `-c name=value` server options.
+    extra: String,
     watchdog: Mutex<Option<Child>>,
 }
 
@@ -127,6 +129,16 @@ impl PgCluster {
     /// initdb and start a new cluster. `fsync = false` is for speed (a process crash still
     /// loses nothing, an OS crash could); the durability tests keep it on.
     pub fn start(fsync: bool) -> Result<Self, String> {
+        Self::start_with(fsync, |_| Ok(String::new()))
+    }
+
+    /// [`start`](Self::start), with `configure(cluster_dir)` run after initdb: it may write
+    /// files there (they are then handed to the server's user) and returns extra server
+    /// options such as `-c ssl=on`.
+    pub fn start_with(
+        fsync: bool,
+        configure: impl FnOnce(&Path) -> Result<String, String>,
+    ) -> Result<Self, String> {
         static N: AtomicU64 = AtomicU64::new(0);
         let bin = pg_bin()?;
         let runas: Vec<String> = if is_root() {
@@ -143,22 +155,13 @@ impl PgCluster {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        if !runas.is_empty() {
-            let out = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&dir)
-                .output()
-                .map_err(|e| e.to_string())?;
-            if !out.status.success() {
-                return Err(describe("chown of the cluster directory", &out));
-            }
-        }
         let mut cluster = Self {
             port: 0,
             dir,
             bin,
             runas,
             fsync,
+            extra: String::new(),
             watchdog: Mutex::new(None),
         };
         // The watchdog runs as this user, so that it can remove the directory.
@@ -176,6 +179,7 @@ impl PgCluster {
             .spawn()
             .map_err(|e| format!("cannot spawn the PostgreSQL watchdog: {e}"))?;
         *cluster.watchdog.lock().unwrap_or_else(|e| e.into_inner()) = Some(watchdog);
+        cluster.hand_over()?;
         let out = cluster
             .command("initdb")?
             .arg("-D")
@@ -187,6 +191,8 @@ impl PgCluster {
         if !out.status.success() {
             return Err(describe("initdb", &out));
         }
+        cluster.extra = configure(&cluster.dir)?;
+        cluster.hand_over()?;
         let mut last = String::new();
         for _ in 0..3 {
             cluster.port = free_port()?;
@@ -196,6 +202,23 @@ impl PgCluster {
             }
         }
         Err(last)
+    }
+
+    /// Gives the cluster directory to the server's user (when we are root).
+    fn hand_over(&self) -> Result<(), String> {
+        if self.runas.is_empty() {
+            return Ok(());
+        }
+        let out = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&self.dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(describe("chown of the cluster directory", &out))
+        }
     }
 
     fn data(&self) -> PathBuf {
@@ -225,10 +248,11 @@ impl PgCluster {
     fn pg_ctl_start(&self) -> Result<(), String> {
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=300 \
-             -c shared_buffers=32MB -c log_min_messages=fatal",
+             -c shared_buffers=32MB -c log_min_messages=fatal {}",
             self.port,
             self.dir.display(),
-            if self.fsync { "on" } else { "off" }
+            if self.fsync { "on" } else { "off" },
+            self.extra
         );
         let out = self
             .command("pg_ctl")?
