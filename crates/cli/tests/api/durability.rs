@@ -143,7 +143,9 @@ async fn a_postgres_crash_under_load_loses_no_acknowledged_write() {
     cluster.crash();
     let at_crash = ledger.lock().unwrap().len();
 
-    // While the database is down, rolegate answers 503 store_unavailable.
+    // While the database is down, rolegate answers 503 store_unavailable (once the last
+    // successful ping, trusted for up to a second, has aged out).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let ready = client
         .get(format!("{}/api/ready", server.base))
         .send()
@@ -152,7 +154,6 @@ async fn a_postgres_crash_under_load_loses_no_acknowledged_write() {
     assert_eq!(ready.status(), 503);
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["error"]["code"], "store_unavailable");
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let down = register(&client, &server.base, &token, "while-down").await;
     assert_eq!(down, Some((503, "store_unavailable".to_owned())));
 
