@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
+use rolegate_core::Caller;
 use rolegate_core::clock::SystemClock;
 use rolegate_core::ids::{Role, UserId};
 use rolegate_core::users::CreateUserCommand;
-use rolegate_core::{RequestContext, audit};
 use rolegate_server::app::open_services;
 use rolegate_server::config::{LogFormat, RawSettings, Settings};
 use secrecy::ExposeSecret as _;
@@ -203,17 +203,20 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             rolegate_server::telemetry::init(LogFormat::Pretty, "warn");
             let services = open_services(&settings, true, Arc::new(SystemClock)).await?;
             let id = UserId::parse(&user_id)?;
-            let ctx = RequestContext::system("cli-admin-token");
-            let token = match services.reissue_token(&ctx, &id).await {
-                Ok((user, token)) if user.role == Role::Admin => token,
+            let system = Caller::system("admin-token");
+            // Only an admin's token is reissued here: look before rotating.
+            let token = match services.users.get(&system, &id).await {
+                Ok(user) if user.role == Role::Admin => {
+                    services.users.rotate_token(&system, &id).await?.1
+                }
                 Ok(_) => anyhow::bail!("user {id} exists but is not an admin"),
                 Err(rolegate_core::Error::NotFound { .. }) => {
-                    let cmd = CreateUserCommand {
-                        user_id: id,
-                        role: Role::Admin,
-                        metadata: serde_json::json!({"created_by": "cli"}),
-                    };
-                    services.insert_user(&ctx, cmd, "cli").await?.1
+                    let cmd = CreateUserCommand::parse(
+                        id.as_str(),
+                        "admin",
+                        Some(serde_json::json!({"created_by": "cli"})),
+                    )?;
+                    services.users.create(&system, cmd).await?.1
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -229,14 +232,12 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Rekey => {
             let settings = settings(&cli.global, None)?;
             let services = open_services(&settings, false, Arc::new(SystemClock)).await?;
-            let (resealed, total) = services
-                .vault
-                .rekey(rolegate_core::vault::REKEY_SKIP)
-                .await?;
+            let vault = services.records.vault();
+            let (resealed, total) = vault.rekey().await?;
             writeln!(
                 out,
                 "re-sealed {resealed} of {total} records under key {}",
-                services.vault.keyring().current_id()
+                vault.keyring().current_id()
             )?;
         }
         Command::Audit {
@@ -244,7 +245,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         } => {
             let settings = settings(&cli.global, None)?;
             let services = open_services(&settings, false, Arc::new(SystemClock)).await?;
-            let report = audit::verify(&services.vault).await?;
+            let report = services
+                .audit
+                .verify(&Caller::system("audit-verify"))
+                .await?;
             if report.breaks.is_empty() {
                 writeln!(out, "audit chain intact: {} events", report.events)?;
             } else {
@@ -272,15 +276,11 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 })
                 .transpose()
                 .context("--since must be an RFC 3339 time such as 2026-01-01T00:00:00Z")?;
-            let mut after: Option<String> = None;
+            let system = Caller::system("audit-export");
+            let mut after: Option<u64> = None;
             loop {
-                let page = services
-                    .vault
-                    .store()
-                    .list(audit::EVENT_PREFIX, after.as_deref(), 500)
-                    .await?;
-                for (key, raw) in &page.items {
-                    let ev: audit::AuditEvent = services.vault.open(key, raw)?;
+                let page = services.audit.export(&system, after, 500).await?;
+                for ev in &page.events {
                     let keep = since.is_none_or(|s| {
                         time::OffsetDateTime::parse(
                             &ev.time,
@@ -289,7 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         .is_ok_and(|t| t >= s)
                     });
                     if keep {
-                        serde_json::to_writer(&mut out, &ev)?;
+                        serde_json::to_writer(&mut out, ev)?;
                         out.write_all(b"\n")?;
                     }
                 }

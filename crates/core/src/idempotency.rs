@@ -8,11 +8,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::Error;
+use crate::error::Error;
+use crate::keyspace;
 use crate::ports::Txn;
 use crate::vault::Vault;
-
-pub const PREFIX: &str = "idem/";
 /// How long a claim lives if its holder dies before finishing.
 const IN_PROGRESS_TTL: Duration = Duration::from_secs(300);
 
@@ -76,7 +75,7 @@ impl Idempotency {
             h.update(part.as_bytes());
             h.update([0u8]);
         }
-        format!("{PREFIX}{}", hex::encode(h.finalize()))
+        keyspace::idempotency(&hex::encode(h.finalize()))
     }
 
     /// Atomically claims `scope_key` or reports what is already there.

@@ -10,10 +10,11 @@ use axum::response::Response;
 use axum::{Extension, Router};
 use rolegate_core::clock::{Clock, SystemClock};
 use rolegate_core::idempotency::Idempotency;
-use rolegate_core::ids::{Role, UserId};
+use rolegate_core::onboarding::OnboardingSettings;
+use rolegate_core::services::{Config, Ports};
 use rolegate_core::users::CreateUserCommand;
 use rolegate_core::vault::Vault;
-use rolegate_core::{RequestContext, Services};
+use rolegate_core::{Caller, Services};
 use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -27,28 +28,31 @@ use crate::instrumented_store::InstrumentedStore;
 use crate::metered_sts::MeteredSts;
 use crate::metrics::Metrics;
 use crate::routes::docs::Document;
-use crate::state::{AppState, AppStateInner};
+use crate::state::{AppState, AppStateInner, ONBOARDING_TEMPLATE};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Opens the store and keyring and wires the domain services (the offline admin commands;
-/// `serve` goes through [`open_services_with`] to record store metrics).
+/// `serve` goes through [`open_services_with`] to record store metrics). Onboarding links
+/// need the served callback URL, so offline services cannot issue them.
 pub async fn open_services(
     settings: &Settings,
     create_key: bool,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Services> {
-    open_services_with(settings, create_key, clock, None).await
+    open_services_with(settings, create_key, clock, None, String::new()).await
 }
 
 /// [`open_services`], with the engine wrapped in an [`InstrumentedStore`] and STS in a
 /// [`MeteredSts`] when `metrics` is given, so every store call below the vault is timed,
-/// its failures counted, and every AssumeRole counted.
+/// its failures counted, and every AssumeRole counted. `callback_url` is what customer
+/// stacks are told to call.
 pub async fn open_services_with(
     settings: &Settings,
     create_key: bool,
     clock: Arc<dyn Clock>,
     metrics: Option<&Metrics>,
+    callback_url: String,
 ) -> anyhow::Result<Services> {
     let ring = crate::keys::load_keyring(settings, create_key)?;
     let mut store =
@@ -68,7 +72,35 @@ pub async fn open_services_with(
         rolegate_aws::FederationClient::new(aws.connect_timeout, aws.operation_timeout)
             .map_err(|e| anyhow::anyhow!("cannot set up the console federation client: {e}"))?,
     );
-    Ok(Services::new(vault, clock, sts, federation).await?)
+    let ports = Ports {
+        vault,
+        clock,
+        sts,
+        federation,
+        templates: template_store(settings).await,
+    };
+    Ok(Services::new(ports, service_config(settings, callback_url)).await?)
+}
+
+/// What the area services are configured with, from the settings.
+fn service_config(settings: &Settings, callback_url: String) -> Config {
+    let o = &settings.onboarding;
+    Config {
+        levels: settings.credentials.clone(),
+        console: settings.console.clone(),
+        onboarding: o.policy.clone(),
+        links: OnboardingSettings {
+            provider_account_id: o.provider_account_id.clone(),
+            provider_principal_arn: o.provider_principal_arn.clone(),
+            callback_url,
+            region: o.region.clone(),
+            partition: o.partition.clone(),
+            access_level: o.access_level.clone(),
+            max_session_duration: o.max_session_duration,
+            template_url_ttl: o.template_url_ttl,
+        },
+        template: Arc::from(ONBOARDING_TEMPLATE),
+    }
 }
 
 /// The S3 template store, when a bucket is configured.
@@ -111,9 +143,6 @@ impl Application {
         })?;
         let metrics =
             Arc::new(Metrics::new().map_err(|e| anyhow::anyhow!("cannot set up metrics: {e}"))?);
-        let services = open_services_with(&settings, true, clock.clone(), Some(&metrics)).await?;
-        bootstrap_admin(&services, &settings).await?;
-        let idempotency = Idempotency::new(services.vault.clone(), settings.idempotency_ttl);
         let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
             anyhow::anyhow!(
                 "invalid setting `listen`: cannot bind {}: {e}",
@@ -128,14 +157,17 @@ impl Application {
                 format!("http://{addr}/api/integrations/validate")
             }
         };
-        let templates = template_store(&settings).await;
+        let services =
+            open_services_with(&settings, true, clock.clone(), Some(&metrics), callback_url)
+                .await?;
+        bootstrap_admin(&services, &settings).await?;
+        let idempotency =
+            Idempotency::new(services.records.vault().clone(), settings.idempotency_ttl);
         let state = AppState::new(AppStateInner {
             services,
             idempotency,
             settings: Arc::new(settings.clone()),
             clock,
-            templates,
-            callback_url,
             metrics,
         });
         Ok(Self {
@@ -186,16 +218,19 @@ async fn shutdown_signal() {
 /// On an empty store, creates the first admin and writes its token to
 /// `<data_dir>/admin.token` (mode 0600).
 async fn bootstrap_admin(services: &Services, settings: &Settings) -> anyhow::Result<()> {
-    if services.has_users().await? {
+    if services.users.any().await? {
         return Ok(());
     }
-    let cmd = CreateUserCommand {
-        user_id: UserId::parse("admin")?,
-        role: Role::Admin,
-        metadata: serde_json::json!({"bootstrap": true}),
-    };
-    let ctx = RequestContext::system("bootstrap");
-    match services.insert_user(&ctx, cmd, "system").await {
+    let cmd = CreateUserCommand::parse(
+        "admin",
+        "admin",
+        Some(serde_json::json!({"bootstrap": true})),
+    )?;
+    match services
+        .users
+        .create(&Caller::system("bootstrap"), cmd)
+        .await
+    {
         Ok((_, token)) => {
             let path = settings.data_dir.join("admin.token");
             crate::keys::write_private(&path, &format!("{}\n", token.expose_secret()))?;
@@ -225,7 +260,7 @@ pub fn router(state: AppState) -> Router {
     let (protected, mut doc) = OpenApiRouter::new()
         .merge(crate::routes::users::router(&state))
         .merge(crate::routes::orgs::router(&state))
-        .merge(crate::routes::audit::router())
+        .merge(crate::routes::audit::router(&state))
         .merge(crate::routes::onboarding::router(&state))
         .merge(crate::routes::credentials::router(&state))
         .split_for_parts();
@@ -241,7 +276,10 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::routes::docs::router())
         .merge(crate::routes::onboarding::public_router());
     if state.settings.metrics_enabled {
-        open = open.routes(routes!(crate::metrics::render));
+        open = open.routes(crate::authorize::documented(
+            routes!(crate::metrics::render),
+            rolegate_core::policy::Action::ReadMetrics,
+        ));
     }
     let (open, open_doc) = open.split_for_parts();
     doc.merge(open_doc);
@@ -251,7 +289,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::routes::docs::ui())
         .merge(protected)
         .layer(Extension(doc))
-        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(|| async { ApiError::new(rolegate_core::Code::NotFound, "no such route") })
         .layer(middleware::from_fn(render_errors))
         .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track_http))
         .with_state(state)

@@ -6,21 +6,27 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
+use axum::http::{HeaderMap, HeaderValue, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use rolegate_core::RequestContext;
 use rolegate_core::audit::AuditRecord;
-use rolegate_core::{Principal, RequestContext};
+use rolegate_core::keyspace;
 
 use crate::error::ApiError;
 use crate::extract::SourceIp;
 use crate::state::AppState;
 
-/// The authenticated caller, for handlers.
+/// The authenticated caller, for handlers: core's [`rolegate_core::Caller`], which every
+/// service method takes (a `&Caller` here coerces to it).
 #[derive(Debug, Clone)]
-pub struct Caller {
-    pub principal: Principal,
-    pub ctx: RequestContext,
+pub struct Caller(pub rolegate_core::Caller);
+
+impl std::ops::Deref for Caller {
+    type Target = rolegate_core::Caller;
+    fn deref(&self) -> &rolegate_core::Caller {
+        &self.0
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -28,8 +34,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         parts
             .extensions
-            .get::<Caller>()
+            .get::<rolegate_core::Caller>()
             .cloned()
+            .map(Caller)
             .ok_or_else(|| ApiError::unauthorized("authentication required"))
     }
 }
@@ -90,7 +97,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .map(|c| c.0);
     let ip = source_ip(&state, req.headers(), peer);
     req.extensions_mut().insert(SourceIp(ip.clone()));
-    let mut ctx = RequestContext {
+    let ctx = RequestContext {
         request_id: request_id(req.headers()),
         source_ip: Some(ip.clone()),
         actor: "anonymous".to_owned(),
@@ -106,14 +113,14 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Err(e) => return failed(&state, &ctx, &ip, e, "malformed").await,
     };
     let resolved = if secret.starts_with(rolegate_core::orgs::API_KEY_PREFIX) {
-        state.services.authenticate_api_key(&secret).await
+        state.services.orgs.authenticate_api_key(&secret).await
     } else {
-        state.services.authenticate_token(&secret).await
+        state.services.users.authenticate_token(&secret).await
     };
     match resolved {
         Ok(Some(principal)) => {
-            ctx.actor = principal.actor();
-            req.extensions_mut().insert(Caller { principal, ctx });
+            req.extensions_mut()
+                .insert(rolegate_core::Caller::new(principal, ctx));
             next.run(req).await
         }
         Ok(None) => {
@@ -147,12 +154,10 @@ async fn failed(
     kind: &str,
 ) -> Response {
     let limit = state.settings.rate_limits.auth_failures_per_ip;
-    let now = state.clock.now_ms();
     match state
         .services
-        .vault
-        .store()
-        .rate_step(&format!("rl/authfail/{ip}"), now, limit)
+        .records
+        .rate_step(&keyspace::rate::auth_failures(ip), limit)
         .await
     {
         Ok(d) if !d.allowed => {
@@ -165,7 +170,12 @@ async fn failed(
     let record = AuditRecord::new("auth.failed")
         .failure("unauthorized")
         .details(serde_json::json!({"credential": kind}));
-    if let Err(e) = state.services.audit.append(ctx, record).await {
+    if let Err(e) = state
+        .services
+        .records
+        .record_unauthenticated(ctx, record)
+        .await
+    {
         // The request is refused anyway; a failed audit of a refusal must not turn into a 5xx.
         tracing::error!(error = %e, "could not audit a failed authentication");
     }
@@ -175,16 +185,4 @@ async fn failed(
 /// Header value helper.
 pub fn hv(v: &str) -> HeaderValue {
     HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// 403 unless the caller is an operator (any role).
-pub fn require_operator(p: &Principal) -> Result<(), ApiError> {
-    match p {
-        Principal::Operator { .. } => Ok(()),
-        Principal::OrgKey { .. } => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this endpoint needs an operator token, not an API key",
-        )),
-    }
 }

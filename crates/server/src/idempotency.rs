@@ -7,12 +7,12 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use rolegate_core::Code;
 use rolegate_core::idempotency::{Claim, Idempotency, StoredResponse, fingerprint};
 use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
 use utoipa::openapi::{ObjectBuilder, Required, Type};
 use utoipa_axum::router::UtoipaMethodRouter;
 
-use crate::auth::Caller;
 use crate::error::{ApiError, render};
 use crate::state::AppState;
 
@@ -107,8 +107,7 @@ async fn run(State(state): State<AppState>, req: Request, next: Next, required: 
     let key = match req.headers().get("idempotency-key") {
         None if required => {
             return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "idempotency_key_required",
+                Code::IdempotencyKeyRequired,
                 "this endpoint requires an Idempotency-Key header",
             )
             .into_response();
@@ -127,17 +126,12 @@ async fn run(State(state): State<AppState>, req: Request, next: Next, required: 
             }
         },
     };
-    let Some(caller) = req.extensions().get::<Caller>().cloned() else {
+    let Some(caller) = req.extensions().get::<rolegate_core::Caller>().cloned() else {
         return ApiError::unauthorized("authentication required").into_response();
     };
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, BODY_LIMIT).await else {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "request body exceeds 64 KiB",
-        )
-        .into_response();
+        return ApiError::new(Code::PayloadTooLarge, "request body exceeds 64 KiB").into_response();
     };
     let fp = fingerprint(&bytes);
     let scope = Idempotency::scope_key(
@@ -149,14 +143,12 @@ async fn run(State(state): State<AppState>, req: Request, next: Next, required: 
     match state.idempotency.claim(&scope, &fp).await {
         Err(e) => ApiError::from(e).into_response(),
         Ok(Claim::Mismatch) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
+            Code::IdempotencyKeyReused,
             "this Idempotency-Key was already used with a different request body",
         )
         .into_response(),
         Ok(Claim::InProgress) => ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_in_progress",
+            Code::IdempotencyInProgress,
             "a request with this Idempotency-Key is still being processed",
         )
         .with_header(

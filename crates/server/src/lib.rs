@@ -6,6 +6,8 @@
 pub mod app;
 /// Authentication middleware and the `Caller` extractor.
 pub mod auth;
+/// Routes declare the policy action they perform; enforced and documented in one step.
+pub mod authorize;
 /// Layered settings.
 pub mod config;
 /// The one error type and error rendering.

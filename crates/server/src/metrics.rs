@@ -232,10 +232,16 @@ async fn may_scrape(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
     {
         return true;
     }
-    matches!(
-        state.services.authenticate_token(presented).await,
-        Ok(Some(p)) if p.is_admin()
+    // Whose tokens may scrape is the policy's decision (`metrics.read`).
+    let Ok(Some(p)) = state.services.users.authenticate_token(presented).await else {
+        return false;
+    };
+    rolegate_core::policy::authorize(
+        &rolegate_core::Caller::new(p, rolegate_core::RequestContext::default()),
+        rolegate_core::policy::Action::ReadMetrics,
+        &rolegate_core::policy::Facts::default(),
     )
+    .is_ok()
 }
 
 /// Prometheus metrics
@@ -245,7 +251,6 @@ async fn may_scrape(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
 /// `metrics_enabled = false`.
 #[utoipa::path(
     get, path = "/metrics", operation_id = "metrics", tag = "metrics",
-    security(("operator_token" = [])),
     responses(
         (status = 200, description = "Prometheus text format.", content_type = "text/plain; version=0.0.4", body = String),
         (status = 401, description = "`unauthorized`: no metrics token or admin token.", body = crate::error::ErrorBody),

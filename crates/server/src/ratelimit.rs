@@ -2,7 +2,8 @@
 //! headers. Every 429 is built here, so every one is counted in
 //! `rolegate_rate_limit_rejections_total{limit}`.
 
-use axum::http::{StatusCode, header};
+use axum::http::header;
+use rolegate_core::Code;
 use rolegate_core::ports::RateDecision;
 
 use crate::auth::hv;
@@ -18,13 +19,7 @@ pub async fn step(
     key: String,
     limit: rolegate_core::ports::RateLimit,
 ) -> Result<(), ApiError> {
-    let d = state
-        .services
-        .vault
-        .store()
-        .rate_step(&key, state.clock.now_ms(), limit)
-        .await
-        .map_err(rolegate_core::Error::from)?;
+    let d = state.services.records.rate_step(&key, limit).await?;
     if d.allowed {
         Ok(())
     } else {
@@ -41,8 +36,7 @@ fn secs(ms: u64) -> String {
 pub fn rejected(metrics: &Metrics, limit: &str, d: &RateDecision) -> ApiError {
     metrics.rate_limit_rejected(limit);
     ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
+        Code::RateLimited,
         "too many requests; retry after the time in Retry-After",
     )
     .with_header(header::RETRY_AFTER, hv(&secs(d.retry_after_ms)))

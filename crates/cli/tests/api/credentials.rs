@@ -118,10 +118,11 @@ async fn issues_attributable_cached_credentials(engine: Engine) {
     assert_eq!(admin.body["cached"], false);
     assert_ne!(admin.body["access_key_id"], b["access_key_id"]);
     assert_eq!(admin.body["source_identity"], "admin");
-    // Another access level or duration is another cache entry.
+    // Another access level or duration is another cache entry (the owner may use every
+    // level; the org's API key only the default one).
     let op = issue(
         &app,
-        &key,
+        &app.admin_token,
         json!({"org_name": "cred-org", "access_level": "operator", "duration_seconds": 900}),
     )
     .await;

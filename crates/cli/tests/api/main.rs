@@ -25,6 +25,8 @@ mod onboarding;
 mod openapi;
 /// Organisations: registration, races, scoping, rotation, offboarding.
 mod orgs;
+/// The one policy: access-level grants, audited refusals, declared route actions.
+mod policy;
 /// Durability across SIGKILL, and the binary's offline commands.
 mod process;
 /// Sealed storage: plaintext scans, AAD binding, rekey.

@@ -121,7 +121,7 @@ impl TestApp {
             .await
             .unwrap()
             .unwrap();
-        rec.value.callback_secret
+        rec.value.callback_secret.expose().to_owned()
     }
 }
 

@@ -2,28 +2,29 @@
 //! and record the verdict (`validated`, `unsafe_trust` or `failed`).
 
 use super::callback::{Callback, outcome};
-use super::{CallbackOutcome, OnboardingPolicy};
+use super::{CallbackOutcome, Onboarding};
 use crate::audit::AuditRecord;
-use crate::ids::OrgName;
-use crate::orgs::{AccountId, OrgRecord, OrgStatus, org_key};
-use crate::ports::Txn;
+use crate::error::{Code, Error, sts_code};
+use crate::keyspace;
+use crate::model::OrgStatus;
 use crate::ports::aws::{AssumeRoleRequest, StsError};
-use crate::{Error, RequestContext, Services};
+use crate::principal::Caller;
+use crate::records::Change;
 
-impl Services {
+impl Onboarding {
     /// Assumes the role with the ExternalId, then without it, and records the verdict.
     pub(super) async fn verify_trust(
         &self,
-        ctx: &RequestContext,
+        caller: &Caller,
         cb: &Callback,
-        policy: &OnboardingPolicy,
     ) -> Result<CallbackOutcome, Error> {
+        let policy = &self.policy;
         let cur = self
-            .vault
-            .get::<OrgRecord>(&org_key(&cb.org))
+            .records
+            .get(&keyspace::org(&cb.org))
             .await?
             .ok_or(Error::NotFound {
-                what: "organisation",
+                what: keyspace::ORG.name,
             })?;
         let mut req = AssumeRoleRequest {
             role_arn: cb.role_arn.clone(),
@@ -41,7 +42,7 @@ impl Services {
         let mut with = Err(StsError::Unavailable("not attempted".to_owned()));
         for attempt in 0..policy.verify_attempts.max(1) {
             if attempt > 0 {
-                tokio::time::sleep(policy.verify_delay).await;
+                self.records.clock().sleep(policy.verify_delay).await;
             }
             with = self.sts.assume_role(&req).await;
             if !matches!(
@@ -54,7 +55,7 @@ impl Services {
         let (status, trust, message) = match with {
             Err(e) => {
                 tracing::warn!(org = %cb.org, error = %e, "onboarding check: cannot assume the role");
-                let code = crate::credentials::sts_error_code(&e);
+                let code = sts_code(&e);
                 (
                     OrgStatus::Failed,
                     format!("assume_role_failed:{code}"),
@@ -91,61 +92,55 @@ impl Services {
                             "external_id_check_inconclusive".to_owned(),
                             Some(format!(
                                 "could not confirm that the ExternalId is enforced: {}",
-                                crate::credentials::sts_error_code(&e)
+                                sts_code(&e)
                             )),
                         )
                     }
                 }
             }
         };
-        self.set_status(ctx, &cb.org, &cb.account, status, Some(trust), message)
+        self.set_status(caller, cb, status, Some(trust), message)
             .await
     }
 
-    /// Moves a bound org to `status`, if it is still bound to `account`.
-    pub(super) async fn set_status(
+    /// Moves a bound org to `status`, if it is still bound exactly as `cb` reported (the
+    /// account and the role): a verdict is never applied to another binding.
+    async fn set_status(
         &self,
-        ctx: &RequestContext,
-        org: &OrgName,
-        account: &AccountId,
+        caller: &Caller,
+        cb: &Callback,
         status: OrgStatus,
         trust_check: Option<String>,
         message: Option<String>,
     ) -> Result<CallbackOutcome, Error> {
-        for _ in 0..8 {
-            let key = org_key(org);
-            let cur = self
-                .vault
-                .get::<OrgRecord>(&key)
-                .await?
-                .ok_or(Error::NotFound {
-                    what: "organisation",
-                })?;
-            let mut rec = cur.value.clone();
-            if rec.account_id.as_ref() != Some(account) || rec.status == OrgStatus::Offboarded {
-                return Err(Error::conflict(
-                    "binding_changed",
-                    "the binding changed while it was being verified; retry",
-                ));
-            }
-            let from = rec.status;
-            rec.status = status;
-            rec.trust_check.clone_from(&trust_check);
-            rec.status_message.clone_from(&message);
-            rec.updated_at = self.now();
-            let txn = self
-                .vault
-                .put(Txn::new().equals(key.clone(), cur.rev), &key, &rec)?;
-            let mut audit = AuditRecord::new("org.status_changed").org(org.to_string()).details(
-                serde_json::json!({"from_status": from, "to_status": status, "trust_check": trust_check}),
-            );
-            if status == OrgStatus::Failed {
-                audit = audit.failure("assume_role_failed");
-            }
-            if self.audit.commit_with(ctx, txn, audit).await? {
-                return Ok(outcome(&rec));
-            }
-        }
-        Err(Error::Contention)
+        let now = self.records.now();
+        let updated = self
+            .records
+            .update(caller, &keyspace::org(&cb.org), |cur| {
+                if cur.account_id.as_ref() != Some(&cb.account)
+                    || cur.role_arn.as_deref() != Some(cb.role_arn.as_str())
+                    || cur.status == OrgStatus::Offboarded
+                {
+                    return Err(Error::conflict(
+                        Code::BindingChanged,
+                        "the binding changed while it was being verified; retry",
+                    ));
+                }
+                let mut rec = cur.clone();
+                let from = rec.status;
+                rec.status = status;
+                rec.trust_check.clone_from(&trust_check);
+                rec.status_message.clone_from(&message);
+                rec.updated_at.clone_from(&now);
+                let mut audit = AuditRecord::new("org.status_changed").org(cb.org.to_string()).details(
+                    serde_json::json!({"from_status": from, "to_status": status, "trust_check": trust_check}),
+                );
+                if status == OrgStatus::Failed {
+                    audit = audit.failure("assume_role_failed");
+                }
+                Ok(Change::write(rec, audit))
+            })
+            .await?;
+        Ok(outcome(&updated.value))
     }
 }

@@ -427,7 +427,7 @@ pub struct Settings {
     pub aws: aws::AwsConfig,
     pub onboarding: aws::OnboardingConfig,
     /// Access levels and the credential cache.
-    pub credentials: rolegate_core::credentials::CredentialPolicy,
+    pub credentials: rolegate_core::levels::CredentialPolicy,
     /// Console sign-in.
     pub console: rolegate_core::credentials::ConsoleSettings,
 }

@@ -6,6 +6,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use rolegate_core::credentials::{IssueCommand, ValidateCommand, Validation};
+use rolegate_core::keyspace;
+use rolegate_core::policy::Action;
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -13,6 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Caller;
+use crate::authorize::authorized;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::idempotency::{Mode, idempotent};
@@ -22,11 +25,23 @@ use crate::state::AppState;
 
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(idempotent(routes!(issue), Mode::Optional, state))
-        .routes(idempotent(routes!(console), Mode::Optional, state))
+        .routes(idempotent(
+            authorized(routes!(issue), Action::IssueCredentials, state),
+            Mode::Optional,
+            state,
+        ))
+        .routes(idempotent(
+            authorized(routes!(console), Action::ConsoleSignin, state),
+            Mode::Optional,
+            state,
+        ))
         // Checking credentials changes nothing, and its body holds secrets: no idempotency
         // record is kept for it.
-        .routes(routes!(validate))
+        .routes(authorized(
+            routes!(validate),
+            Action::ValidateCredentials,
+            state,
+        ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -83,14 +98,14 @@ async fn limit(state: &AppState, caller: &Caller, cmd: &IssueCommand) -> Result<
     step(
         state,
         "credentials_per_principal",
-        format!("rl/creds-principal/{}", caller.principal.actor()),
+        keyspace::rate::credentials_per_principal(&caller.principal.actor()),
         limits.credentials_per_principal,
     )
     .await?;
     step(
         state,
         "credentials_per_org",
-        format!("rl/creds-org/{}", cmd.org),
+        keyspace::rate::credentials_per_org(cmd.org.as_str()),
         limits.credentials_per_org,
     )
     .await
@@ -121,15 +136,7 @@ async fn issue(
 ) -> Result<Response, ApiError> {
     let cmd = req.command()?;
     limit(&state, &caller, &cmd).await?;
-    let issued = state
-        .services
-        .issue_credentials(
-            &caller.ctx,
-            &caller.principal,
-            &cmd,
-            &state.settings.credentials,
-        )
-        .await?;
+    let issued = state.services.credentials.issue(&caller, &cmd).await?;
     state.metrics.credential_cache_result(issued.cached);
     let c = issued.credentials;
     let body = CredentialsResponse {
@@ -209,14 +216,8 @@ async fn console(
     limit(&state, &caller, &cmd).await?;
     let login = state
         .services
-        .console_signin(
-            &caller.ctx,
-            &caller.principal,
-            &cmd,
-            req.destination.as_deref(),
-            &state.settings.credentials,
-            &state.settings.console,
-        )
+        .credentials
+        .console_signin(&caller, &cmd, req.destination.as_deref())
         .await?;
     let body = ConsoleResponse {
         url: login.url,
@@ -271,7 +272,7 @@ async fn validate(
     step(
         &state,
         "validate_per_principal",
-        format!("rl/validate-principal/{}", caller.principal.actor()),
+        keyspace::rate::validate_per_principal(&caller.principal.actor()),
         state.settings.rate_limits.validate_per_principal,
     )
     .await?;
@@ -281,10 +282,7 @@ async fn validate(
         req.secret_access_key,
         req.session_token,
     )?;
-    let v: Validation = state
-        .services
-        .validate_credentials(&caller.principal, &cmd)
-        .await?;
+    let v: Validation = state.services.credentials.validate(&caller, &cmd).await?;
     Ok(Json(ValidationResponse {
         valid: v.valid,
         arn: v.arn,

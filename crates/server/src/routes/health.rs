@@ -1,6 +1,7 @@
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use rolegate_core::Code;
+
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -57,20 +58,19 @@ async fn health() -> Json<HealthResponse> {
     )
 )]
 async fn ready(State(state): State<AppState>) -> Response {
-    match state.services.vault.store().ping().await {
+    match state.services.records.ping().await {
         Ok(()) => Json(ReadyResponse {
             status: "ready",
-            store: state.services.vault.store().engine(),
+            store: state.services.records.engine(),
         })
         .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
+                Code::StoreUnavailable,
                 format!(
                     "the {} store is not reachable or not writable",
-                    state.services.vault.store().engine()
+                    state.services.records.engine()
                 ),
             )
             .into_response()
