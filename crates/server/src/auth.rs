@@ -181,8 +181,3 @@ async fn failed(
     }
     err.into_response()
 }
-
-/// Header value helper.
-pub fn hv(v: &str) -> HeaderValue {
-    HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static(""))
-}

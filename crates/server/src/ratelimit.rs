@@ -2,11 +2,10 @@
 //! headers. Every 429 is built here, so every one is counted in
 //! `rolegate_rate_limit_rejections_total{limit}`.
 
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use rolegate_core::Code;
 use rolegate_core::ports::RateDecision;
 
-use crate::auth::hv;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -25,6 +24,11 @@ pub async fn step(
     } else {
         Err(rejected(&state.metrics, name, &d))
     }
+}
+
+/// A header value of digits (never fails; an empty value if it somehow did).
+fn hv(v: &str) -> HeaderValue {
+    HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 fn secs(ms: u64) -> String {

@@ -45,7 +45,8 @@ pub struct CredsArgs {
     /// The organisation whose AWS account the credentials are for.
     #[arg(long, value_name = "ORG")]
     pub org: String,
-    /// The access level (the role) to assume [default: the server's default level].
+    /// The access level to assume [default: the server's default level]. An org API key
+    /// may use only the levels granted to API keys (by default just the default level).
     #[arg(long, value_name = "LEVEL")]
     pub access_level: Option<String>,
     /// Lifetime of the credentials in seconds [default: the server's]; the server enforces
@@ -87,7 +88,8 @@ pub struct ConsoleArgs {
     /// The organisation whose AWS console to open.
     #[arg(long, value_name = "ORG")]
     pub org: String,
-    /// The access level (the role) to assume [default: the server's default level].
+    /// The access level to assume [default: the server's default level]. An org API key
+    /// may use only the levels granted to API keys (by default just the default level).
     #[arg(long, value_name = "LEVEL")]
     pub access_level: Option<String>,
     /// Lifetime of the console session in seconds [default: the server's].
