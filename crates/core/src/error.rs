@@ -166,6 +166,12 @@ pub enum Error {
         message: String,
         retry_after_secs: Option<u64>,
     },
+    /// A rate limit is spent; `limit` is its configuration name.
+    #[error("rate limit {limit} is spent")]
+    RateLimited {
+        limit: &'static str,
+        decision: crate::ports::RateDecision,
+    },
     /// A required setting is missing for this feature.
     #[error("{0}")]
     NotConfigured(String),
@@ -226,6 +232,7 @@ impl Error {
             | Self::Precondition { code, .. }
             | Self::Upstream { code, .. } => *code,
             Self::NotConfigured(_) => Code::NotConfigured,
+            Self::RateLimited { .. } => Code::RateLimited,
             Self::AuditUnavailable(_) => Code::AuditUnavailable,
             Self::Contention => Code::Contention,
             Self::Store(_) => Code::StoreUnavailable,

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::levels::CredentialPolicy;
 use crate::onboarding::{Onboarding, OnboardingPolicy, OnboardingSettings};
 use crate::orgs::Orgs;
+use crate::ports::RateLimit;
 use crate::ports::aws::{Federation, Sts, TemplateStore};
 use crate::records::Records;
 use crate::users::Users;
@@ -37,6 +38,8 @@ pub struct Config {
     pub links: OnboardingSettings,
     /// The onboarding template customers deploy.
     pub template: Arc<[u8]>,
+    /// Credential issuances per org (spent after authorization).
+    pub credentials_per_org: RateLimit,
 }
 
 impl Config {
@@ -49,6 +52,10 @@ impl Config {
             onboarding: OnboardingPolicy::default(),
             links: OnboardingSettings::default(),
             template: Arc::from(&b""[..]),
+            credentials_per_org: RateLimit {
+                burst: 600,
+                period: std::time::Duration::from_secs(60),
+            },
         }
     }
 }
@@ -86,6 +93,7 @@ impl Services {
                 ports.federation,
                 levels,
                 config.console,
+                config.credentials_per_org,
             ),
             audit: AuditLog::new(orgs.clone()),
             orgs,

@@ -100,6 +100,7 @@ fn service_config(settings: &Settings, callback_url: String) -> Config {
             template_url_ttl: o.template_url_ttl,
         },
         template: Arc::from(ONBOARDING_TEMPLATE),
+        credentials_per_org: settings.rate_limits.credentials_per_org,
     }
 }
 

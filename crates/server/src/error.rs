@@ -121,6 +121,7 @@ impl From<CoreError> for ApiError {
                 }
                 e
             }
+            CoreError::RateLimited { decision, .. } => crate::ratelimit::too_many(&decision),
             CoreError::Contention => Self::new(code, "too much contention; retry")
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
             CoreError::AuditUnavailable(source) => {

@@ -27,6 +27,10 @@ pub enum Mode {
     Required,
     /// Honoured when sent.
     Optional,
+    /// Refused when sent (400 `idempotency_key_not_accepted`): the answer carries fresh
+    /// secrets that must never be stored for replay (credentials, console sign-in URLs). The
+    /// credential cache already makes repeated requests cheap and consistent.
+    Refused,
 }
 
 /// Puts a documented route behind the Idempotency-Key middleware and adds the header (and the
@@ -43,12 +47,16 @@ pub fn idempotent(
         Mode::Optional => {
             route.route_layer(middleware::from_fn_with_state(state.clone(), optional))
         }
+        Mode::Refused => route.route_layer(middleware::from_fn(refused)),
     };
     for item in paths.paths.values_mut() {
         for op in crate::openapi::operations_mut(item) {
             op.parameters
                 .get_or_insert_with(Vec::new)
                 .push(header_parameter(mode));
+            if mode == Mode::Refused {
+                continue;
+            }
             op.responses
                 .responses
                 .entry("422".to_owned())
@@ -63,12 +71,26 @@ pub fn idempotent(
 }
 
 fn header_parameter(mode: Mode) -> utoipa::openapi::path::Parameter {
+    if mode == Mode::Refused {
+        return ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "**Not accepted** on this endpoint: sending it is 400 \
+                 `idempotency_key_not_accepted`. The answer carries fresh secrets, which are \
+                 never stored for replay; repeated requests are served from the credential \
+                 cache instead.",
+            ))
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build();
+    }
     let (required, rule) = match mode {
         Mode::Required => (
             Required::True,
             "**Required** on this endpoint: without it the answer is 400 `idempotency_key_required`.",
         ),
-        Mode::Optional => (Required::False, "Optional on this endpoint."),
+        Mode::Optional | Mode::Refused => (Required::False, "Optional on this endpoint."),
     };
     ParameterBuilder::new()
         .name("Idempotency-Key")
@@ -96,6 +118,18 @@ fn header_parameter(mode: Mode) -> utoipa::openapi::path::Parameter {
 /// through [`idempotent`], so the header is always documented as it is enforced.
 async fn required(state: State<AppState>, req: Request, next: Next) -> Response {
     run(state, req, next, true).await
+}
+
+/// For routes whose answers must never be stored for replay (through [`idempotent`]).
+async fn refused(req: Request, next: Next) -> Response {
+    if req.headers().contains_key("idempotency-key") {
+        return ApiError::new(
+            Code::IdempotencyKeyNotAccepted,
+            "this endpoint does not accept Idempotency-Key: its answers carry fresh secrets and are never stored for replay; repeat the request without it (the credential cache makes that cheap)",
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// For routes where `Idempotency-Key` is honoured when sent (through [`idempotent`]).

@@ -39,6 +39,12 @@ fn secs(ms: u64) -> String {
 #[must_use]
 pub fn rejected(metrics: &Metrics, limit: &str, d: &RateDecision) -> ApiError {
     metrics.rate_limit_rejected(limit);
+    too_many(d)
+}
+
+/// The 429 for a denied step (not counted: see [`rejected`]).
+#[must_use]
+pub fn too_many(d: &RateDecision) -> ApiError {
     ApiError::new(
         Code::RateLimited,
         "too many requests; retry after the time in Retry-After",

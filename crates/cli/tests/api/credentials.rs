@@ -13,6 +13,8 @@ use crate::support::{AppOptions, Engine, Resp, TestApp, aws_cli, spawn_with};
 mod console;
 /// STS failures mapped to their codes, through a stand-in STS and a refused endpoint.
 mod errors;
+/// The security review's credential defects: revocation races, replay, budgets, echo.
+mod revocation;
 /// `POST /api/validate`.
 mod validate;
 

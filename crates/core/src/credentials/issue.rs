@@ -20,13 +20,15 @@ use crate::model::{CachedCredentials, OrgRecord, OrgStatus, Secret};
 use crate::policy::Action;
 use crate::ports::Txn;
 use crate::ports::aws::{AssumeRoleRequest, TemporaryCredentials};
-use crate::principal::Caller;
+use crate::principal::{Caller, Principal};
 
 /// How long a replica may hold the cross-replica lock on one cache key.
 const LOCK_TTL: Duration = Duration::from_secs(30);
 /// How long a request waits for another replica's issuance before giving up.
 const LOCK_WAIT: Duration = Duration::from_secs(20);
 const LOCK_POLL: Duration = Duration::from_millis(50);
+/// How many times an issuance decides again after the org or its key changed under it.
+const ISSUE_ATTEMPTS: usize = 3;
 
 /// A validated credentials request.
 #[derive(Debug, Clone)]
@@ -101,6 +103,10 @@ fn partition_of(role_arn: &str) -> String {
 #[derive(Clone)]
 struct Plan {
     rec: OrgRecord,
+    /// The org record's revision when the caller was authorized: the issuance commits only
+    /// if it is still the same, so an offboarding, a binding reset or a key rotation that
+    /// lands while STS is being called wins (the credentials are never handed out).
+    org_rev: Vec<u8>,
     role_arn: String,
     level: AccessLevel,
     duration_secs: u32,
@@ -126,21 +132,41 @@ impl Credentials {
         action: Action,
     ) -> Result<Issued, Error> {
         let level = self.levels.level(cmd.access_level.as_deref())?;
-        // Authorisation first: another org's key, another operator's org, or an ungranted
-        // level is 403 and leaves only the refusal in the log.
-        let rec = self
-            .orgs
-            .load_with(caller, action, &cmd.org, Some(level))
-            .await?
-            .value;
-        let result = match self.plan(caller, cmd, level, rec) {
-            Ok(plan) => self.issue_planned(caller, cmd, &plan).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(issued) => Ok(issued),
-            Err(e) => Err(self.audit_failure(caller, cmd, e).await),
+        for _ in 0..ISSUE_ATTEMPTS {
+            // Authorisation first: another org's key, another operator's org, or an
+            // ungranted level is 403 and leaves only the refusal in the log.
+            let cur = self
+                .orgs
+                .load_with(caller, action, &cmd.org, Some(level))
+                .await?;
+            // Only a caller the policy admitted for this org spends the org's budget, so
+            // nobody can exhaust another org's issuance.
+            let d = self
+                .records
+                .rate_step(
+                    &keyspace::rate::credentials_per_org(cmd.org.as_str()),
+                    self.org_budget,
+                )
+                .await?;
+            if !d.allowed {
+                return Err(Error::RateLimited {
+                    limit: "credentials_per_org",
+                    decision: d,
+                });
+            }
+            let result = match self.plan(caller, cmd, level, cur.value, cur.rev) {
+                Ok(plan) => self.issue_planned(caller, cmd, &plan).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(Some(issued)) => return Ok(issued),
+                // The org or the key changed under the issuance: decide again on what it
+                // is now (an offboarded org or a rotated key is refused).
+                Ok(None) => {}
+                Err(e) => return Err(self.audit_failure(caller, cmd, e).await),
+            }
         }
+        Err(self.audit_failure(caller, cmd, Error::Contention).await)
     }
 
     fn plan(
@@ -149,6 +175,7 @@ impl Credentials {
         cmd: &IssueCommand,
         level: &AccessLevel,
         rec: OrgRecord,
+        org_rev: Vec<u8>,
     ) -> Result<Plan, Error> {
         let by = &caller.principal;
         // The level's maximum, and the role's own MaxSessionDuration when its stack said.
@@ -204,6 +231,7 @@ impl Credentials {
         let digest = hex::encode(&h.finalize()[..16]);
         Ok(Plan {
             rec,
+            org_rev,
             role_arn,
             level: level.clone(),
             duration_secs,
@@ -218,7 +246,7 @@ impl Credentials {
         caller: &Caller,
         cmd: &IssueCommand,
         plan: &Plan,
-    ) -> Result<Issued, Error> {
+    ) -> Result<Option<Issued>, Error> {
         let window = self.levels.window_for(plan.duration_secs);
         if !cmd.force_refresh
             && let Some(hit) = self.cached(plan, window, None).await?
@@ -255,7 +283,7 @@ impl Credentials {
         plan: &Plan,
         window: Duration,
         started_ms: i64,
-    ) -> Result<Issued, Error> {
+    ) -> Result<Option<Issued>, Error> {
         // A forced refresh still accepts credentials minted after it arrived.
         let fresh_since = cmd.force_refresh.then_some(started_ms);
         if let Some(hit) = self.cached(plan, window, fresh_since).await? {
@@ -281,8 +309,8 @@ impl Credentials {
             }
         }
         let result = self.mint(caller, cmd, plan).await;
-        if result.is_err() {
-            // Best effort: the lock's TTL frees it anyway.
+        if !matches!(result, Ok(Some(_))) {
+            // Best effort (the lock's TTL frees it anyway), so that waiters retry at once.
             let _ = store.commit(Txn::new().delete(lock)).await;
         }
         result
@@ -293,7 +321,7 @@ impl Credentials {
         caller: &Caller,
         cmd: &IssueCommand,
         plan: &Plan,
-    ) -> Result<Issued, Error> {
+    ) -> Result<Option<Issued>, Error> {
         let by = &caller.principal;
         let session_name = session::session_name(&cmd.org, by, &rolegate_crypto::short_id());
         let req = AssumeRoleRequest {
@@ -355,7 +383,10 @@ impl Credentials {
     }
 
     /// Audits the issuance (with `txn`, the cache write, when fresh) and hands it out. If
-    /// the event cannot be written the credentials are not returned.
+    /// the event cannot be written the credentials are not returned. The commit is
+    /// conditioned on the org record being the one the caller was authorized against (and,
+    /// for an API key, on the key still existing): `None` when either changed meanwhile, and
+    /// then nothing was written and nothing is handed out.
     async fn serve(
         &self,
         caller: &Caller,
@@ -364,7 +395,7 @@ impl Credentials {
         c: CachedCredentials,
         cached: bool,
         txn: Option<Txn>,
-    ) -> Result<Issued, Error> {
+    ) -> Result<Option<Issued>, Error> {
         let expiration =
             OffsetDateTime::from_unix_timestamp(c.expiration).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let audit = AuditRecord::new(Action::IssueCredentials.name())
@@ -380,18 +411,24 @@ impl Credentials {
                 "force_refresh": cmd.force_refresh,
                 "reason": cmd.reason,
             }));
+        let mut txn = txn
+            .unwrap_or_default()
+            .equals(keyspace::org(&cmd.org).as_str(), plan.org_rev.clone());
+        if let Principal::OrgKey { .. } = caller.principal {
+            txn = txn.present(keyspace::api_key(&plan.rec.api_key_digest).as_str());
+        }
         let committed = self
             .records
-            .commit(caller, txn.unwrap_or_default(), audit)
+            .commit(caller, txn, audit)
             .await
             .map_err(|e| match e {
                 e @ Error::AuditUnavailable(_) => e,
                 other => Error::AuditUnavailable(Box::new(other)),
             })?;
         if !committed {
-            return Err(Error::Contention);
+            return Ok(None);
         }
-        Ok(Issued {
+        Ok(Some(Issued {
             credentials: TemporaryCredentials {
                 access_key_id: c.access_key_id.clone(),
                 secret_access_key: SecretString::from(c.secret_access_key.expose().to_owned()),
@@ -406,7 +443,7 @@ impl Credentials {
             region: self.levels.region.clone(),
             partition: partition_of(&plan.role_arn),
             cached,
-        })
+        }))
     }
 
     /// Records a failed issuance with its error code, and returns the error. The action

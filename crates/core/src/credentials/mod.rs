@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use crate::ports::RateLimit;
+
 use crate::levels::CredentialPolicy;
 use crate::orgs::Orgs;
 use crate::ports::aws::{Federation, Sts};
@@ -31,6 +33,8 @@ pub struct Credentials {
     federation: Arc<dyn Federation>,
     levels: Arc<CredentialPolicy>,
     console: ConsoleSettings,
+    /// Issuances per org, spent only by callers the policy admitted for that org.
+    org_budget: RateLimit,
     /// In-process single-flight for issuance.
     flights: Arc<Flights>,
 }
@@ -43,6 +47,7 @@ impl Credentials {
         federation: Arc<dyn Federation>,
         levels: Arc<CredentialPolicy>,
         console: ConsoleSettings,
+        org_budget: RateLimit,
     ) -> Self {
         Self {
             records: orgs.records().clone(),
@@ -51,6 +56,7 @@ impl Credentials {
             federation,
             levels,
             console,
+            org_budget,
             flights: Arc::default(),
         }
     }

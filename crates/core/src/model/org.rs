@@ -60,6 +60,20 @@ pub struct OrgRecord {
     pub max_session_duration: Option<u32>,
 }
 
+impl OrgRecord {
+    /// Kills every callback secret: the current one is replaced by a fresh random one that is
+    /// already expired (so nothing verifies until new links are issued), and the previous
+    /// one is dropped. For a binding reset and for the deletion of a stack, whose secret must
+    /// die with it.
+    pub fn retire_callback_secrets(&mut self, now: &str) {
+        let fresh = rolegate_crypto::secret_token(crate::orgs::CALLBACK_SECRET_PREFIX);
+        self.callback_secret = Secret::new(secrecy::ExposeSecret::expose_secret(&fresh));
+        self.callback_secret_expires_at = Some(now.to_owned());
+        self.callback_secret_used = false;
+        self.previous_callback_secret = None;
+    }
+}
+
 /// What the API-key index points at.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApiKeyEntry {

@@ -115,11 +115,63 @@ impl Onboarding {
             self.records.record(caller, audit).await?;
             return Ok(outcome(&cur));
         }
+        if !matches!(cur.status, OrgStatus::Validated | OrgStatus::UnsafeTrust) {
+            return self.failed_stack_deleted(caller, cb).await;
+        }
         let rec = self
             .orgs
             .offboard_record(caller, &cb.org, "stack deleted", Some(&cb.stack_id))
             .await?;
         Ok(outcome(&rec))
+    }
+
+    /// The bound stack was deleted before the org was ever onboarded: its create failed (the
+    /// trust check refused, IAM had not propagated yet, …) and CloudFormation rolled it back.
+    /// That never offboards. The stack's role and secret go with it; the account stays bound,
+    /// and the customer deploys again with new links.
+    async fn failed_stack_deleted(
+        &self,
+        caller: &Caller,
+        cb: &Callback,
+    ) -> Result<CallbackOutcome, Error> {
+        let now = self.records.now();
+        let updated = self
+            .records
+            .update(caller, &keyspace::org(&cb.org), |cur| {
+                if matches!(
+                    cur.status,
+                    OrgStatus::Validated | OrgStatus::UnsafeTrust | OrgStatus::Offboarded
+                ) || cur.stack_id.as_deref().is_some_and(|s| s != cb.stack_id)
+                {
+                    // Validated or rebound meanwhile: the caller's view is stale.
+                    return Err(Error::conflict(
+                        Code::BindingChanged,
+                        "the binding changed while the deletion was applied; retry",
+                    ));
+                }
+                let mut rec = cur.clone();
+                let from = rec.status;
+                rec.status = OrgStatus::Failed;
+                rec.role_arn = None;
+                rec.stack_id = None;
+                rec.max_session_duration = None;
+                rec.status_message = Some(
+                    "the onboarding stack was deleted after its creation failed; issue new links (POST /api/integrate) and deploy it again".to_owned(),
+                );
+                rec.last_callback_at = Some(now.clone());
+                rec.updated_at.clone_from(&now);
+                rec.retire_callback_secrets(&now);
+                let audit = AuditRecord::new("onboarding.stack_deleted")
+                    .org(cb.org.to_string())
+                    .details(serde_json::json!({
+                        "stack_id": cb.stack_id,
+                        "from_status": from,
+                        "effect": "unbound the failed stack; not offboarded",
+                    }));
+                Ok(Change::write(rec, audit))
+            })
+            .await?;
+        Ok(outcome(&updated.value))
     }
 
     /// Clears an org's account binding so that a callback from another account can bind it.
@@ -142,8 +194,11 @@ impl Onboarding {
                 rec.status_message = None;
                 rec.status = OrgStatus::Pending;
                 rec.updated_at.clone_from(&now);
+                // The old stack's secrets die with its binding: new links bring a new one.
+                rec.retire_callback_secrets(&now);
                 let audit = AuditRecord::new(Action::ResetBinding.name()).org(org.to_string()).details(serde_json::json!({
-                    "from_status": from.0, "from_account": from.1.as_ref().map(AccountId::as_str), "from_role_arn": from.2, "to_status": rec.status
+                    "from_status": from.0, "from_account": from.1.as_ref().map(AccountId::as_str), "from_role_arn": from.2, "to_status": rec.status,
+                    "callback_secrets": "retired",
                 }));
                 Ok(Change::write(rec, audit))
             })

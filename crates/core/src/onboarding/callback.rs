@@ -224,7 +224,18 @@ impl Onboarding {
         match cb.event {
             CallbackEvent::Created | CallbackEvent::Updated => {
                 self.bind(&caller, &cb, &verified).await?;
-                self.verify_trust(&caller, &cb).await
+                let outcome = self.verify_trust(&caller, &cb).await?;
+                if outcome.status == crate::model::OrgStatus::Failed {
+                    // The stack should fail with a reason the customer can act on.
+                    return Err(Error::Upstream {
+                        code: crate::error::Code::RoleNotAssumable,
+                        message: outcome
+                            .message
+                            .unwrap_or_else(|| "rolegate could not assume the role".to_owned()),
+                        retry_after_secs: None,
+                    });
+                }
+                Ok(outcome)
             }
             CallbackEvent::Deleted => self.stack_deleted(&caller, &cb).await,
         }

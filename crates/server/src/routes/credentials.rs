@@ -25,14 +25,15 @@ use crate::state::AppState;
 
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        // Credentials and sign-in URLs are never stored for replay (issue 10, defect 7).
         .routes(idempotent(
             authorized(routes!(issue), Action::IssueCredentials, state),
-            Mode::Optional,
+            Mode::Refused,
             state,
         ))
         .routes(idempotent(
             authorized(routes!(console), Action::ConsoleSignin, state),
-            Mode::Optional,
+            Mode::Refused,
             state,
         ))
         // Checking credentials changes nothing, and its body holds secrets: no idempotency
@@ -92,23 +93,25 @@ struct CredentialsResponse {
     cached: bool,
 }
 
-/// Issuance is limited per principal and per org, before any work is done.
-async fn limit(state: &AppState, caller: &Caller, cmd: &IssueCommand) -> Result<(), ApiError> {
-    let limits = state.settings.rate_limits;
+/// Issuance is limited per principal before any work is done (the caller's own budget).
+/// The per-org budget is spent by the service, only once the policy has admitted the caller
+/// for that org, so nobody can exhaust another org's budget.
+async fn limit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     step(
         state,
         "credentials_per_principal",
         keyspace::rate::credentials_per_principal(&caller.principal.actor()),
-        limits.credentials_per_principal,
-    )
-    .await?;
-    step(
-        state,
-        "credentials_per_org",
-        keyspace::rate::credentials_per_org(cmd.org.as_str()),
-        limits.credentials_per_org,
+        state.settings.rate_limits.credentials_per_principal,
     )
     .await
+}
+
+/// Counts a 429 the service answered (the per-org budget) like the edge's own.
+fn counted(state: &AppState, e: rolegate_core::Error) -> ApiError {
+    if let rolegate_core::Error::RateLimited { limit, .. } = &e {
+        state.metrics.rate_limit_rejected(limit);
+    }
+    e.into()
 }
 
 /// Issue credentials
@@ -121,7 +124,7 @@ async fn limit(state: &AppState, caller: &Caller, cmd: &IssueCommand) -> Result<
     request_body = CredentialsRequest,
     responses(
         (status = 200, description = "Credentials (`Cache-Control: no-store`).", body = CredentialsResponse),
-        (status = 400, description = "`invalid_field`, `session_policy_too_large`.", body = ErrorBody),
+        (status = 400, description = "`invalid_field`, `session_policy_too_large`, `idempotency_key_not_accepted`.", body = ErrorBody),
         (status = 403, description = "`forbidden` (another org's key or operator), `assume_role_denied`.", body = ErrorBody),
         (status = 412, description = "`org_not_validated`, with `details.status` and `details.onboarding`.", body = ErrorBody),
         (status = 429, description = "`rate_limited` (per caller, per org).", body = ErrorBody),
@@ -135,7 +138,7 @@ async fn issue(
     ApiJson(req): ApiJson<CredentialsRequest>,
 ) -> Result<Response, ApiError> {
     let cmd = req.command()?;
-    limit(&state, &caller, &cmd).await?;
+    limit(&state, &caller).await?;
     let issued = state.services.credentials.issue(&caller, &cmd).await?;
     state.metrics.credential_cache_result(issued.cached);
     let c = issued.credentials;
@@ -200,7 +203,7 @@ pub struct ConsoleResponse {
     request_body = ConsoleRequest,
     responses(
         (status = 200, description = "The sign-in URL (`Cache-Control: no-store`).", body = ConsoleResponse),
-        (status = 400, description = "`invalid_field` (e.g. `destination`).", body = ErrorBody),
+        (status = 400, description = "`invalid_field` (e.g. `destination`), `idempotency_key_not_accepted`.", body = ErrorBody),
         (status = 403, description = "`forbidden`, `assume_role_denied`.", body = ErrorBody),
         (status = 412, description = "`org_not_validated`.", body = ErrorBody),
         (status = 429, description = "`rate_limited`.", body = ErrorBody),
@@ -213,12 +216,13 @@ async fn console(
     ApiJson(req): ApiJson<ConsoleRequest>,
 ) -> Result<Response, ApiError> {
     let cmd = req.command()?;
-    limit(&state, &caller, &cmd).await?;
+    limit(&state, &caller).await?;
     let login = state
         .services
         .credentials
         .console_signin(&caller, &cmd, req.destination.as_deref())
-        .await?;
+        .await
+        .map_err(|e| counted(&state, e))?;
     let body = ConsoleResponse {
         url: login.url,
         expires_at: rolegate_core::clock::rfc3339(login.expires_at),

@@ -9,7 +9,7 @@ use rolegate_core::onboarding::links::OnboardingLinks;
 use rolegate_core::onboarding::{CallbackOutcome, SignatureHeaders, callback};
 use rolegate_core::orgs::Org;
 use rolegate_core::policy::Action;
-use rolegate_core::{Code, RequestContext};
+use rolegate_core::RequestContext;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -145,14 +145,6 @@ async fn callback_handler(
         .onboarding
         .apply_callback(&ctx, verified, &body)
         .await?;
-    if outcome.status == rolegate_core::orgs::OrgStatus::Failed {
-        // The stack should fail with a reason the customer can act on.
-        let message = outcome
-            .message
-            .clone()
-            .unwrap_or_else(|| "rolegate could not assume the role".to_owned());
-        return Err(ApiError::new(Code::RoleNotAssumable, message));
-    }
     Ok(Json(outcome).into_response())
 }
 
