@@ -144,3 +144,93 @@ impl Onboarding {
         Ok(outcome(&updated.value))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::ids::{Role, UserId};
+    use crate::orgs::RegisterOrgCommand;
+    use crate::principal::{Principal, RequestContext};
+
+    fn callback(role: &str) -> Callback {
+        let body = serde_json::json!({
+            "event": "created", "org_name": "acme", "account_id": "111122223333",
+            "region": "eu-west-1", "partition": "aws",
+            "role_arn": format!("arn:aws:iam::111122223333:role/{role}"),
+            "stack_id": "arn:aws:cloudformation:eu-west-1:111122223333:stack/rolegate-acme/0b5e2b40-1111-2222-3333-444455556666"
+        });
+        Callback::parse(&serde_json::to_vec(&body).unwrap()).unwrap()
+    }
+
+    /// A verdict reached for one role is never applied to a binding that moved to another
+    /// role of the same account meanwhile (issue 10, defect 5).
+    #[tokio::test]
+    async fn a_verdict_for_another_role_is_refused() {
+        let (services, _) = crate::testing::services().await;
+        let alice = Caller::new(
+            Principal::Operator {
+                user_id: UserId::parse("alice").unwrap(),
+                role: Role::Operator,
+            },
+            RequestContext::default(),
+        );
+        services
+            .orgs
+            .register(&alice, RegisterOrgCommand::parse("acme", None).unwrap())
+            .await
+            .unwrap();
+        let stack = Caller::system("test");
+        let bound_to = |role: &'static str| {
+            move |cur: &crate::model::OrgRecord| {
+                let mut rec = cur.clone();
+                rec.account_id = Some(crate::ids::AccountId::parse("111122223333").unwrap());
+                rec.role_arn = Some(format!("arn:aws:iam::111122223333:role/{role}"));
+                rec.status = OrgStatus::CallbackReceived;
+                Ok(Change::write(
+                    rec,
+                    crate::audit::AuditRecord::new("test.bind"),
+                ))
+            }
+        };
+        let org = crate::ids::OrgName::parse("acme").unwrap();
+        services
+            .records
+            .update(&stack, &keyspace::org(&org), bound_to("second"))
+            .await
+            .unwrap();
+        // The check ran for role "first", but the org is now bound to "second".
+        let err = services
+            .onboarding
+            .set_status(
+                &stack,
+                &callback("first"),
+                OrgStatus::Validated,
+                Some("external_id_enforced".into()),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::BindingChanged);
+        let rec = services
+            .records
+            .get(&keyspace::org(&org))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.value.status, OrgStatus::CallbackReceived);
+        // The verdict for the role that is bound applies.
+        let ok = services
+            .onboarding
+            .set_status(
+                &stack,
+                &callback("second"),
+                OrgStatus::Validated,
+                Some("external_id_enforced".into()),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(ok.status, OrgStatus::Validated);
+    }
+}
