@@ -168,6 +168,9 @@ impl Sts for NoSts {
     async fn assume_role(&self, _: &AssumeRoleRequest) -> Result<TemporaryCredentials, StsError> {
         Err(StsError::Unavailable("no STS in unit tests".into()))
     }
+    async fn own_identity(&self) -> Result<CallerIdentity, StsError> {
+        Err(StsError::Unavailable("no STS in unit tests".into()))
+    }
     async fn caller_identity(
         &self,
         _: &str,

@@ -50,6 +50,10 @@ impl Sts for MeteredSts {
         result
     }
 
+    async fn own_identity(&self) -> Result<CallerIdentity, StsError> {
+        self.inner.own_identity().await
+    }
+
     async fn caller_identity(
         &self,
         access_key_id: &str,

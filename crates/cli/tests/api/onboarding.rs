@@ -30,7 +30,7 @@ pub(crate) fn onboarding_toml(require_enforcement: bool, extra: &str) -> String 
     // loopback name here. Real S3 URLs are unaffected.
     let aws = moto_toml().replace("127.0.0.1", "localhost");
     format!(
-        "{aws}[onboarding]\nprovider_account_id = \"123456789012\"\ntemplate_bucket = \"{BUCKET}\"\ns3_path_style = true\nverify_delay_ms = 10\nrequire_external_id_enforcement = {require_enforcement}\n{extra}"
+        "{aws}[onboarding]\nprovider_account_id = \"123456789012\"\nprovider_principal_arn = \"arn:aws:iam::123456789012:user/moto\"\ntemplate_bucket = \"{BUCKET}\"\ns3_path_style = true\nverify_delay_ms = 10\nrequire_external_id_enforcement = {require_enforcement}\n{extra}"
     )
 }
 

@@ -45,6 +45,9 @@ impl Sts for SlowSts {
             ),
         })
     }
+    async fn own_identity(&self) -> Result<CallerIdentity, StsError> {
+        Err(StsError::Unavailable("not used".into()))
+    }
     async fn caller_identity(
         &self,
         _: &str,

@@ -45,6 +45,65 @@ pub struct OnboardingLinks {
     pub expires_at: String,
 }
 
+/// Whether `arn` is what the template accepts as `ProviderPrincipalArn`: an IAM role or user
+/// ARN (`arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`). The customer's role trusts exactly it.
+#[must_use]
+pub fn is_principal_arn(arn: &str) -> bool {
+    let Some(rest) = arn.strip_prefix("arn:") else {
+        return false;
+    };
+    let mut parts = rest.splitn(5, ':');
+    let (Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    let name = resource
+        .strip_prefix("role/")
+        .or_else(|| resource.strip_prefix("user/"));
+    partition.starts_with("aws")
+        && partition
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'-')
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && name.is_some_and(|n| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_/-".contains(&b))
+        })
+        && arn.len() <= 2048
+}
+
+/// The IAM principal behind a GetCallerIdentity ARN, as a trust policy names it: an
+/// assumed-role session `arn:P:sts::A:assumed-role/NAME/SESSION` is the role
+/// `arn:P:iam::A:role/NAME` (without its path, which the session ARN does not carry); an IAM
+/// user or role ARN is itself. The root user and federated users cannot be pinned.
+#[must_use]
+pub fn principal_of(caller_arn: &str) -> Option<String> {
+    if is_principal_arn(caller_arn) {
+        return Some(caller_arn.to_owned());
+    }
+    let rest = caller_arn.strip_prefix("arn:")?;
+    let mut parts = rest.splitn(5, ':');
+    let (Some(partition), Some("sts"), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let (role, _session) = resource.strip_prefix("assumed-role/")?.split_once('/')?;
+    let arn = format!("arn:{partition}:iam::{account}:role/{role}");
+    is_principal_arn(&arn).then_some(arn)
+}
+
 /// The console host of each partition.
 #[must_use]
 pub fn console_host(partition: &str) -> &'static str {
@@ -89,7 +148,7 @@ pub fn parameters(
     provider_account_id: &str,
     secret: &str,
 ) -> Vec<(&'static str, String)> {
-    let mut p = vec![
+    let p = vec![
         ("OrgName", rec.name.to_string()),
         ("ExternalId", rec.external_id.clone()),
         ("CallbackUrl", s.callback_url.clone()),
@@ -98,9 +157,6 @@ pub fn parameters(
         ("AccessLevel", s.access_level.clone()),
         ("MaxSessionDuration", s.max_session_duration.to_string()),
     ];
-    if let Some(arn) = &s.provider_principal_arn {
-        p.push(("ProviderPrincipalArn", arn.clone()));
-    }
     p
 }
 
@@ -148,6 +204,41 @@ pub fn cli_command(
 }
 
 impl Onboarding {
+    /// The one principal of the provider's account that customer roles trust: the
+    /// configured `onboarding.provider_principal_arn`, or who rolegate itself is according to
+    /// STS GetCallerIdentity (learned once). Without it no links are issued: a role trusting
+    /// the whole provider account would let any principal there that reads the ExternalId
+    /// assume it, unaudited.
+    async fn provider_principal(&self, provider_account: &str) -> Result<String, Error> {
+        if let Some(arn) = &self.links.provider_principal_arn {
+            return Ok(arn.clone());
+        }
+        let learned = self
+            .learned_principal
+            .get_or_try_init(|| async {
+                let me = self.sts.own_identity().await.map_err(|e| {
+                    tracing::warn!(error = %e, "cannot learn rolegate's own principal");
+                    Error::NotConfigured(format!(
+                        "onboarding.provider_principal_arn is not set and rolegate could not learn its own principal from STS GetCallerIdentity ({}); set it to the ARN of the role rolegate runs as",
+                        crate::error::sts_code(&e)
+                    ))
+                })?;
+                principal_of(&me.arn).ok_or_else(|| {
+                    Error::NotConfigured(format!(
+                        "rolegate runs as {}, which a trust policy cannot name; run it as an IAM role or user, or set onboarding.provider_principal_arn",
+                        me.arn
+                    ))
+                })
+            })
+            .await?;
+        if !learned.contains(&format!(":{provider_account}:")) {
+            return Err(Error::NotConfigured(format!(
+                "rolegate runs as {learned}, outside onboarding.provider_account_id {provider_account}; fix either setting"
+            )));
+        }
+        Ok(learned.clone())
+    }
+
     /// Publishes the template and returns the links for the customer. With `rotate` (POST
     /// /api/integrate) a fresh callback secret replaces the current one; without it (GET)
     /// the current secret is reused while it still works, so looking at the links never
@@ -170,6 +261,7 @@ impl Onboarding {
         let templates = self.templates.as_ref().ok_or_else(|| {
             Error::NotConfigured("onboarding.template_bucket is not set".to_owned())
         })?;
+        let principal = self.provider_principal(provider_account).await?;
         let digest = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&self.template)[..8]);
         let template_url = templates
             .publish(
@@ -235,12 +327,13 @@ impl Onboarding {
             .await?;
         let (secret, expires) = issued.ok_or(Error::Contention)?;
         let stack = stack_name(org);
-        let params = parameters(
+        let mut params = parameters(
             &updated.value,
             settings,
             provider_account,
             secret.expose_secret(),
         );
+        params.push(("ProviderPrincipalArn", principal));
         let url_expiry = clock.now() + settings.template_url_ttl;
         Ok(OnboardingLinks {
             console_url: console_url(settings, &template_url, &stack, &params),
@@ -256,6 +349,32 @@ impl Onboarding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn principals_that_a_trust_policy_can_name() {
+        for (caller, pinned) in [
+            (
+                "arn:aws:sts::123456789012:assumed-role/rolegate/i-0abc",
+                Some("arn:aws:iam::123456789012:role/rolegate"),
+            ),
+            (
+                "arn:aws-us-gov:sts::123456789012:assumed-role/rg/s",
+                Some("arn:aws-us-gov:iam::123456789012:role/rg"),
+            ),
+            (
+                "arn:aws:iam::123456789012:user/ci/rolegate",
+                Some("arn:aws:iam::123456789012:user/ci/rolegate"),
+            ),
+            ("arn:aws:iam::123456789012:root", None),
+            ("arn:aws:sts::123456789012:federated-user/bob", None),
+            ("arn:aws:sts::123456789012:assumed-role/noslash", None),
+            ("arn:aws:iam::12345:role/x", None),
+            ("arn:aws:iam::123456789012:role/", None),
+            ("arn:aws:iam::123456789012:role/a b", None),
+        ] {
+            assert_eq!(principal_of(caller).as_deref(), pinned, "{caller}");
+        }
+    }
 
     #[test]
     fn quoting_and_encoding() {

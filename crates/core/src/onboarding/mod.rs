@@ -105,6 +105,8 @@ pub struct Onboarding {
     templates: Option<Arc<dyn TemplateStore>>,
     /// The template customers deploy.
     template: Arc<[u8]>,
+    /// rolegate's own principal, learned from STS when not configured.
+    learned_principal: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl Onboarding {
@@ -125,6 +127,7 @@ impl Onboarding {
             links,
             templates,
             template,
+            learned_principal: Arc::default(),
         }
     }
 }

@@ -39,6 +39,13 @@ async fn stand_in_sts(role: Role, external_id: Arc<Mutex<String>>) -> (String, C
         let seen = seen.clone();
         let external_id = external_id.clone();
         async move {
+            if f.get("Action").map(String::as_str) == Some("GetCallerIdentity") {
+                // rolegate asking who it is (to pin customer roles to itself).
+                return (
+                    StatusCode::OK,
+                    "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult><Arn>arn:aws:sts::123456789012:assumed-role/rolegate-broker/i-0abc</Arn><UserId>AROASTANDIN:i-0abc</UserId><Account>123456789012</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>3</RequestId></ResponseMetadata></GetCallerIdentityResponse>".to_owned(),
+                );
+            }
             seen.lock().unwrap().push(f.clone());
             let wanted = external_id.lock().unwrap().clone();
             if role == Role::Denying || f.get("ExternalId") != Some(&wanted) {
@@ -242,6 +249,13 @@ async fn a_binding_reset_kills_the_old_callback_secret(engine: Engine) {
         .get("/api/orgs/reset-org/onboarding", &app.admin_token)
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
+    // Not configured, the pinned principal is who rolegate is according to STS: the role of
+    // its session, never the provider's whole account (issue 10, defect 4).
+    let cmd = r.body["aws_cli_command"].as_str().unwrap();
+    assert!(
+        cmd.contains(r#"{"ParameterKey":"ProviderPrincipalArn","ParameterValue":"arn:aws:iam::123456789012:role/rolegate-broker"}"#),
+        "{cmd}"
+    );
     let fresh = app.callback_secret("reset-org").await;
     assert_ne!(fresh, secret);
     let r = signed(&app, &fresh, notice("reset-org", CUSTOMER, "created")).await;
