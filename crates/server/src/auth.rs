@@ -149,7 +149,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 
 /// Records a failed attempt against the source IP and answers 401, or 429 once that IP has
 /// used up its failure budget (then it is no longer audited, to keep floods out of the log).
-async fn failed(
+pub(crate) async fn failed(
     state: &AppState,
     ctx: &RequestContext,
     ip: &str,

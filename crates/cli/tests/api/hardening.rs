@@ -4,4 +4,6 @@
 
 /// Every `X-Forwarded-For` line is read.
 mod forwarded;
+/// `/metrics` shares the failed-authentication limit and audit.
+mod metrics_auth;
 
