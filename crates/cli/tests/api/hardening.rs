@@ -4,6 +4,60 @@
 
 /// Every `X-Forwarded-For` line is read.
 mod forwarded;
+/// A client that hangs up mid-registration can still replay its answer.
+mod idempotency;
 /// `/metrics` shares the failed-authentication limit and audit.
 mod metrics_auth;
 
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Holds SQLite's write lock on `db` (from another process, as a second writer would) until
+/// dropped: every rolegate write waits behind it (up to its 5 s busy timeout).
+pub struct WriteLock(Child);
+
+impl WriteLock {
+    pub fn hold(db: &Path) -> Self {
+        let script = "import sqlite3, sys\n\
+                      c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)\n\
+                      c.execute('BEGIN IMMEDIATE')\n\
+                      print('locked', flush=True)\n\
+                      sys.stdin.read()\n";
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "locked");
+        Self(child)
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `f` holds, for at most `secs`.
+pub async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
