@@ -8,6 +8,8 @@ mod forwarded;
 mod idempotency;
 /// `/metrics` shares the failed-authentication limit and audit.
 mod metrics_auth;
+/// The client does not follow redirects to another origin.
+mod redirect;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
