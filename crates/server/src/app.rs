@@ -103,12 +103,7 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
-            anyhow::anyhow!(
-                "invalid setting `data_dir`: cannot create {}: {e}",
-                settings.data_dir.display()
-            )
-        })?;
+        crate::files::secure_data_dir(&settings.data_dir)?;
         let metrics =
             Arc::new(Metrics::new().map_err(|e| anyhow::anyhow!("cannot set up metrics: {e}"))?);
         let services = open_services_with(&settings, true, clock.clone(), Some(&metrics)).await?;

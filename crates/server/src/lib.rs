@@ -16,6 +16,8 @@ pub mod extract;
 pub mod idempotency;
 /// The `KvStore` decorator that records store metrics.
 pub mod instrumented_store;
+/// Permissions of the data directory and its files.
+pub mod files;
 /// Master keyring loading.
 pub mod keys;
 /// The `Sts` decorator that counts AssumeRole calls.

@@ -2,6 +2,8 @@
 //! authentication, `X-Forwarded-For`, idempotency under disconnects, file permissions,
 //! Redis persistence, TLS and the client's redirects.
 
+/// The data directory is 0700 and its files 0600.
+mod files;
 /// Every `X-Forwarded-For` line is read.
 mod forwarded;
 /// A client that hangs up mid-registration can still replay its answer.
@@ -62,4 +64,26 @@ pub async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
+}
+
+/// The master key of apps made by [`build`].
+pub static MASTER_KEY: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| rolegate_crypto::MasterKey::generate().to_base64());
+
+/// Builds (binds, does not serve) an app on `data_dir` with `store` and the given config.
+pub async fn build(
+    data_dir: &Path,
+    store: &str,
+    toml: &str,
+) -> anyhow::Result<rolegate_server::Application> {
+    let file: rolegate_server::RawSettings = toml::from_str(toml)?;
+    let raw = rolegate_server::RawSettings {
+        listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(data_dir.to_path_buf()),
+        store: Some(store.to_owned()),
+        master_key: Some(MASTER_KEY.clone()),
+        ..rolegate_server::RawSettings::default()
+    };
+    let settings = file.overlay(raw).validate()?;
+    rolegate_server::Application::build(settings).await
 }
