@@ -132,6 +132,7 @@ impl Application {
             templates,
             callback_url,
             metrics,
+            readiness: crate::readiness::Readiness::new(Vec::new()),
         });
         Ok(Self {
             router: router(state.clone()),

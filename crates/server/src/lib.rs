@@ -28,6 +28,8 @@ pub mod metrics;
 pub mod openapi;
 /// 429 responses.
 pub mod ratelimit;
+/// `GET /api/ready`'s cached writability check and degraded mode.
+pub mod readiness;
 /// Route modules.
 pub mod routes;
 /// Shared handler state.

@@ -243,6 +243,8 @@ async fn ready_is_503_with_a_reason_when_the_store_is_gone() {
     assert_eq!(app.get("/api/ready", "").await.status, 200);
     redis.kill().unwrap();
     redis.wait().unwrap();
+    // Readiness is checked at most once a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let r = app.get("/api/ready", "").await;
     assert_error_shape(&r, 503, "store_unavailable");
     assert!(

@@ -10,6 +10,8 @@ mod forwarded;
 mod idempotency;
 /// `/metrics` shares the failed-authentication limit and audit.
 mod metrics_auth;
+/// `GET /api/ready` pings the store at most once a second.
+mod ready;
 /// The client does not follow redirects to another origin.
 mod redirect;
 
