@@ -91,6 +91,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    tls: Option<Arc<crate::tls::Certificates>>,
 }
 
 impl Application {
@@ -104,6 +105,16 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         crate::files::secure_data_dir(&settings.data_dir)?;
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(crate::tls::Certificates::load)
+            .transpose()?;
+        if tls.is_none() && !settings.listen.ip().is_loopback() {
+            // Only reachable with allow_plain_http = true (validation refuses it otherwise).
+            tracing::warn!(listen = %settings.listen, "serving plain HTTP on a non-loopback address (allow_plain_http = true): a TLS-terminating proxy is expected in front of rolegate");
+        }
+        let degraded = crate::redis_durability::check(&settings).await?;
         let metrics =
             Arc::new(Metrics::new().map_err(|e| anyhow::anyhow!("cannot set up metrics: {e}"))?);
         let services = open_services_with(&settings, true, clock.clone(), Some(&metrics)).await?;
@@ -120,7 +131,8 @@ impl Application {
             None => {
                 let addr = listener.local_addr()?;
                 tracing::warn!(%addr, "onboarding.callback_url is not set; customer stacks will be told this local address");
-                format!("http://{addr}/api/integrations/validate")
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{addr}/api/integrations/validate")
             }
         };
         let templates = template_store(&settings).await;
@@ -132,12 +144,13 @@ impl Application {
             templates,
             callback_url,
             metrics,
-            readiness: crate::readiness::Readiness::new(Vec::new()),
+            readiness: crate::readiness::Readiness::new(degraded),
         });
         Ok(Self {
             router: router(state.clone()),
             listener,
             state,
+            tls,
         })
     }
 
@@ -151,14 +164,25 @@ impl Application {
         &self.state
     }
 
-    /// Serves until SIGINT/SIGTERM.
+    /// Serves until SIGINT/SIGTERM (over TLS when configured; SIGHUP then reloads the
+    /// certificate).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let svc = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, svc)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+        let tls = match &self.tls {
+            Some(certs) => {
+                certs.reload_on_sighup();
+                Some(certs.server_config().map_err(std::io::Error::other)?)
+            }
+            None => None,
+        };
+        let header_timeout = self.state.settings.timeouts.header_read;
+        crate::serve::run(
+            self.listener,
+            self.router,
+            tls,
+            header_timeout,
+            shutdown_signal(),
+        )
+        .await
     }
 }
 
@@ -242,12 +266,14 @@ pub fn router(state: AppState) -> Router {
     let (open, open_doc) = open.split_for_parts();
     doc.merge(open_doc);
     let doc = Document(Arc::new(crate::openapi::document(doc)));
+    let tls_on = state.settings.tls.is_some();
     Router::new()
         .merge(open)
         .merge(crate::routes::docs::ui())
         .merge(protected)
         .layer(Extension(doc))
         .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(middleware::from_fn_with_state(state.clone(), crate::timeouts::limit))
         .layer(middleware::from_fn(render_errors))
         .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track_http))
         .with_state(state)
@@ -268,6 +294,9 @@ pub fn router(state: AppState) -> Router {
                     );
                 }),
         )
+        .layer(middleware::from_fn(move |req: axum::extract::Request, next: middleware::Next| {
+            crate::tls::hsts(tls_on, req, next)
+        }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(axum::middleware::map_request(drop_unsafe_request_id))

@@ -12,12 +12,12 @@ pub mod config;
 pub mod error;
 /// Extractors with rolegate's error codes.
 pub mod extract;
+/// Permissions of the data directory and its files.
+pub mod files;
 /// The Idempotency-Key middleware.
 pub mod idempotency;
 /// The `KvStore` decorator that records store metrics.
 pub mod instrumented_store;
-/// Permissions of the data directory and its files.
-pub mod files;
 /// Master keyring loading.
 pub mod keys;
 /// The `Sts` decorator that counts AssumeRole calls.
@@ -30,12 +30,20 @@ pub mod openapi;
 pub mod ratelimit;
 /// `GET /api/ready`'s cached writability check and degraded mode.
 pub mod readiness;
+/// The start-up check of a Redis store's persistence settings.
+pub mod redis_durability;
 /// Route modules.
 pub mod routes;
+/// The accept loop (plain HTTP or TLS) and graceful shutdown.
+pub mod serve;
 /// Shared handler state.
 pub mod state;
 /// Log set-up.
 pub mod telemetry;
+/// Header-read, body-read and handler timeouts.
+pub mod timeouts;
+/// The native TLS listener's certificate, reloaded on SIGHUP, and HSTS.
+pub mod tls;
 
 pub use app::Application;
 pub use config::{RawSettings, Settings};

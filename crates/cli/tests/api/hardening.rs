@@ -14,6 +14,12 @@ mod metrics_auth;
 mod ready;
 /// The client does not follow redirects to another origin.
 mod redirect;
+/// Redis persistence is checked at start-up.
+mod redis;
+/// Header-read, body-read and handler timeouts.
+mod timeouts;
+/// The native TLS listener.
+mod tls;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
