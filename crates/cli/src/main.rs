@@ -56,11 +56,7 @@ struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP service.
-    Serve {
-        /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free port).
-        #[arg(long, value_name = "ADDR")]
-        listen: Option<String>,
-    },
+    Serve(ServeArgs),
     /// Print a new random base64 master key.
     Keygen,
     /// Administrative commands that work offline, directly against the store.
@@ -91,6 +87,59 @@ enum Command {
     BenchSeed(bench_seed::SeedArgs),
 }
 
+/// `rolegate serve`'s own flags. Each is also a config-file key and a ROLEGATE_* variable.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free port). A
+    /// non-loopback address needs TLS or --allow-plain-http [env: ROLEGATE_LISTEN].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain; re-read on SIGHUP
+    /// [env: ROLEGATE_TLS_CERT_FILE].
+    #[arg(long, value_name = "FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of --tls-cert-file; re-read on SIGHUP [env: ROLEGATE_TLS_KEY_FILE].
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address, behind a TLS-terminating proxy
+    /// [env: ROLEGATE_ALLOW_PLAIN_HTTP].
+    #[arg(long)]
+    allow_plain_http: bool,
+    /// Seconds a client has to send a request's headers, else 408 (default 10)
+    /// [env: ROLEGATE_HEADER_READ_TIMEOUT_SECS].
+    #[arg(long, value_name = "SECS")]
+    header_read_timeout_secs: Option<u64>,
+    /// Seconds a client has to send a request's body, else 408 (default 30)
+    /// [env: ROLEGATE_BODY_READ_TIMEOUT_SECS].
+    #[arg(long, value_name = "SECS")]
+    body_read_timeout_secs: Option<u64>,
+    /// Seconds a handler has to answer, else 503 handler_timeout (default 60)
+    /// [env: ROLEGATE_REQUEST_TIMEOUT_SECS].
+    #[arg(long, value_name = "SECS")]
+    request_timeout_secs: Option<u64>,
+    /// Start on a Redis whose persistence can lose acknowledged writes (AOF off, appendfsync
+    /// no, an evicting maxmemory-policy, or CONFIG disabled); /api/ready then says degraded
+    /// [env: ROLEGATE_STORE_ALLOW_VOLATILE_REDIS].
+    #[arg(long)]
+    store_allow_volatile_redis: bool,
+}
+
+impl ServeArgs {
+    fn flags(&self) -> RawSettings {
+        RawSettings {
+            listen: self.listen.clone(),
+            tls_cert_file: self.tls_cert_file.clone(),
+            tls_key_file: self.tls_key_file.clone(),
+            allow_plain_http: self.allow_plain_http.then_some(true),
+            header_read_timeout_secs: self.header_read_timeout_secs,
+            body_read_timeout_secs: self.body_read_timeout_secs,
+            request_timeout_secs: self.request_timeout_secs,
+            store_allow_volatile_redis: self.store_allow_volatile_redis.then_some(true),
+            ..RawSettings::default()
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
     /// Issue a new admin token: creates the admin user, or rotates its token if it exists.
@@ -114,17 +163,16 @@ enum AuditCommand {
     },
 }
 
-fn settings(global: &GlobalArgs, listen: Option<String>) -> anyhow::Result<Settings> {
+fn settings(global: &GlobalArgs, serve: Option<RawSettings>) -> anyhow::Result<Settings> {
     let file = match &global.config {
         Some(path) => RawSettings::from_file(path)?,
         None => RawSettings::default(),
     };
     let flags = RawSettings {
-        listen,
         data_dir: global.data_dir.clone(),
         store: global.store.clone(),
         master_key_file: global.master_key_file.clone(),
-        ..RawSettings::default()
+        ..serve.unwrap_or_default()
     };
     let mut raw = file.overlay_env(|k| std::env::var(k).ok())?;
     if flags.master_key_file.is_some() {
@@ -180,9 +228,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             "{}",
             rolegate_crypto::MasterKey::generate().to_base64()
         )?,
-        Command::Serve { listen } => {
+        Command::Serve(args) => {
             drop(out);
-            let settings = settings(&cli.global, listen)?;
+            let settings = settings(&cli.global, Some(args.flags()))?;
             rolegate_server::telemetry::init(settings.log_format, &settings.log_level);
             let app = rolegate_server::Application::build(settings).await?;
             if let Some(addr) = app.local_addr() {
@@ -191,7 +239,12 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 // (JSON when it is not a terminal).
                 #[allow(clippy::print_stderr)]
                 {
-                    eprintln!("rolegate listening on http://{addr}");
+                    let scheme = if app.state().settings.tls.is_some() {
+                        "https"
+                    } else {
+                        "http"
+                    };
+                    eprintln!("rolegate listening on {scheme}://{addr}");
                 }
             }
             app.run_until_stopped().await?;

@@ -82,6 +82,7 @@ codes! {
     StsThrottled = ("sts_throttled", 503, "STS is throttling (with `Retry-After`)"),
     ProviderCredentialsUnavailable = ("provider_credentials_unavailable", 503, "rolegate's own AWS credentials are missing or expired (detail in the log only)"),
     TemplateStoreUnavailable = ("template_store_unavailable", 503, "onboarding: the template could not be published to S3 (with `Retry-After`)"),
+    HandlerTimeout = ("handler_timeout", 503, "the server did not answer within `request_timeout_secs`; retry later"),
     NotConfigured = ("not_configured", 503, "a setting this feature needs is missing (the message names it)"),
     AuditUnavailable = ("audit_unavailable", 503, "the audit log cannot record the action, so it was not performed"),
     StoreUnavailable = ("store_unavailable", 503, "the store cannot be reached"),

@@ -124,6 +124,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    tls: Option<Arc<crate::tls::Certificates>>,
 }
 
 impl Application {
@@ -136,12 +137,17 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
-            anyhow::anyhow!(
-                "invalid setting `data_dir`: cannot create {}: {e}",
-                settings.data_dir.display()
-            )
-        })?;
+        crate::files::secure_data_dir(&settings.data_dir)?;
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(crate::tls::Certificates::load)
+            .transpose()?;
+        if tls.is_none() && !settings.listen.ip().is_loopback() {
+            // Only reachable with allow_plain_http = true (validation refuses it otherwise).
+            tracing::warn!(listen = %settings.listen, "serving plain HTTP on a non-loopback address (allow_plain_http = true): a TLS-terminating proxy is expected in front of rolegate");
+        }
+        let degraded = crate::redis_durability::check(&settings).await?;
         let metrics =
             Arc::new(Metrics::new().map_err(|e| anyhow::anyhow!("cannot set up metrics: {e}"))?);
         let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
@@ -155,7 +161,8 @@ impl Application {
             None => {
                 let addr = listener.local_addr()?;
                 tracing::warn!(%addr, "onboarding.callback_url is not set; customer stacks will be told this local address");
-                format!("http://{addr}/api/integrations/validate")
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{addr}/api/integrations/validate")
             }
         };
         let services =
@@ -164,17 +171,26 @@ impl Application {
         bootstrap_admin(&services, &settings).await?;
         let idempotency =
             Idempotency::new(services.records.vault().clone(), settings.idempotency_ttl);
+        let purged = idempotency.purge_secret_responses().await?;
+        if purged > 0 {
+            tracing::warn!(
+                purged,
+                "dropped credential answers an older version kept for idempotent replay"
+            );
+        }
         let state = AppState::new(AppStateInner {
             services,
             idempotency,
             settings: Arc::new(settings.clone()),
             clock,
             metrics,
+            readiness: crate::readiness::Readiness::new(degraded),
         });
         Ok(Self {
             router: router(state.clone()),
             listener,
             state,
+            tls,
         })
     }
 
@@ -188,14 +204,25 @@ impl Application {
         &self.state
     }
 
-    /// Serves until SIGINT/SIGTERM.
+    /// Serves until SIGINT/SIGTERM (over TLS when configured; SIGHUP then reloads the
+    /// certificate).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let svc = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, svc)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+        let tls = match &self.tls {
+            Some(certs) => {
+                certs.reload_on_sighup();
+                Some(certs.server_config().map_err(std::io::Error::other)?)
+            }
+            None => None,
+        };
+        let header_timeout = self.state.settings.timeouts.header_read;
+        crate::serve::run(
+            self.listener,
+            self.router,
+            tls,
+            header_timeout,
+            shutdown_signal(),
+        )
+        .await
     }
 }
 
@@ -285,12 +312,14 @@ pub fn router(state: AppState) -> Router {
     let (open, open_doc) = open.split_for_parts();
     doc.merge(open_doc);
     let doc = Document(Arc::new(crate::openapi::document(doc)));
+    let tls_on = state.settings.tls.is_some();
     Router::new()
         .merge(open)
         .merge(crate::routes::docs::ui())
         .merge(protected)
         .layer(Extension(doc))
         .fallback(|| async { ApiError::new(rolegate_core::Code::NotFound, "no such route") })
+        .layer(middleware::from_fn_with_state(state.clone(), crate::timeouts::limit))
         .layer(middleware::from_fn(render_errors))
         .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track_http))
         .with_state(state)
@@ -311,6 +340,9 @@ pub fn router(state: AppState) -> Router {
                     );
                 }),
         )
+        .layer(middleware::from_fn(move |req: axum::extract::Request, next: middleware::Next| {
+            crate::tls::hsts(tls_on, req, next)
+        }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(axum::middleware::map_request(drop_unsafe_request_id))

@@ -67,18 +67,28 @@ fn presented(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// The caller's address.
 pub fn source_ip(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
     if state.settings.trust_forwarded_for
-        && let Some(first) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            // The last hop is the one the trusted proxy appended; earlier ones are whatever
-            // the client sent, and would let it dodge per-IP limits.
-            .and_then(|v| v.rsplit(',').next())
-            .map(str::trim)
-            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+        && let Some(last) = last_forwarded_hop(headers)
     {
-        return first.to_owned();
+        return last;
     }
     peer.map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
+}
+
+/// The last hop of `X-Forwarded-For`, reading every header line as one list (RFC 9110
+/// §5.3): a proxy may append its own line rather than extend the client's. The last hop is
+/// the one the trusted proxy appended; earlier ones are whatever the client sent, and would
+/// let it dodge per-IP limits. `None` (use the peer) when the header is absent, a line is
+/// not text, or the last hop is not an IP address.
+fn last_forwarded_hop(headers: &HeaderMap) -> Option<String> {
+    let mut last = None;
+    for line in headers.get_all("x-forwarded-for") {
+        let line = line.to_str().ok()?;
+        if let Some(hop) = line.rsplit(',').next() {
+            last = Some(hop.trim());
+        }
+    }
+    last.filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+        .map(str::to_owned)
 }
 
 pub fn request_id(headers: &HeaderMap) -> String {
@@ -146,7 +156,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 
 /// Records a failed attempt against the source IP and answers 401, or 429 once that IP has
 /// used up its failure budget (then it is no longer audited, to keep floods out of the log).
-async fn failed(
+pub(crate) async fn failed(
     state: &AppState,
     ctx: &RequestContext,
     ip: &str,

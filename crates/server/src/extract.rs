@@ -80,8 +80,9 @@ fn strip_position(msg: &str) -> &str {
     msg.split(" at line ").next().unwrap_or(msg)
 }
 
-/// The caller's network address (the peer, or the first `X-Forwarded-For` hop when
-/// `trust_forwarded_for` is set). Inserted by the auth middleware.
+/// The caller's network address: the peer, or, when `trust_forwarded_for` is set, the last
+/// `X-Forwarded-For` hop over all its header lines (the one the trusted proxy appended).
+/// Inserted by the auth middleware.
 #[derive(Debug, Clone)]
 pub struct SourceIp(pub String);
 

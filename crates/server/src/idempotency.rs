@@ -167,36 +167,48 @@ async fn run(State(state): State<AppState>, req: Request, next: Next, required: 
     let Ok(bytes) = to_bytes(body, BODY_LIMIT).await else {
         return ApiError::new(Code::PayloadTooLarge, "request body exceeds 64 KiB").into_response();
     };
-    let fp = fingerprint(&bytes);
-    let scope = Idempotency::scope_key(
-        &caller.principal.actor(),
-        parts.method.as_str(),
-        parts.uri.path(),
-        &key,
-    );
-    match state.idempotency.claim(&scope, &fp).await {
-        Err(e) => ApiError::from(e).into_response(),
-        Ok(Claim::Mismatch) => ApiError::new(
-            Code::IdempotencyKeyReused,
-            "this Idempotency-Key was already used with a different request body",
-        )
-        .into_response(),
-        Ok(Claim::InProgress) => ApiError::new(
-            Code::IdempotencyInProgress,
-            "a request with this Idempotency-Key is still being processed",
-        )
-        .with_header(
-            axum::http::header::RETRY_AFTER,
-            HeaderValue::from_static("1"),
-        )
-        .into_response(),
-        Ok(Claim::Replay(stored)) => replay(stored),
-        Ok(Claim::Proceed(scope)) => {
-            let request_id = crate::auth::request_id(&parts.headers);
-            let res = next
-                .run(Request::from_parts(parts, Body::from(bytes)))
-                .await;
-            finish(&state, &scope, &fp, render(res, &request_id)).await
+    // From the claim to the stored response, the work runs in its own task: a client that
+    // hangs up mid-request (or the handler timeout) must not leave the action done and its
+    // answer, such as a one-time API key, never stored for the retry.
+    let task = tokio::spawn(async move {
+        let fp = fingerprint(&bytes);
+        let scope = Idempotency::scope_key(
+            &caller.principal.actor(),
+            parts.method.as_str(),
+            parts.uri.path(),
+            &key,
+        );
+        match state.idempotency.claim(&scope, &fp).await {
+            Err(e) => ApiError::from(e).into_response(),
+            Ok(Claim::Mismatch) => ApiError::new(
+                Code::IdempotencyKeyReused,
+                "this Idempotency-Key was already used with a different request body",
+            )
+            .into_response(),
+            Ok(Claim::InProgress) => ApiError::new(
+                Code::IdempotencyInProgress,
+                "a request with this Idempotency-Key is still being processed",
+            )
+            .with_header(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            )
+            .into_response(),
+            Ok(Claim::Replay(stored)) => replay(stored),
+            Ok(Claim::Proceed(scope)) => {
+                let request_id = crate::auth::request_id(&parts.headers);
+                let res = next
+                    .run(Request::from_parts(parts, Body::from(bytes)))
+                    .await;
+                finish(&state, &scope, &fp, render(res, &request_id)).await
+            }
+        }
+    });
+    match task.await {
+        Ok(res) => res,
+        Err(e) => {
+            tracing::error!(error = %e, "an idempotent request's task failed");
+            ApiError::internal().into_response()
         }
     }
 }

@@ -38,6 +38,8 @@ pub struct AppStateInner {
     pub clock: Arc<dyn Clock>,
     /// This application's own metrics registry (never process-global; ADR 0005).
     pub metrics: Arc<Metrics>,
+    /// `GET /api/ready`'s cached store check and degraded-mode warnings.
+    pub readiness: crate::readiness::Readiness,
 }
 
 /// The onboarding template customers deploy, built into the binary.

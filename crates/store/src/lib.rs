@@ -17,7 +17,7 @@ mod sqlite;
 /// Input checks and helpers both engines share, so they refuse exactly the same requests.
 mod validate;
 
-pub use crate::redis::RedisStore;
+pub use crate::redis::{RedisPersistence, RedisStore};
 pub use crate::sqlite::SqliteStore;
 
 /// The key prefix a Redis deployment uses when the URL does not say `?prefix=...`.
@@ -66,6 +66,20 @@ pub async fn connect(spec: &str, data_dir: &Path) -> Result<Arc<dyn KvStore>, St
     Err(StoreError::Invalid(format!(
         "unsupported store spec scheme {scheme:?} (expected sqlite, sqlite://, redis:// or rediss://)"
     )))
+}
+
+/// The persistence settings of the Redis server a `redis://` or `rediss://` spec names, or
+/// `None` for any other engine.
+///
+/// # Errors
+/// As [`RedisStore::persistence`].
+pub async fn redis_persistence(spec: &str) -> Result<Option<RedisPersistence>, StoreError> {
+    let spec = spec.trim();
+    if !(spec.starts_with("redis://") || spec.starts_with("rediss://")) {
+        return Ok(None);
+    }
+    let (url, _) = split_prefix_param(spec);
+    RedisStore::persistence(&url).await.map(Some)
 }
 
 async fn open_sqlite(path: PathBuf) -> Result<Arc<dyn KvStore>, StoreError> {

@@ -29,6 +29,11 @@ pub struct ConnectionArgs {
     /// ~/.config/rolegate/config.toml]. Not the server's --config.
     #[arg(long, value_name = "FILE")]
     pub config_file: Option<PathBuf>,
+    /// PEM file of extra certificate authorities to trust for an https:// server, for a
+    /// server whose certificate a private CA issued [env: ROLEGATE_CA_FILE] [config file:
+    /// ca_file]. The system's usual roots stay trusted.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 // clap wants a fallible parser; turning a string into a secret cannot fail.

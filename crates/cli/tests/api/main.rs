@@ -15,6 +15,8 @@ mod client;
 mod credentials;
 /// Malformed input and the error shape (foundation issue, section 7).
 mod errors;
+/// The security review's defects at the edge (issue 10): timeouts, TLS, files, Redis.
+mod hardening;
 /// Idempotency-Key semantics.
 mod idempotency;
 /// `GET /metrics` (per-app registry) and the JSON request logs of the real binary.
