@@ -333,6 +333,50 @@ class CallbackTest(unittest.TestCase):
         left_when_answered = context.deadline - self.cfn.requests[0].at
         self.assertGreater(left_when_answered, self.mod.RESERVE_S - 1)
 
+    def test_a_429_is_retried_then_the_stack_succeeds(self):
+        self.mod.FIRST_BACKOFF_S = 0.1
+        rolegate = self.rolegate((429, rolegate_error("rate_limited")))
+        response = self.invoke(self.event("Create", rolegate.url))
+        self.assertEqual(response["Status"], "SUCCESS")
+        self.assertEqual(len(rolegate.requests), 2)
+        self.assertNotEqual(
+            rolegate.requests[0].headers["X-Sig-Nonce"], rolegate.requests[1].headers["X-Sig-Nonce"]
+        )
+
+    def test_a_409_binding_changed_is_retried(self):
+        self.mod.FIRST_BACKOFF_S = 0.1
+        rolegate = self.rolegate((409, rolegate_error("binding_changed")))
+        response = self.invoke(self.event("Create", rolegate.url))
+        self.assertEqual(response["Status"], "SUCCESS")
+        self.assertEqual(len(rolegate.requests), 2)
+
+    def test_another_409_is_final(self):
+        rolegate = self.rolegate((409, rolegate_error("account_mismatch")))
+        response = self.invoke(self.event("Create", rolegate.url))
+        self.assertEqual(len(rolegate.requests), 1)
+        self.assertEqual(response["Status"], "FAILED")
+        self.assertIn("account_mismatch", response["Reason"])
+
+    def test_401_and_424_fail_at_once(self):
+        for status, code in ((401, "invalid_signature"), (424, "trust_not_verified")):
+            with self.subTest(status=status):
+                self.cfn.requests.clear()
+                rolegate = self.rolegate((status, rolegate_error(code)))
+                response = self.invoke(self.event("Create", rolegate.url))
+                self.assertEqual(len(rolegate.requests), 1, f"a {status} is not retried")
+                self.assertEqual(response["Status"], "FAILED")
+                self.assertIn(code, response["Reason"])
+
+    def test_transient_answers_are_retried_until_the_budget_runs_out(self):
+        self.mod.FIRST_BACKOFF_S = 0.2
+        rolegate = self.rolegate(default=(429, rolegate_error("rate_limited")))
+        context = FakeContext(seconds=self.mod.RESERVE_S + 2)
+        response = self.invoke(self.event("Create", rolegate.url), context)
+        self.assertEqual(response["Status"], "FAILED")
+        self.assertIn("rate_limited", response["Reason"])
+        self.assertGreaterEqual(len(rolegate.requests), 2)
+        self.assertGreater(context.deadline - self.cfn.requests[0].at, self.mod.RESERVE_S - 1)
+
     # --- Rejections
 
     def test_a_400_fails_the_resource_with_rolegates_error_code(self):

@@ -23,6 +23,7 @@ CUSTOMER = "111122223333"
 PROVIDER = "123456789012"
 REGION = "eu-west-1"
 EXTERNAL_ID = "Xy7" * 16
+BROKER = f"arn:aws:iam::{PROVIDER}:user/rolegate-broker"
 SECRET = "rgc_" + "MotoStackCallbackSecret-0123456789abcdefghi"
 
 
@@ -108,26 +109,27 @@ class OnboardingStackTest(unittest.TestCase):
         client.meta.events.register("before-sign.*.*", in_account)
         return client
 
-    def create(self, stack_name, **params):
+    def create(self, stack_name, cfn=None, **params):
         parameters = {
             "OrgName": "acme-corp",
             "ExternalId": EXTERNAL_ID,
             "CallbackUrl": "https://rolegate.example.com/api/onboarding/callback",
             "CallbackSecret": SECRET,
             "ProviderAccountId": PROVIDER,
+            "ProviderPrincipalArn": BROKER,
         }
         parameters.update(params)
-        return self.cfn.create_stack(
+        return (cfn or self.cfn).create_stack(
             StackName=stack_name,
             TemplateBody=support.template_text(),
             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
             Capabilities=["CAPABILITY_NAMED_IAM"],
         )["StackId"]
 
-    def stack(self, stack_id):
-        return self.cfn.describe_stacks(StackName=stack_id)["Stacks"][0]
+    def stack(self, stack_id, cfn=None):
+        return (cfn or self.cfn).describe_stacks(StackName=stack_id)["Stacks"][0]
 
-    def answer_for_the_lambda(self, stack_id, status="SUCCESS"):
+    def answer_for_the_lambda(self, stack_id, status="SUCCESS", account=CUSTOMER):
         """PUT the cfn-response the Lambda would send to its ResponseURL."""
         body = json.dumps(
             {
@@ -146,7 +148,7 @@ class OnboardingStackTest(unittest.TestCase):
             method="PUT",
             headers={
                 "Content-Type": "",
-                "x-moto-account-id": CUSTOMER,
+                "x-moto-account-id": account,
                 # moto picks the region of this request from the User-Agent (else us-east-1),
                 # not from the /cloudformation_<region>/ path.
                 "User-Agent": f"rolegate-tests region/{REGION}",
@@ -155,12 +157,12 @@ class OnboardingStackTest(unittest.TestCase):
         with urllib.request.urlopen(request, timeout=10) as response:
             self.assertEqual(response.status, 200)
 
-    def wait_for(self, stack_id, status, timeout=30):
+    def wait_for(self, stack_id, status, timeout=30, cfn=None):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            current = self.stack(stack_id)["StackStatus"]
+            current = self.stack(stack_id, cfn)["StackStatus"]
             if current == status:
-                return self.stack(stack_id)
+                return self.stack(stack_id, cfn)
             time.sleep(0.2)
         self.fail(f"stack stayed {current}, expected {status}")
 
@@ -193,10 +195,10 @@ class OnboardingStackTest(unittest.TestCase):
         self.assertEqual(role["MaxSessionDuration"], 7200)
         assume, session = statements
         self.assertEqual(assume["Action"], "sts:AssumeRole")
-        self.assertEqual(assume["Principal"], {"AWS": f"arn:aws:iam::{PROVIDER}:root"})
+        self.assertEqual(assume["Principal"], {"AWS": BROKER})
         self.assertEqual(assume["Condition"], {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}})
         self.assertEqual(session["Action"], ["sts:SetSourceIdentity", "sts:TagSession"])
-        self.assertEqual(session["Principal"], {"AWS": f"arn:aws:iam::{PROVIDER}:root"})
+        self.assertEqual(session["Principal"], {"AWS": BROKER})
         self.assertNotIn("Condition", session)
 
         # Not in the provider's (moto's default) account.
@@ -226,19 +228,76 @@ class OnboardingStackTest(unittest.TestCase):
         with self.assertRaises(self.iam.exceptions.NoSuchEntityException):
             self.iam.get_role(RoleName="rolegate-acme-corp")
 
-    def test_a_second_org_onboards_the_same_account_pinned_to_one_provider_role(self):
-        pin = f"arn:aws:iam::{PROVIDER}:role/rolegate-broker"
-        stack_id = self.create("rolegate-onboarding-other", OrgName="other-org", ProviderPrincipalArn=pin)
-        _, statements = self.trust("rolegate-other-org")
-        assume, session = statements
-        self.assertEqual(
-            assume["Condition"],
-            {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}, "ArnEquals": {"aws:PrincipalArn": pin}},
+    def test_only_the_pinned_provider_principal_can_assume_the_role(self):
+        """Issue 10, defect 4: another principal of the provider's account, holding the
+        ExternalId, is denied. Checked with moto's IAM mode, which matches trust principals by
+        exact ARN (and wrongly denies `:root` principals, so a trust of the whole account
+        would deny the broker too and fail this test). moto 5.2.5 evaluates a trust policy
+        only when the role is in the caller's own account, so this one stack is deployed in
+        the provider's account; the trust policy is the same wherever the role lives."""
+        cfn = self.client("cloudformation", PROVIDER)
+        stack_id = self.create("rolegate-onboarding-pinned", cfn=cfn, OrgName="pinned-org")
+        self.answer_for_the_lambda(stack_id, account=PROVIDER)
+        self.wait_for(stack_id, "CREATE_COMPLETE", cfn=cfn)
+        role_arn = f"arn:aws:iam::{PROVIDER}:role/rolegate-pinned-org"
+        provider_iam = self.client("iam", PROVIDER)
+        keys = {}
+        for name in ("rolegate-broker", "intruder"):
+            provider_iam.create_user(UserName=name)
+            provider_iam.put_user_policy(
+                UserName=name,
+                PolicyName="assume-anything",
+                PolicyDocument=json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
+                                "Resource": "*",
+                            }
+                        ],
+                    }
+                ),
+            )
+            key = provider_iam.create_access_key(UserName=name)["AccessKey"]
+            keys[name] = (key["AccessKeyId"], key["SecretAccessKey"])
+        # From here on moto checks IAM for every request.
+        request = urllib.request.Request(
+            f"{self.moto.endpoint}/moto-api/reset-auth",
+            data=b"0",
+            method="POST",
+            headers={"Content-Type": "text/plain"},
         )
-        self.assertEqual(session["Condition"], {"ArnEquals": {"aws:PrincipalArn": pin}})
-        self.answer_for_the_lambda(stack_id)
-        stack = self.wait_for(stack_id, "CREATE_COMPLETE")
-        self.assert_managed_policy(stack, "rolegate-other-org", "ReadOnlyAccess")  # the default
+        with urllib.request.urlopen(request, timeout=10) as response:
+            self.assertEqual(response.status, 200)
+        try:
+
+            def assume(name, external_id=EXTERNAL_ID):
+                sts = boto3.client(
+                    "sts",
+                    endpoint_url=self.moto.endpoint,
+                    region_name=REGION,
+                    aws_access_key_id=keys[name][0],
+                    aws_secret_access_key=keys[name][1],
+                )
+                return sts.assume_role(RoleArn=role_arn, RoleSessionName="probe", ExternalId=external_id)
+
+            creds = assume("rolegate-broker")["Credentials"]
+            self.assertTrue(creds["AccessKeyId"])
+            for who, external_id in (("intruder", EXTERNAL_ID), ("rolegate-broker", "Wr0ng" * 8)):
+                with self.subTest(who=who, external_id=external_id):
+                    with self.assertRaises(Exception) as denied:
+                        assume(who, external_id)
+                    self.assertIn("AccessDenied", str(denied.exception))
+        finally:
+            request = urllib.request.Request(
+                f"{self.moto.endpoint}/moto-api/reset-auth",
+                data=b"1000000",
+                method="POST",
+                headers={"Content-Type": "text/plain"},
+            )
+            urllib.request.urlopen(request, timeout=10).close()
 
     def test_an_explicit_role_name_wins(self):
         stack_id = self.create(

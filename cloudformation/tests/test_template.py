@@ -1,6 +1,7 @@
 """The onboarding template itself: cfn-lint, and the properties the issue requires of it."""
 
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -68,9 +69,9 @@ class TemplateTest(unittest.TestCase):
             ],
             "RoleName": ["", "rolegate-acme", "Custom+Name=,.@_-1"],
             "ProviderPrincipalArn": [
-                "",
                 "arn:aws:iam::123456789012:role/rolegate",
                 "arn:aws-us-gov:iam::123456789012:role/path/rolegate",
+                "arn:aws:iam::123456789012:user/rolegate",
             ],
             "ProviderAccountId": ["123456789012"],
         }
@@ -88,9 +89,12 @@ class TemplateTest(unittest.TestCase):
             ],
             "RoleName": ["a" * 65, "has space", "slash/no"],
             "ProviderPrincipalArn": [
-                "arn:aws:iam::123456789012:user/alice",
+                "",
                 "arn:aws:iam::123456789012:root",
+                "arn:aws:sts::123456789012:assumed-role/rolegate/session",
+                "arn:aws:iam::123456789012:group/ops",
                 "123456789012",
+                "*",
             ],
             "ProviderAccountId": ["12345678901", "1234567890123", "abcdefghijkl", ""],
         }
@@ -115,7 +119,7 @@ class TemplateTest(unittest.TestCase):
         )
         self.assertEqual(p["MaxSessionDuration"]["Default"], 3600)
         self.assertEqual(p["RoleName"]["Default"], "")
-        self.assertEqual(p["ProviderPrincipalArn"]["Default"], "")
+        self.assertNotIn("Default", p["ProviderPrincipalArn"], "the trust is always pinned")
         self.assertEqual(
             self.res["AccessRole"]["Properties"]["RoleName"],
             {"Fn::If": ["DefaultRoleName", {"Fn::Sub": "rolegate-${OrgName}"}, {"Ref": "RoleName"}]},
@@ -140,25 +144,15 @@ class TemplateTest(unittest.TestCase):
     def test_trust_policy(self):
         statements = self.res["AccessRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         self.assertEqual(len(statements), 2)
-        principal = {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${ProviderAccountId}:root"}}
-        external_id = {"sts:ExternalId": {"Ref": "ExternalId"}}
-        pin = {"aws:PrincipalArn": {"Ref": "ProviderPrincipalArn"}}
-
-        assume = statements[0]
+        # Exactly one principal of the provider's account, never the whole account.
+        principal = {"AWS": {"Ref": "ProviderPrincipalArn"}}
+        assume, session = statements
         self.assertEqual((assume["Effect"], assume["Action"], assume["Principal"]), ("Allow", "sts:AssumeRole", principal))
-        condition, pinned, unpinned = assume["Condition"]["Fn::If"]
-        self.assertEqual(condition, "PinProviderPrincipal")
-        self.assertEqual(pinned, {"StringEquals": external_id, "ArnEquals": pin})
-        self.assertEqual(unpinned, {"StringEquals": external_id})
-
-        condition, pinned, unpinned = statements[1]["Fn::If"]
-        self.assertEqual(condition, "PinProviderPrincipal")
-        for statement in (pinned, unpinned):
-            self.assertEqual(statement["Effect"], "Allow")
-            self.assertEqual(statement["Principal"], principal)
-            self.assertEqual(statement["Action"], ["sts:SetSourceIdentity", "sts:TagSession"])
-        self.assertEqual(pinned["Condition"], {"ArnEquals": pin})
-        self.assertNotIn("Condition", unpinned)
+        self.assertEqual(assume["Condition"], {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}})
+        self.assertEqual((session["Effect"], session["Principal"]), ("Allow", principal))
+        self.assertEqual(session["Action"], ["sts:SetSourceIdentity", "sts:TagSession"])
+        self.assertNotIn("PinProviderPrincipal", self.t.get("Conditions", {}))
+        self.assertNotIn(":root", json.dumps(statements))
 
     def test_secret_reaches_the_lambda_only_through_the_custom_resource(self):
         uses = [

@@ -139,6 +139,20 @@ impl rolegate_core::ports::aws::Sts for SdkSts {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn own_identity(&self) -> Result<CallerIdentity, StsError> {
+        let out = self
+            .client
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(CallerIdentity {
+            arn: out.arn.unwrap_or_default(),
+            account: out.account.unwrap_or_default(),
+        })
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn caller_identity(
         &self,
         access_key_id: &str,

@@ -12,10 +12,11 @@ use std::time::Instant;
 use anyhow::Context as _;
 use clap::Args;
 use rolegate_core::audit::AuditRecord;
-use rolegate_core::ids::{OrgName, Role, UserId};
+use rolegate_core::ids::{OrgName, UserId};
+use rolegate_core::keyspace;
 use rolegate_core::orgs::RegisterOrgCommand;
 use rolegate_core::ports::Txn;
-use rolegate_core::{Principal, RequestContext, Services};
+use rolegate_core::{Caller, Principal, RequestContext, Services};
 use secrecy::ExposeSecret as _;
 
 /// What to seed.
@@ -83,19 +84,19 @@ pub async fn run(services: &Services, args: &SeedArgs) -> anyhow::Result<String>
     let started = Instant::now();
     let batch = args.batch.max(1);
     let owner = UserId::parse(&args.owner)?;
-    let me = Principal::Operator {
-        user_id: owner.clone(),
-        role: Role::Operator,
-    };
     let user = services
-        .get_user(&me, &owner)
+        .users
+        .get(&Caller::system("bench-seed"), &owner)
         .await
         .with_context(|| format!("the owner {owner} must exist (run `rolegate admin token`)"))?;
     anyhow::ensure!(!user.disabled, "the owner {owner} is disabled");
-    let by = Principal::Operator {
-        user_id: owner,
-        role: user.role,
-    };
+    let by = Caller::new(
+        Principal::Operator {
+            user_id: owner,
+            role: user.role,
+        },
+        RequestContext::system("bench-seed"),
+    );
     let names = (1..=args.orgs)
         .map(|i| OrgName::parse(&format!("{}-{i:07}", args.name_prefix)))
         .collect::<Result<Vec<_>, _>>()
@@ -111,7 +112,7 @@ pub async fn run(services: &Services, args: &SeedArgs) -> anyhow::Result<String>
                 let ctx = RequestContext {
                     request_id: uuid::Uuid::new_v4().to_string(),
                     source_ip: Some("127.0.0.1".to_owned()),
-                    actor: by.actor(),
+                    actor: by.principal.actor(),
                 };
                 let cmd = RegisterOrgCommand {
                     name: name.clone(),
@@ -120,7 +121,7 @@ pub async fn run(services: &Services, args: &SeedArgs) -> anyhow::Result<String>
                 (ctx, cmd)
             })
             .collect();
-        let registered = services.register_orgs(&by, cmds).await?;
+        let registered = services.orgs.register_batch(&by, cmds).await?;
         for (j, reg) in registered.iter().enumerate() {
             let i = chunk_no * batch + j;
             if i.is_multiple_of(step) && i / step < args.keys {
@@ -131,16 +132,17 @@ pub async fn run(services: &Services, args: &SeedArgs) -> anyhow::Result<String>
                     reg.api_key.expose_secret()
                 )?;
                 if args.secrets_out.is_some() {
-                    let key = format!("org/{}", reg.org.org_name);
+                    let name = OrgName::parse(&reg.org.org_name)?;
                     let rec = services
-                        .vault
-                        .get::<rolegate_core::orgs::OrgRecord>(&key)
+                        .records
+                        .get(&keyspace::org(&name))
                         .await?
                         .context("a just-registered org is missing")?;
                     writeln!(
                         secrets,
                         "{} {}",
-                        reg.org.org_name, rec.value.callback_secret
+                        reg.org.org_name,
+                        rec.value.callback_secret.expose()
                     )?;
                 }
             }
@@ -161,7 +163,12 @@ pub async fn run(services: &Services, args: &SeedArgs) -> anyhow::Result<String>
     while done < fill {
         let n = batch.min(fill - done);
         let entries: Vec<_> = (done..done + n).map(|i| filler(i, &names)).collect();
-        if !services.audit.commit_batch(Txn::new(), &entries).await? {
+        if !services
+            .records
+            .audit()
+            .commit_batch(Txn::new(), &entries)
+            .await?
+        {
             anyhow::bail!("the audit log refused a batch of events");
         }
         progress(

@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
+use rolegate_core::Caller;
 use rolegate_core::clock::SystemClock;
 use rolegate_core::ids::{Role, UserId};
 use rolegate_core::users::CreateUserCommand;
-use rolegate_core::{RequestContext, audit};
 use rolegate_server::app::open_services;
 use rolegate_server::config::{LogFormat, RawSettings, Settings};
 use secrecy::ExposeSecret as _;
@@ -58,11 +58,7 @@ struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP service.
-    Serve {
-        /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free port).
-        #[arg(long, value_name = "ADDR")]
-        listen: Option<String>,
-    },
+    Serve(ServeArgs),
     /// Print a new random base64 master key.
     Keygen,
     /// Administrative commands that work offline, directly against the store.
@@ -96,6 +92,59 @@ enum Command {
     /// events directly to the store, through the domain code. Never on a production store.
     #[command(hide = true)]
     BenchSeed(bench_seed::SeedArgs),
+}
+
+/// `rolegate serve`'s own flags. Each is also a config-file key and a ROLEGATE_* variable.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free port). A
+    /// non-loopback address needs TLS or --allow-plain-http [env: ROLEGATE_LISTEN].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain; re-read on SIGHUP
+    /// [env: ROLEGATE_TLS_CERT_FILE].
+    #[arg(long, value_name = "FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of --tls-cert-file; re-read on SIGHUP [env: ROLEGATE_TLS_KEY_FILE].
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address, behind a TLS-terminating proxy
+    /// [env: ROLEGATE_ALLOW_PLAIN_HTTP].
+    #[arg(long)]
+    allow_plain_http: bool,
+    /// Seconds a client has to send a request's headers, else 408 (default 10)
+    /// [env: ROLEGATE_HEADER_READ_TIMEOUT_SECS].
+    #[arg(long, value_name = "SECS")]
+    header_read_timeout_secs: Option<u64>,
+    /// Seconds a client has to send a request's body, else 408 (default 30)
+    /// [env: ROLEGATE_BODY_READ_TIMEOUT_SECS].
+    #[arg(long, value_name = "SECS")]
+    body_read_timeout_secs: Option<u64>,
+    /// Seconds a handler has to answer, else 503 handler_timeout (default 60)
+    /// [env: ROLEGATE_REQUEST_TIMEOUT_SECS].
+    #[arg(long, value_name = "SECS")]
+    request_timeout_secs: Option<u64>,
+    /// Start on a Redis whose persistence can lose acknowledged writes (AOF off, appendfsync
+    /// no, an evicting maxmemory-policy, or CONFIG disabled); /api/ready then says degraded
+    /// [env: ROLEGATE_STORE_ALLOW_VOLATILE_REDIS].
+    #[arg(long)]
+    store_allow_volatile_redis: bool,
+}
+
+impl ServeArgs {
+    fn flags(&self) -> RawSettings {
+        RawSettings {
+            listen: self.listen.clone(),
+            tls_cert_file: self.tls_cert_file.clone(),
+            tls_key_file: self.tls_key_file.clone(),
+            allow_plain_http: self.allow_plain_http.then_some(true),
+            header_read_timeout_secs: self.header_read_timeout_secs,
+            body_read_timeout_secs: self.body_read_timeout_secs,
+            request_timeout_secs: self.request_timeout_secs,
+            store_allow_volatile_redis: self.store_allow_volatile_redis.then_some(true),
+            ..RawSettings::default()
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,17 +229,16 @@ enum AuditCommand {
     },
 }
 
-fn settings(global: &GlobalArgs, listen: Option<String>) -> anyhow::Result<Settings> {
+fn settings(global: &GlobalArgs, serve: Option<RawSettings>) -> anyhow::Result<Settings> {
     let file = match &global.config {
         Some(path) => RawSettings::from_file(path)?,
         None => RawSettings::default(),
     };
     let flags = RawSettings {
-        listen,
         data_dir: global.data_dir.clone(),
         store: global.store.clone(),
         master_key_file: global.master_key_file.clone(),
-        ..RawSettings::default()
+        ..serve.unwrap_or_default()
     };
     let mut raw = file.overlay_env(|k| std::env::var(k).ok())?;
     if flags.master_key_file.is_some() {
@@ -246,9 +294,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             "{}",
             rolegate_crypto::MasterKey::generate().to_base64()
         )?,
-        Command::Serve { listen } => {
+        Command::Serve(args) => {
             drop(out);
-            let settings = settings(&cli.global, listen)?;
+            let settings = settings(&cli.global, Some(args.flags()))?;
             rolegate_server::telemetry::init(settings.log_format, &settings.log_level);
             let app = rolegate_server::Application::build(settings).await?;
             if let Some(addr) = app.local_addr() {
@@ -257,7 +305,12 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 // (JSON when it is not a terminal).
                 #[allow(clippy::print_stderr)]
                 {
-                    eprintln!("rolegate listening on http://{addr}");
+                    let scheme = if app.state().settings.tls.is_some() {
+                        "https"
+                    } else {
+                        "http"
+                    };
+                    eprintln!("rolegate listening on {scheme}://{addr}");
                 }
             }
             app.run_until_stopped().await?;
@@ -269,17 +322,20 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             rolegate_server::telemetry::init(LogFormat::Pretty, "warn");
             let services = open_services(&settings, true, Arc::new(SystemClock)).await?;
             let id = UserId::parse(&user_id)?;
-            let ctx = RequestContext::system("cli-admin-token");
-            let token = match services.reissue_token(&ctx, &id).await {
-                Ok((user, token)) if user.role == Role::Admin => token,
+            let system = Caller::system("admin-token");
+            // Only an admin's token is reissued here: look before rotating.
+            let token = match services.users.get(&system, &id).await {
+                Ok(user) if user.role == Role::Admin => {
+                    services.users.rotate_token(&system, &id).await?.1
+                }
                 Ok(_) => anyhow::bail!("user {id} exists but is not an admin"),
                 Err(rolegate_core::Error::NotFound { .. }) => {
-                    let cmd = CreateUserCommand {
-                        user_id: id,
-                        role: Role::Admin,
-                        metadata: serde_json::json!({"created_by": "cli"}),
-                    };
-                    services.insert_user(&ctx, cmd, "cli").await?.1
+                    let cmd = CreateUserCommand::parse(
+                        id.as_str(),
+                        "admin",
+                        Some(serde_json::json!({"created_by": "cli"})),
+                    )?;
+                    services.users.create(&system, cmd).await?.1
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -295,14 +351,12 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Rekey => {
             let settings = settings(&cli.global, None)?;
             let services = open_services(&settings, false, Arc::new(SystemClock)).await?;
-            let (resealed, total) = services
-                .vault
-                .rekey(rolegate_core::vault::REKEY_SKIP)
-                .await?;
+            let vault = services.records.vault();
+            let (resealed, total) = vault.rekey().await?;
             writeln!(
                 out,
                 "re-sealed {resealed} of {total} records under key {}",
-                services.vault.keyring().current_id()
+                vault.keyring().current_id()
             )?;
         }
         Command::Store {
@@ -325,7 +379,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let store =
                 rolegate_store::connect(settings.store.expose_secret(), &settings.data_dir).await?;
             let vault = rolegate_core::vault::Vault::new(store, Arc::new(ring));
-            let report = audit::verify(&vault).await?;
+            let report = rolegate_core::audit::verify(&vault).await?;
             if let Some(first) = report.breaks.first() {
                 writeln!(
                     out,
@@ -346,7 +400,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         } => {
             let settings = settings(&cli.global, None)?;
             let services = open_services(&settings, false, Arc::new(SystemClock)).await?;
-            let report = audit::verify(&services.vault).await?;
+            let report = services
+                .audit
+                .verify(&Caller::system("audit-verify"))
+                .await?;
             if report.breaks.is_empty() {
                 writeln!(out, "audit chain intact: {} events", report.events)?;
             } else {
@@ -374,15 +431,11 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 })
                 .transpose()
                 .context("--since must be an RFC 3339 time such as 2026-01-01T00:00:00Z")?;
-            let mut after: Option<String> = None;
+            let system = Caller::system("audit-export");
+            let mut after: Option<u64> = None;
             loop {
-                let page = services
-                    .vault
-                    .store()
-                    .list(audit::EVENT_PREFIX, after.as_deref(), 500)
-                    .await?;
-                for (key, raw) in &page.items {
-                    let ev: audit::AuditEvent = services.vault.open(key, raw)?;
+                let page = services.audit.export(&system, after, 500).await?;
+                for ev in &page.events {
                     let keep = since.is_none_or(|s| {
                         time::OffsetDateTime::parse(
                             &ev.time,
@@ -391,7 +444,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         .is_ok_and(|t| t >= s)
                     });
                     if keep {
-                        serde_json::to_writer(&mut out, &ev)?;
+                        serde_json::to_writer(&mut out, ev)?;
                         out.write_all(b"\n")?;
                     }
                 }

@@ -1,13 +1,24 @@
 //! Time is injected so that expiry, TTL and rate-limit logic is testable without sleeping.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
-/// A source of the current time.
+/// A wait, as returned by [`Clock::sleep`].
+pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A source of the current time, and of waits.
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     fn now(&self) -> OffsetDateTime;
+
+    /// Waits `d`. Services wait only through this, never `tokio::time::sleep` directly.
+    fn sleep(&self, d: Duration) -> Sleep {
+        Box::pin(tokio::time::sleep(d))
+    }
 
     /// Unix time in milliseconds.
     fn now_ms(&self) -> i64 {
@@ -25,7 +36,8 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to, for tests.
+/// A clock that moves only when told to, for tests. Its `sleep` waits in real time without
+/// moving it, so a wait for another replica behaves as in production.
 #[derive(Debug, Clone)]
 pub struct ManualClock(Arc<AtomicI64>);
 

@@ -8,11 +8,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::Error;
+use crate::error::Error;
+use crate::keyspace;
 use crate::ports::Txn;
 use crate::vault::Vault;
-
-pub const PREFIX: &str = "idem/";
 /// How long a claim lives if its holder dies before finishing.
 const IN_PROGRESS_TTL: Duration = Duration::from_secs(300);
 
@@ -76,7 +75,7 @@ impl Idempotency {
             h.update(part.as_bytes());
             h.update([0u8]);
         }
-        format!("{PREFIX}{}", hex::encode(h.finalize()))
+        keyspace::idempotency(&hex::encode(h.finalize()))
     }
 
     /// Atomically claims `scope_key` or reports what is already there.
@@ -128,9 +127,93 @@ impl Idempotency {
         Ok(())
     }
 
+    /// Deletes every stored response that carries AWS credentials or a console sign-in URL.
+    /// Older versions stored credential answers for replay; they never should have been
+    /// (issue 10, defect 7), so `serve` drops them at start-up. Returns how many. A record
+    /// that cannot be opened is left for its TTL.
+    pub async fn purge_secret_responses(&self) -> Result<usize, Error> {
+        // Credential answers carry keys; sign-in answers carry a `session_name` beside the URL.
+        const SECRET_FIELDS: &[&[u8]] = &[
+            b"\"secret_access_key\"",
+            b"\"session_token\"",
+            b"\"session_name\"",
+        ];
+        let store = self.vault.store();
+        let mut after: Option<String> = None;
+        let mut purged = 0;
+        loop {
+            let page = store
+                .list(keyspace::IDEMPOTENCY.prefix, after.as_deref(), 500)
+                .await?;
+            let mut txn = Txn::new();
+            for (key, raw) in &page.items {
+                let Ok(Entry::Done { response, .. }) = self.vault.open::<Entry>(key, raw) else {
+                    continue;
+                };
+                let body = &response.body;
+                if SECRET_FIELDS
+                    .iter()
+                    .any(|f| body.windows(f.len()).any(|w| w == *f))
+                {
+                    txn = txn.delete(key.clone());
+                    purged += 1;
+                }
+            }
+            if !txn.writes.is_empty() {
+                self.vault.commit(txn).await?;
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Ok(purged),
+            }
+        }
+    }
+
     /// Frees the key so the request can be retried (after a 5xx).
     pub async fn release(&self, scope_key: &str) -> Result<(), Error> {
         self.vault.commit(Txn::new().delete(scope_key)).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn stored_credential_answers_are_purged_and_others_kept() {
+        let (services, _) = crate::testing::services().await;
+        let idem = Idempotency::new(services.records.vault().clone(), Duration::from_secs(60));
+        let answers = [
+            (
+                r#"{"access_key_id":"ASIA","secret_access_key":"s","session_token":"t"}"#,
+                true,
+            ),
+            (
+                r#"{"url":"https://x/federation?Action=login","session_name":"a.b.c"}"#,
+                true,
+            ),
+            (r#"{"org_name":"acme","api_key":"rgk_x"}"#, false),
+        ];
+        for (i, (body, _)) in answers.iter().enumerate() {
+            let key = Idempotency::scope_key("user:a", "POST", "/p", &i.to_string());
+            let Claim::Proceed(k) = idem.claim(&key, "fp").await.unwrap() else {
+                panic!("fresh key")
+            };
+            let stored = StoredResponse {
+                status: 200,
+                headers: vec![],
+                body: body.as_bytes().to_vec(),
+            };
+            idem.complete(&k, "fp", stored).await.unwrap();
+        }
+        assert_eq!(idem.purge_secret_responses().await.unwrap(), 2);
+        for (i, (_, secret)) in answers.iter().enumerate() {
+            let key = Idempotency::scope_key("user:a", "POST", "/p", &i.to_string());
+            let left = services.records.vault().store().get(&key).await.unwrap();
+            assert_eq!(left.is_none(), *secret, "answer {i}");
+        }
+        assert_eq!(idem.purge_secret_responses().await.unwrap(), 0);
     }
 }

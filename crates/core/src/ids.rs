@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
+use crate::error::Error;
 
 /// An organisation name: 3–32 characters of `[a-z0-9-]`, starting with a letter and not
 /// ending with `-`. Input is lower-cased first, so lookups are case-insensitive.
@@ -119,6 +119,40 @@ impl From<UserId> for String {
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A 12-digit AWS account id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AccountId(String);
+
+impl AccountId {
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        if input.len() == 12 && input.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(input.to_owned()))
+        } else {
+            Err(Error::invalid(
+                "account_id",
+                "account_id must be exactly 12 digits",
+            ))
+        }
+    }
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for AccountId {
+    type Error = Error;
+    fn try_from(v: String) -> Result<Self, Error> {
+        Self::parse(&v)
+    }
+}
+impl From<AccountId> for String {
+    fn from(v: AccountId) -> Self {
+        v.0
     }
 }
 

@@ -1,92 +1,60 @@
-//! rolegate's domain: validated identifiers, models, services, and the ports (traits) that
-//! adapters implement. This crate must not depend on HTTP, Redis, SQLite or AWS crates.
+//! rolegate's domain: validated identifiers, records, the policy, the area services, and
+//! the ports (traits) that adapters implement. This crate must not depend on HTTP, Redis,
+//! SQLite or AWS crates.
+//!
+//! Layers, each using only those below it: `ids`, `clock`, `ports` and `error` → `model`
+//! → `keyspace` → `vault` → `audit` → `principal`, `levels`, `policy` → `records` (the one
+//! update loop) → the areas (`users`, `orgs`, then `onboarding`, `credentials`,
+//! `audit_log`) → `services` (the wiring).
 //!
 //! The `openapi` feature (used by the server) derives `utoipa::ToSchema` on the public views
 //! (`Org`, `User`, `AuditEvent`, …) so the API document is generated from the very types that
 //! are serialised; utoipa only builds schema values and does no I/O.
 
-use std::sync::Arc;
-
-/// The hash-chained audit log.
+/// The hash-chained audit log: appends, group commit, verification.
 pub mod audit;
+/// The audit area: queries, export, verification as a caller.
+pub mod audit_log;
 /// The injected clock.
 pub mod clock;
-/// Credential vending and its cache.
+/// The credentials area: vending, cache, console sign-in, validation.
 pub mod credentials;
-/// The domain error type with stable codes.
+/// The one table of error codes, and the domain error type.
 pub mod error;
 /// Idempotency-Key records.
 pub mod idempotency;
-/// Validated identifiers (`OrgName`, `UserId`, `Role`).
+/// Validated identifiers (`OrgName`, `UserId`, `AccountId`, `Role`).
 pub mod ids;
-/// Customer onboarding: signed callbacks, binding, links.
+/// Every record family and its keys.
+pub mod keyspace;
+/// Access levels and who may use them.
+pub mod levels;
+/// The records rolegate keeps, and their public views.
+pub mod model;
+/// The onboarding area: signed callbacks, binding, links.
 pub mod onboarding;
-/// Organisations: registration, lookup, key rotation, offboarding.
+/// The organisations area: registration, lookup, key rotation, offboarding.
 pub mod orgs;
-/// Traits implemented by storage (and later AWS) adapters.
+/// The one authorization policy.
+pub mod policy;
+/// Traits implemented by storage and AWS adapters.
 pub mod ports;
 /// Callers and per-request context.
 pub mod principal;
-/// Operators and their bearer tokens.
+/// Typed reads, the update loop, audited commits and decisions.
+pub mod records;
+/// The wiring of the area services.
+pub mod services;
+/// The operators area.
 pub mod users;
 /// The sealing barrier between services and storage.
 pub mod vault;
 
-/// In-memory test doubles (a `KvStore`, an STS) for this crate's unit tests.
-#[cfg(test)]
-mod testing;
+/// In-memory test doubles: a `KvStore` that passes the store conformance suite, and an STS
+/// that is never reached.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
-pub use error::Error;
-pub use principal::{Principal, RequestContext};
-
-use clock::Clock;
-use rolegate_crypto::Pepper;
-
-/// The domain services, wired to one store, keyring and clock.
-#[derive(Debug, Clone)]
-pub struct Services {
-    pub vault: vault::Vault,
-    pub audit: Arc<audit::Audit>,
-    pub clock: Arc<dyn Clock>,
-    /// STS, for onboarding checks and credential vending.
-    pub sts: Arc<dyn ports::aws::Sts>,
-    /// The console federation endpoint, for sign-in URLs.
-    pub federation: Arc<dyn ports::aws::Federation>,
-    /// In-process single-flight for credential issuance.
-    flights: Arc<credentials::Flights>,
-    pepper: Pepper,
-}
-
-impl Services {
-    /// Wires the services and loads (or creates) the store's token pepper.
-    pub async fn new(
-        vault: vault::Vault,
-        clock: Arc<dyn Clock>,
-        sts: Arc<dyn ports::aws::Sts>,
-        federation: Arc<dyn ports::aws::Federation>,
-    ) -> Result<Self, Error> {
-        let pepper = vault.pepper().await?;
-        let audit = audit::Audit::new(vault.clone(), clock.clone());
-        Ok(Self {
-            vault,
-            audit,
-            clock,
-            sts,
-            federation,
-            flights: Arc::default(),
-            pepper,
-        })
-    }
-
-    /// The current time as RFC 3339 (`Z`, whole seconds).
-    #[must_use]
-    pub fn now(&self) -> String {
-        clock::rfc3339(self.clock.now())
-    }
-
-    /// A salted digest for correlating a non-secret-but-sensitive value in audit events.
-    #[must_use]
-    pub fn correlation_digest(&self, value: &str) -> String {
-        self.pepper.digest("audit-correlation", value).to_hex()[..16].to_owned()
-    }
-}
+pub use error::{Code, Error};
+pub use principal::{Caller, Principal, RequestContext};
+pub use services::Services;

@@ -1,16 +1,22 @@
-//! Who is calling, and what each kind of caller may touch.
+//! Who is calling. What each kind of caller may do is decided in one place, `policy`.
 
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{OrgName, Role, UserId};
 
-/// An authenticated caller.
+/// An authenticated caller. Adding a kind here fails to compile until `policy` has decided,
+/// for every action, what it may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// Staff, authenticated with a bearer token.
     Operator { user_id: UserId, role: Role },
     /// A provider service, authenticated with an org-scoped API key.
     OrgKey { org: OrgName, key_id: String },
+    /// A customer's onboarding stack, proven by a callback signed with its org's secret.
+    Stack { org: OrgName },
+    /// rolegate itself: start-up bootstrap and the offline admin commands, which run on the
+    /// machine that holds the master key.
+    System { task: &'static str },
 }
 
 impl Principal {
@@ -20,6 +26,8 @@ impl Principal {
         match self {
             Self::Operator { user_id, .. } => format!("user:{user_id}"),
             Self::OrgKey { key_id, .. } => format!("apikey:{key_id}"),
+            Self::Stack { .. } => "callback".to_owned(),
+            Self::System { .. } => "system".to_owned(),
         }
     }
 
@@ -33,18 +41,6 @@ impl Principal {
             }
         )
     }
-
-    /// Whether this caller may see and manage `org`, owned by `owner`.
-    #[must_use]
-    pub fn can_access_org(&self, org: &OrgName, owner: &UserId) -> bool {
-        match self {
-            Self::Operator {
-                role: Role::Admin, ..
-            } => true,
-            Self::Operator { user_id, .. } => user_id == owner,
-            Self::OrgKey { org: own, .. } => own == org,
-        }
-    }
 }
 
 /// Per-request facts every service call carries, for audit and logs.
@@ -52,7 +48,7 @@ impl Principal {
 pub struct RequestContext {
     pub request_id: String,
     pub source_ip: Option<String>,
-    /// `user:ID`, `apikey:ID`, `anonymous` or `system`.
+    /// `user:ID`, `apikey:ID`, `callback`, `anonymous` or `system`.
     pub actor: String,
 }
 
@@ -63,6 +59,32 @@ impl RequestContext {
             request_id: request_id.into(),
             source_ip: None,
             actor: "system".to_owned(),
+        }
+    }
+}
+
+/// A principal and the request it made: what every service method takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub principal: Principal,
+    pub ctx: RequestContext,
+}
+
+impl Caller {
+    /// An authenticated caller; the context's actor is the principal's.
+    #[must_use]
+    pub fn new(principal: Principal, mut ctx: RequestContext) -> Self {
+        ctx.actor = principal.actor();
+        Self { principal, ctx }
+    }
+
+    /// rolegate itself, for `task` (`bootstrap`, `admin-token`, …): the only way to act
+    /// without an authenticated request, and still decided by the policy.
+    #[must_use]
+    pub fn system(task: &'static str) -> Self {
+        Self {
+            principal: Principal::System { task },
+            ctx: RequestContext::system(task),
         }
     }
 }

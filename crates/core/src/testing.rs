@@ -1,26 +1,46 @@
-//! Test doubles for core's own unit tests: an in-memory `KvStore` (conditions, writes and
-//! listing only; the real engines are covered by the store crate's conformance suite) and an
-//! STS that is never reached.
+//! Test doubles: an in-memory `KvStore` that passes the store conformance suite, and an STS
+//! that is never reached. Built for core's own tests and, with the `testing` feature, for
+//! the store crate's conformance suite.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use secrecy::SecretString;
 
-use crate::Services;
 use crate::clock::SystemClock;
 use crate::ports::aws::{AssumeRoleRequest, CallerIdentity, Sts, StsError, TemporaryCredentials};
+use crate::ports::store::rules;
 use crate::ports::{
     Condition, KvStore, Page, RateDecision, RateLimit, StoreError, Txn, Write, gcra,
 };
+use crate::services::{Config, Ports, Services};
 use crate::vault::Vault;
 
-/// A `BTreeMap` behind a mutex: every `commit` is atomic. TTLs are ignored.
+/// A `BTreeMap` behind a mutex: every `commit` is atomic, TTLs expire in real time, and
+/// rate steps keep their buckets in a namespace of their own. It passes the store crate's
+/// conformance suite (run there as the `memory` engine).
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    data: Mutex<BTreeMap<String, Vec<u8>>>,
+    data: Mutex<Data>,
     commits: Mutex<usize>,
+}
+
+#[derive(Debug, Default)]
+struct Data {
+    kv: BTreeMap<String, (Vec<u8>, Option<Instant>)>,
+    /// Rate-limit buckets: (TAT in Unix ms, expiry).
+    rate: BTreeMap<String, (i64, Instant)>,
+}
+
+impl Data {
+    fn live(&self, key: &str, now: Instant) -> Option<&Vec<u8>> {
+        self.kv
+            .get(key)
+            .filter(|(_, exp)| exp.is_none_or(|e| e > now))
+            .map(|(v, _)| v)
+    }
 }
 
 impl MemoryStore {
@@ -31,10 +51,10 @@ impl MemoryStore {
 
     /// Overwrites `key` behind the vault's back (to simulate tampering).
     pub fn poke(&self, key: &str, value: Vec<u8>) {
-        self.map().insert(key.to_owned(), value);
+        self.data().kv.insert(key.to_owned(), (value, None));
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
+    fn data(&self) -> std::sync::MutexGuard<'_, Data> {
         self.data.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -46,27 +66,30 @@ impl KvStore for MemoryStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.map().get(key).cloned())
+        rules::key(key)?;
+        Ok(self.data().live(key, Instant::now()).cloned())
     }
 
     async fn commit(&self, txn: Txn) -> Result<bool, StoreError> {
+        rules::txn(&txn)?;
         *self.commits.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        let mut map = self.map();
+        let now = Instant::now();
+        let mut data = self.data();
         let holds = txn.conditions.iter().all(|c| match c {
-            Condition::Absent(k) => !map.contains_key(k),
-            Condition::Present(k) => map.contains_key(k),
-            Condition::Equals(k, v) => map.get(k) == Some(v),
+            Condition::Absent(k) => data.live(k, now).is_none(),
+            Condition::Present(k) => data.live(k, now).is_some(),
+            Condition::Equals(k, v) => data.live(k, now) == Some(v),
         });
         if !holds {
             return Ok(false);
         }
         for w in txn.writes {
             match w {
-                Write::Put { key, value, .. } => {
-                    map.insert(key, value);
+                Write::Put { key, value, ttl } => {
+                    data.kv.insert(key, (value, ttl.map(|t| now + t)));
                 }
                 Write::Delete { key } => {
-                    map.remove(&key);
+                    data.kv.remove(&key);
                 }
             }
         }
@@ -79,13 +102,22 @@ impl KvStore for MemoryStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        let map = self.map();
-        let mut items: Vec<(String, Vec<u8>)> = map
+        rules::prefix(prefix)?;
+        if let Some(a) = after {
+            rules::key(a)?;
+        }
+        let limit = rules::page_limit(limit);
+        let now = Instant::now();
+        let data = self.data();
+        let mut items: Vec<(String, Vec<u8>)> = data
+            .kv
             .range(prefix.to_owned()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .filter(|(k, _)| after.is_none_or(|a| k.as_str() > a))
+            .filter(|(k, (_, exp))| {
+                after.is_none_or(|a| k.as_str() > a) && exp.is_none_or(|e| e > now)
+            })
             .take(limit + 1)
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
             .collect();
         let next = if items.len() > limit {
             items.truncate(limit);
@@ -93,16 +125,33 @@ impl KvStore for MemoryStore {
         } else {
             None
         };
+        if limit == 0 {
+            return Ok(Page::default());
+        }
         Ok(Page { items, next })
     }
 
     async fn rate_step(
         &self,
-        _key: &str,
+        key: &str,
         now_ms: i64,
         limit: RateLimit,
     ) -> Result<RateDecision, StoreError> {
-        Ok(gcra(now_ms, None, limit).0)
+        rules::rate(key, now_ms, limit)?;
+        let now = Instant::now();
+        let mut data = self.data();
+        let stored = data
+            .rate
+            .get(key)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(tat, _)| *tat);
+        let (decision, new_tat) = gcra(now_ms, stored, limit);
+        if let Some(tat) = new_tat {
+            let ttl = u64::try_from((tat - now_ms).max(1)).unwrap_or(1);
+            data.rate
+                .insert(key.to_owned(), (tat, now + Duration::from_millis(ttl)));
+        }
+        Ok(decision)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -117,6 +166,9 @@ pub struct NoSts;
 #[async_trait]
 impl Sts for NoSts {
     async fn assume_role(&self, _: &AssumeRoleRequest) -> Result<TemporaryCredentials, StsError> {
+        Err(StsError::Unavailable("no STS in unit tests".into()))
+    }
+    async fn own_identity(&self) -> Result<CallerIdentity, StsError> {
         Err(StsError::Unavailable("no STS in unit tests".into()))
     }
     async fn caller_identity(
@@ -150,13 +202,15 @@ pub async fn services() -> (Services, Arc<MemoryStore>) {
     let ring = rolegate_crypto::Keyring::new(&[rolegate_crypto::MasterKey::generate()])
         .unwrap_or_else(|e| panic!("keyring: {e}"));
     let vault = Vault::new(store.clone(), Arc::new(ring));
-    let services = Services::new(
+    let ports = Ports {
         vault,
-        Arc::new(SystemClock),
-        Arc::new(NoSts),
-        Arc::new(NoSts),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("services: {e}"));
+        clock: Arc::new(SystemClock),
+        sts: Arc::new(NoSts),
+        federation: Arc::new(NoSts),
+        templates: None,
+    };
+    let services = Services::new(ports, Config::offline())
+        .await
+        .unwrap_or_else(|e| panic!("services: {e}"));
     (services, store)
 }

@@ -8,11 +8,9 @@ use rolegate_crypto::{Keyring, Pepper};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::Error;
+use crate::error::Error;
+use crate::keyspace::{self, Key, Rekey};
 use crate::ports::{KvStore, Txn};
-
-/// Where the per-store pepper for token digests lives.
-const PEPPER_KEY: &str = "sys/pepper";
 
 /// A decoded record together with its raw stored bytes, which serve as the revision for
 /// compare-and-swap.
@@ -28,15 +26,6 @@ pub struct Vault {
     store: Arc<dyn KvStore>,
     ring: Arc<Keyring>,
 }
-
-/// What `rekey` leaves alone: idempotency records expire within their TTL (keep the old
-/// key in the ring that long), and nonces and single-flight locks are unsealed markers
-/// that hold no data.
-pub const REKEY_SKIP: &[&str] = &[
-    crate::idempotency::PREFIX,
-    crate::onboarding::NONCE_PREFIX,
-    crate::credentials::LOCK_PREFIX,
-];
 
 impl Vault {
     #[must_use]
@@ -73,6 +62,14 @@ impl Vault {
             key: key.to_owned(),
             reason: decode_reason(&e),
         })
+    }
+
+    /// The record at a typed key.
+    pub async fn load<T: DeserializeOwned>(
+        &self,
+        key: &Key<T>,
+    ) -> Result<Option<Versioned<T>>, Error> {
+        self.get(key.as_str()).await
     }
 
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Versioned<T>>, Error> {
@@ -127,33 +124,39 @@ impl Vault {
     /// Loads the per-store pepper, creating it on first use. Safe under races: only one
     /// creator wins and everyone reads the winner's value.
     pub async fn pepper(&self) -> Result<Pepper, Error> {
+        let key = keyspace::pepper();
         for _ in 0..3 {
-            if let Some(v) = self.get::<Vec<u8>>(PEPPER_KEY).await? {
+            if let Some(v) = self.load(&key).await? {
                 let bytes: [u8; 32] = v.value.try_into().map_err(|_| Error::Corrupt {
-                    key: PEPPER_KEY.to_owned(),
+                    key: key.to_string(),
                     reason: "pepper must be 32 bytes".to_owned(),
                 })?;
                 return Ok(Pepper::from_bytes(bytes));
             }
             let fresh = rolegate_crypto::MasterKey::generate().derive("pepper");
-            let txn = self.put(Txn::new().absent(PEPPER_KEY), PEPPER_KEY, &fresh.to_vec())?;
+            let txn = self.put(
+                Txn::new().absent(key.as_str()),
+                key.as_str(),
+                &fresh.to_vec(),
+            )?;
             self.commit(txn).await?;
         }
         Err(Error::Contention)
     }
 
-    /// Re-seals every record not sealed under the current key. Records under
-    /// `skip_prefixes` are left alone (see [`REKEY_SKIP`]); cached credentials sealed under
-    /// an older key are dropped rather than re-sealed (a re-seal would lose their expiry,
-    /// and the next request mints new ones). Returns (re-sealed or dropped, total).
-    pub async fn rekey(&self, skip_prefixes: &[&str]) -> Result<(usize, usize), Error> {
+    /// Re-seals every record not sealed under the current key, following each family's
+    /// rule in [`keyspace::FAMILIES`]: `Skip` families are left alone, `Drop` ones deleted,
+    /// the rest (and any key no family claims) re-sealed. Returns (re-sealed or dropped,
+    /// total).
+    pub async fn rekey(&self) -> Result<(usize, usize), Error> {
         let current = self.ring.current_id();
         let (mut resealed, mut total) = (0, 0);
         let mut after: Option<String> = None;
         loop {
             let page = self.store.list("", after.as_deref(), 500).await?;
             for (key, raw) in &page.items {
-                if skip_prefixes.iter().any(|p| key.starts_with(p)) {
+                let rule = keyspace::family_of(key).map_or(Rekey::Reseal, |f| f.rekey);
+                if rule == Rekey::Skip {
                     continue;
                 }
                 total += 1;
@@ -164,7 +167,7 @@ impl Vault {
                 if id == current {
                     continue;
                 }
-                let txn = if key.starts_with(crate::credentials::CACHE_PREFIX) {
+                let txn = if rule == Rekey::Drop {
                     Txn::new()
                         .equals(key.clone(), raw.clone())
                         .delete(key.clone())

@@ -257,3 +257,14 @@ mod tests {
         assert_eq!(MasterKey::from_base64(&k.to_base64()).unwrap().id(), k.id());
     }
 }
+
+#[cfg(test)]
+mod zeroize_on_drop {
+    /// The AES key schedule inside every cipher is wiped when the cipher is dropped: `aes`
+    /// is built with its `zeroize` feature (and `aes-gcm` wipes the GHASH key with its own).
+    #[test]
+    fn the_aes_key_schedule_is_zeroized_on_drop() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<aes::Aes256>();
+    }
+}

@@ -10,10 +10,11 @@ use axum::response::Response;
 use axum::{Extension, Router};
 use rolegate_core::clock::{Clock, SystemClock};
 use rolegate_core::idempotency::Idempotency;
-use rolegate_core::ids::{Role, UserId};
+use rolegate_core::onboarding::OnboardingSettings;
+use rolegate_core::services::{Config, Ports};
 use rolegate_core::users::CreateUserCommand;
 use rolegate_core::vault::Vault;
-use rolegate_core::{RequestContext, Services};
+use rolegate_core::{Caller, Services};
 use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -27,28 +28,31 @@ use crate::instrumented_store::InstrumentedStore;
 use crate::metered_sts::MeteredSts;
 use crate::metrics::Metrics;
 use crate::routes::docs::Document;
-use crate::state::{AppState, AppStateInner};
+use crate::state::{AppState, AppStateInner, ONBOARDING_TEMPLATE};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Opens the store and keyring and wires the domain services (the offline admin commands;
-/// `serve` goes through [`open_services_with`] to record store metrics).
+/// `serve` goes through [`open_services_with`] to record store metrics). Onboarding links
+/// need the served callback URL, so offline services cannot issue them.
 pub async fn open_services(
     settings: &Settings,
     create_key: bool,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Services> {
-    open_services_with(settings, create_key, clock, None).await
+    open_services_with(settings, create_key, clock, None, String::new()).await
 }
 
 /// [`open_services`], with the engine wrapped in an [`InstrumentedStore`] and STS in a
 /// [`MeteredSts`] when `metrics` is given, so every store call below the vault is timed,
-/// its failures counted, and every AssumeRole counted.
+/// its failures counted, and every AssumeRole counted. `callback_url` is what customer
+/// stacks are told to call.
 pub async fn open_services_with(
     settings: &Settings,
     create_key: bool,
     clock: Arc<dyn Clock>,
     metrics: Option<&Metrics>,
+    callback_url: String,
 ) -> anyhow::Result<Services> {
     let ring = crate::keys::load_keyring(settings, create_key)?;
     let mut store =
@@ -68,7 +72,36 @@ pub async fn open_services_with(
         rolegate_aws::FederationClient::new(aws.connect_timeout, aws.operation_timeout)
             .map_err(|e| anyhow::anyhow!("cannot set up the console federation client: {e}"))?,
     );
-    Ok(Services::new(vault, clock, sts, federation).await?)
+    let ports = Ports {
+        vault,
+        clock,
+        sts,
+        federation,
+        templates: template_store(settings).await,
+    };
+    Ok(Services::new(ports, service_config(settings, callback_url)).await?)
+}
+
+/// What the area services are configured with, from the settings.
+fn service_config(settings: &Settings, callback_url: String) -> Config {
+    let o = &settings.onboarding;
+    Config {
+        levels: settings.credentials.clone(),
+        console: settings.console.clone(),
+        onboarding: o.policy.clone(),
+        links: OnboardingSettings {
+            provider_account_id: o.provider_account_id.clone(),
+            provider_principal_arn: o.provider_principal_arn.clone(),
+            callback_url,
+            region: o.region.clone(),
+            partition: o.partition.clone(),
+            access_level: o.access_level.clone(),
+            max_session_duration: o.max_session_duration,
+            template_url_ttl: o.template_url_ttl,
+        },
+        template: Arc::from(ONBOARDING_TEMPLATE),
+        credentials_per_org: settings.rate_limits.credentials_per_org,
+    }
 }
 
 /// The S3 template store, when a bucket is configured.
@@ -91,6 +124,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    tls: Option<Arc<crate::tls::Certificates>>,
 }
 
 impl Application {
@@ -103,17 +137,19 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
-            anyhow::anyhow!(
-                "invalid setting `data_dir`: cannot create {}: {e}",
-                settings.data_dir.display()
-            )
-        })?;
+        crate::files::secure_data_dir(&settings.data_dir)?;
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(crate::tls::Certificates::load)
+            .transpose()?;
+        if tls.is_none() && !settings.listen.ip().is_loopback() {
+            // Only reachable with allow_plain_http = true (validation refuses it otherwise).
+            tracing::warn!(listen = %settings.listen, "serving plain HTTP on a non-loopback address (allow_plain_http = true): a TLS-terminating proxy is expected in front of rolegate");
+        }
+        let degraded = crate::redis_durability::check(&settings).await?;
         let metrics =
             Arc::new(Metrics::new().map_err(|e| anyhow::anyhow!("cannot set up metrics: {e}"))?);
-        let services = open_services_with(&settings, true, clock.clone(), Some(&metrics)).await?;
-        bootstrap_admin(&services, &settings).await?;
-        let idempotency = Idempotency::new(services.vault.clone(), settings.idempotency_ttl);
         let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
             anyhow::anyhow!(
                 "invalid setting `listen`: cannot bind {}: {e}",
@@ -125,23 +161,36 @@ impl Application {
             None => {
                 let addr = listener.local_addr()?;
                 tracing::warn!(%addr, "onboarding.callback_url is not set; customer stacks will be told this local address");
-                format!("http://{addr}/api/integrations/validate")
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{addr}/api/integrations/validate")
             }
         };
-        let templates = template_store(&settings).await;
+        let services =
+            open_services_with(&settings, true, clock.clone(), Some(&metrics), callback_url)
+                .await?;
+        bootstrap_admin(&services, &settings).await?;
+        let idempotency =
+            Idempotency::new(services.records.vault().clone(), settings.idempotency_ttl);
+        let purged = idempotency.purge_secret_responses().await?;
+        if purged > 0 {
+            tracing::warn!(
+                purged,
+                "dropped credential answers an older version kept for idempotent replay"
+            );
+        }
         let state = AppState::new(AppStateInner {
             services,
             idempotency,
             settings: Arc::new(settings.clone()),
             clock,
-            templates,
-            callback_url,
             metrics,
+            readiness: crate::readiness::Readiness::new(degraded),
         });
         Ok(Self {
             router: router(state.clone()),
             listener,
             state,
+            tls,
         })
     }
 
@@ -155,14 +204,25 @@ impl Application {
         &self.state
     }
 
-    /// Serves until SIGINT/SIGTERM.
+    /// Serves until SIGINT/SIGTERM (over TLS when configured; SIGHUP then reloads the
+    /// certificate).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let svc = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, svc)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+        let tls = match &self.tls {
+            Some(certs) => {
+                certs.reload_on_sighup();
+                Some(certs.server_config().map_err(std::io::Error::other)?)
+            }
+            None => None,
+        };
+        let header_timeout = self.state.settings.timeouts.header_read;
+        crate::serve::run(
+            self.listener,
+            self.router,
+            tls,
+            header_timeout,
+            shutdown_signal(),
+        )
+        .await
     }
 }
 
@@ -186,16 +246,19 @@ async fn shutdown_signal() {
 /// On an empty store, creates the first admin and writes its token to
 /// `<data_dir>/admin.token` (mode 0600).
 async fn bootstrap_admin(services: &Services, settings: &Settings) -> anyhow::Result<()> {
-    if services.has_users().await? {
+    if services.users.any().await? {
         return Ok(());
     }
-    let cmd = CreateUserCommand {
-        user_id: UserId::parse("admin")?,
-        role: Role::Admin,
-        metadata: serde_json::json!({"bootstrap": true}),
-    };
-    let ctx = RequestContext::system("bootstrap");
-    match services.insert_user(&ctx, cmd, "system").await {
+    let cmd = CreateUserCommand::parse(
+        "admin",
+        "admin",
+        Some(serde_json::json!({"bootstrap": true})),
+    )?;
+    match services
+        .users
+        .create(&Caller::system("bootstrap"), cmd)
+        .await
+    {
         Ok((_, token)) => {
             let path = settings.data_dir.join("admin.token");
             crate::keys::write_private(&path, &format!("{}\n", token.expose_secret()))?;
@@ -225,7 +288,7 @@ pub fn router(state: AppState) -> Router {
     let (protected, mut doc) = OpenApiRouter::new()
         .merge(crate::routes::users::router(&state))
         .merge(crate::routes::orgs::router(&state))
-        .merge(crate::routes::audit::router())
+        .merge(crate::routes::audit::router(&state))
         .merge(crate::routes::onboarding::router(&state))
         .merge(crate::routes::credentials::router(&state))
         .split_for_parts();
@@ -241,17 +304,22 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::routes::docs::router())
         .merge(crate::routes::onboarding::public_router());
     if state.settings.metrics_enabled {
-        open = open.routes(routes!(crate::metrics::render));
+        open = open.routes(crate::authorize::documented(
+            routes!(crate::metrics::render),
+            rolegate_core::policy::Action::ReadMetrics,
+        ));
     }
     let (open, open_doc) = open.split_for_parts();
     doc.merge(open_doc);
     let doc = Document(Arc::new(crate::openapi::document(doc)));
+    let tls_on = state.settings.tls.is_some();
     Router::new()
         .merge(open)
         .merge(crate::routes::docs::ui())
         .merge(protected)
         .layer(Extension(doc))
-        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(|| async { ApiError::new(rolegate_core::Code::NotFound, "no such route") })
+        .layer(middleware::from_fn_with_state(state.clone(), crate::timeouts::limit))
         .layer(middleware::from_fn(render_errors))
         .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track_http))
         .with_state(state)
@@ -272,6 +340,9 @@ pub fn router(state: AppState) -> Router {
                     );
                 }),
         )
+        .layer(middleware::from_fn(move |req: axum::extract::Request, next: middleware::Next| {
+            crate::tls::hsts(tls_on, req, next)
+        }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(axum::middleware::map_request(drop_unsafe_request_id))

@@ -6,21 +6,27 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
+use axum::http::{HeaderMap, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use rolegate_core::RequestContext;
 use rolegate_core::audit::AuditRecord;
-use rolegate_core::{Principal, RequestContext};
+use rolegate_core::keyspace;
 
 use crate::error::ApiError;
 use crate::extract::SourceIp;
 use crate::state::AppState;
 
-/// The authenticated caller, for handlers.
+/// The authenticated caller, for handlers: core's [`rolegate_core::Caller`], which every
+/// service method takes (a `&Caller` here coerces to it).
 #[derive(Debug, Clone)]
-pub struct Caller {
-    pub principal: Principal,
-    pub ctx: RequestContext,
+pub struct Caller(pub rolegate_core::Caller);
+
+impl std::ops::Deref for Caller {
+    type Target = rolegate_core::Caller;
+    fn deref(&self) -> &rolegate_core::Caller {
+        &self.0
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -28,8 +34,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         parts
             .extensions
-            .get::<Caller>()
+            .get::<rolegate_core::Caller>()
             .cloned()
+            .map(Caller)
             .ok_or_else(|| ApiError::unauthorized("authentication required"))
     }
 }
@@ -60,18 +67,28 @@ fn presented(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// The caller's address.
 pub fn source_ip(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
     if state.settings.trust_forwarded_for
-        && let Some(first) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            // The last hop is the one the trusted proxy appended; earlier ones are whatever
-            // the client sent, and would let it dodge per-IP limits.
-            .and_then(|v| v.rsplit(',').next())
-            .map(str::trim)
-            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+        && let Some(last) = last_forwarded_hop(headers)
     {
-        return first.to_owned();
+        return last;
     }
     peer.map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
+}
+
+/// The last hop of `X-Forwarded-For`, reading every header line as one list (RFC 9110
+/// §5.3): a proxy may append its own line rather than extend the client's. The last hop is
+/// the one the trusted proxy appended; earlier ones are whatever the client sent, and would
+/// let it dodge per-IP limits. `None` (use the peer) when the header is absent, a line is
+/// not text, or the last hop is not an IP address.
+fn last_forwarded_hop(headers: &HeaderMap) -> Option<String> {
+    let mut last = None;
+    for line in headers.get_all("x-forwarded-for") {
+        let line = line.to_str().ok()?;
+        if let Some(hop) = line.rsplit(',').next() {
+            last = Some(hop.trim());
+        }
+    }
+    last.filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+        .map(str::to_owned)
 }
 
 pub fn request_id(headers: &HeaderMap) -> String {
@@ -90,7 +107,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .map(|c| c.0);
     let ip = source_ip(&state, req.headers(), peer);
     req.extensions_mut().insert(SourceIp(ip.clone()));
-    let mut ctx = RequestContext {
+    let ctx = RequestContext {
         request_id: request_id(req.headers()),
         source_ip: Some(ip.clone()),
         actor: "anonymous".to_owned(),
@@ -106,14 +123,14 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Err(e) => return failed(&state, &ctx, &ip, e, "malformed").await,
     };
     let resolved = if secret.starts_with(rolegate_core::orgs::API_KEY_PREFIX) {
-        state.services.authenticate_api_key(&secret).await
+        state.services.orgs.authenticate_api_key(&secret).await
     } else {
-        state.services.authenticate_token(&secret).await
+        state.services.users.authenticate_token(&secret).await
     };
     match resolved {
         Ok(Some(principal)) => {
-            ctx.actor = principal.actor();
-            req.extensions_mut().insert(Caller { principal, ctx });
+            req.extensions_mut()
+                .insert(rolegate_core::Caller::new(principal, ctx));
             next.run(req).await
         }
         Ok(None) => {
@@ -139,7 +156,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 
 /// Records a failed attempt against the source IP and answers 401, or 429 once that IP has
 /// used up its failure budget (then it is no longer audited, to keep floods out of the log).
-async fn failed(
+pub(crate) async fn failed(
     state: &AppState,
     ctx: &RequestContext,
     ip: &str,
@@ -147,12 +164,10 @@ async fn failed(
     kind: &str,
 ) -> Response {
     let limit = state.settings.rate_limits.auth_failures_per_ip;
-    let now = state.clock.now_ms();
     match state
         .services
-        .vault
-        .store()
-        .rate_step(&format!("rl/authfail/{ip}"), now, limit)
+        .records
+        .rate_step(&keyspace::rate::auth_failures(ip), limit)
         .await
     {
         Ok(d) if !d.allowed => {
@@ -165,26 +180,14 @@ async fn failed(
     let record = AuditRecord::new("auth.failed")
         .failure("unauthorized")
         .details(serde_json::json!({"credential": kind}));
-    if let Err(e) = state.services.audit.append(ctx, record).await {
+    if let Err(e) = state
+        .services
+        .records
+        .record_unauthenticated(ctx, record)
+        .await
+    {
         // The request is refused anyway; a failed audit of a refusal must not turn into a 5xx.
         tracing::error!(error = %e, "could not audit a failed authentication");
     }
     err.into_response()
-}
-
-/// Header value helper.
-pub fn hv(v: &str) -> HeaderValue {
-    HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// 403 unless the caller is an operator (any role).
-pub fn require_operator(p: &Principal) -> Result<(), ApiError> {
-    match p {
-        Principal::Operator { .. } => Ok(()),
-        Principal::OrgKey { .. } => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this endpoint needs an operator token, not an API key",
-        )),
-    }
 }

@@ -9,14 +9,15 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use rolegate_core::Error as CoreError;
+use rolegate_core::{Code, Error as CoreError};
 use serde::Serialize;
 
-/// An error as the client will see it (the body is rendered by `render_errors`).
+/// An error as the client will see it (the body is rendered by `render_errors`). Its status
+/// is always its code's ([`Code::status`]): the one table in `rolegate_core::error` decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     pub field: Option<String>,
     /// Machine-readable facts about the error (e.g. an org's status), never secrets.
@@ -25,9 +26,9 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
         Self {
-            status,
+            status: status_of(code),
             code,
             message: message.into(),
             field: None,
@@ -43,7 +44,7 @@ impl ApiError {
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message).with_header(
+        Self::new(Code::Unauthorized, message).with_header(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"rolegate\""),
         )
@@ -52,17 +53,21 @@ impl ApiError {
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
         Self {
             field: Some(field.to_owned()),
-            ..Self::new(StatusCode::BAD_REQUEST, "invalid_field", message)
+            ..Self::new(Code::InvalidField, message)
         }
     }
 
     pub fn internal() -> Self {
         Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            Code::Internal,
             "internal error; quote the request id when reporting it",
         )
     }
+}
+
+/// The HTTP status of `code`, from the table.
+fn status_of(code: Code) -> StatusCode {
+    StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// The wire shape of every 4xx and 5xx: `{"error": {"code", "message", "request_id", "field"?}}`.
@@ -89,44 +94,26 @@ pub struct ErrorDetail<'a> {
 
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
+        let code = e.code();
         match e {
             CoreError::Invalid { field, message } => Self::invalid_field(&field, message),
-            CoreError::NotFound { what } => Self::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("{what} not found"),
-            ),
-            CoreError::Conflict { code, message } => Self::new(StatusCode::CONFLICT, code, message),
-            CoreError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "forbidden", m),
             CoreError::Unauthorized => Self::unauthorized("authentication required"),
-            CoreError::SignatureRejected { code, message } => {
-                Self::new(StatusCode::UNAUTHORIZED, code, message).with_header(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("X-Sig-Signature"),
-                )
-            }
+            CoreError::SignatureRejected { message, .. } => Self::new(code, message).with_header(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("X-Sig-Signature"),
+            ),
             CoreError::Precondition {
-                code,
-                message,
-                details,
+                message, details, ..
             } => Self {
                 details: Some(Box::new(details)),
-                ..Self::new(StatusCode::PRECONDITION_FAILED, code, message)
+                ..Self::new(code, message)
             },
             CoreError::Upstream {
-                code,
                 message,
                 retry_after_secs,
+                ..
             } => {
-                let status = match code {
-                    "assume_role_denied" => StatusCode::FORBIDDEN,
-                    "sts_throttled"
-                    | "provider_credentials_unavailable"
-                    | "template_store_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-                    "session_policy_too_large" | "invalid_credentials" => StatusCode::BAD_REQUEST,
-                    _ => StatusCode::BAD_GATEWAY,
-                };
-                let mut e = Self::new(status, code, message);
+                let mut e = Self::new(code, message);
                 if let Some(secs) = retry_after_secs
                     && let Ok(v) = HeaderValue::from_str(&secs.to_string())
                 {
@@ -134,35 +121,29 @@ impl From<CoreError> for ApiError {
                 }
                 e
             }
-            CoreError::NotConfigured(m) => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_configured", m)
-            }
-            CoreError::Contention => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "contention",
-                "too much contention; retry",
-            )
-            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
+            CoreError::RateLimited { decision, .. } => crate::ratelimit::too_many(&decision),
+            CoreError::Contention => Self::new(code, "too much contention; retry")
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
             CoreError::AuditUnavailable(source) => {
                 tracing::error!(error = %source, detail = ?source, "audit log unavailable; action refused");
                 Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "audit_unavailable",
+                    code,
                     "the audit log cannot record this action, so it was not performed",
                 )
             }
             CoreError::Store(source) => {
                 tracing::error!(error = %source, "store failure");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "the store is unavailable; retry later",
-                )
+                Self::new(code, "the store is unavailable; retry later")
+                    .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
             }
             other @ CoreError::Corrupt { .. } => {
                 tracing::error!(error = %other, "internal error");
                 Self::internal()
             }
+            other @ (CoreError::NotFound { .. }
+            | CoreError::Conflict { .. }
+            | CoreError::Forbidden { .. }
+            | CoreError::NotConfigured(_)) => Self::new(code, other.to_string()),
         }
     }
 }
@@ -179,30 +160,21 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The code used for framework-made errors, by status.
-fn code_for(status: StatusCode) -> (&'static str, &'static str) {
-    match status.as_u16() {
-        400 => ("bad_request", "the request is malformed"),
-        401 => ("unauthorized", "authentication required"),
-        403 => ("forbidden", "not allowed"),
-        404 => ("not_found", "no such route"),
-        405 => (
-            "method_not_allowed",
-            "method not allowed on this route; see the Allow header",
-        ),
-        408 => ("request_timeout", "request timed out"),
-        413 => ("payload_too_large", "request body exceeds 64 KiB"),
-        415 => (
-            "unsupported_media_type",
-            "send Content-Type: application/json",
-        ),
-        422 => ("unprocessable", "the request could not be processed"),
-        429 => ("rate_limited", "too many requests"),
-        503 => ("unavailable", "service unavailable"),
-        _ => (
-            "internal",
-            "internal error; quote the request id when reporting it",
-        ),
+/// The message of a framework-made error (no handler chose one), by its code.
+fn default_message(code: Code) -> &'static str {
+    match code {
+        Code::BadRequest => "the request is malformed",
+        Code::Unauthorized => "authentication required",
+        Code::Forbidden => "not allowed",
+        Code::NotFound => "no such route",
+        Code::MethodNotAllowed => "method not allowed on this route; see the Allow header",
+        Code::RequestTimeout => "request timed out",
+        Code::PayloadTooLarge => "request body exceeds 64 KiB",
+        Code::UnsupportedMediaType => "send Content-Type: application/json",
+        Code::Unprocessable => "the request could not be processed",
+        Code::RateLimited => "too many requests",
+        Code::Unavailable => "service unavailable",
+        _ => "internal error; quote the request id when reporting it",
     }
 }
 
@@ -235,10 +207,10 @@ pub fn render(res: Response, request_id: &str) -> Response {
     if api.is_none() && is_json {
         return Response::from_parts(parts, body);
     }
-    let (code, default_message) = code_for(status);
+    let code = Code::for_status(status.as_u16());
     let (code, message, field, details) = match &api {
-        Some(e) if status.is_server_error() && e.code == "internal" => {
-            (e.code, default_message.to_owned(), None, None)
+        Some(e) if e.code == Code::Internal => {
+            (e.code, default_message(e.code).to_owned(), None, None)
         }
         Some(e) => (
             e.code,
@@ -246,11 +218,11 @@ pub fn render(res: Response, request_id: &str) -> Response {
             e.field.clone(),
             e.details.as_deref(),
         ),
-        None => (code, default_message.to_owned(), None, None),
+        None => (code, default_message(code).to_owned(), None, None),
     };
     let body = ErrorBody {
         error: ErrorDetail {
-            code,
+            code: code.as_str(),
             message: &message,
             request_id,
             field: field.as_deref(),

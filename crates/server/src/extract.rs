@@ -3,6 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{StatusCode, header, request::Parts};
+use rolegate_core::Code;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -32,17 +33,9 @@ where
         let has_type = req.headers().contains_key(header::CONTENT_TYPE);
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "request body exceeds 64 KiB",
-                )
+                ApiError::new(Code::PayloadTooLarge, "request body exceeds 64 KiB")
             } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_body",
-                    "could not read the request body",
-                )
+                ApiError::new(Code::InvalidBody, "could not read the request body")
             }
         })?;
         if bytes.is_empty() && !has_type {
@@ -50,8 +43,7 @@ where
         }
         if !has_json_type {
             return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                Code::UnsupportedMediaType,
                 "send Content-Type: application/json",
             ));
         }
@@ -74,11 +66,7 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             let message = format!("{field}: {}", strip_position(&inner.to_string()));
             ApiError::invalid_field(&field, message)
         } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("malformed JSON: {}", inner),
-            )
+            ApiError::new(Code::InvalidJson, format!("malformed JSON: {}", inner))
         }
     })
 }
@@ -92,8 +80,9 @@ fn strip_position(msg: &str) -> &str {
     msg.split(" at line ").next().unwrap_or(msg)
 }
 
-/// The caller's network address (the peer, or the first `X-Forwarded-For` hop when
-/// `trust_forwarded_for` is set). Inserted by the auth middleware.
+/// The caller's network address: the peer, or, when `trust_forwarded_for` is set, the last
+/// `X-Forwarded-For` hop over all its header lines (the one the trusted proxy appended).
+/// Inserted by the auth middleware.
 #[derive(Debug, Clone)]
 pub struct SourceIp(pub String);
 

@@ -7,12 +7,12 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use rolegate_core::Code;
 use rolegate_core::idempotency::{Claim, Idempotency, StoredResponse, fingerprint};
 use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
 use utoipa::openapi::{ObjectBuilder, Required, Type};
 use utoipa_axum::router::UtoipaMethodRouter;
 
-use crate::auth::Caller;
 use crate::error::{ApiError, render};
 use crate::state::AppState;
 
@@ -27,6 +27,10 @@ pub enum Mode {
     Required,
     /// Honoured when sent.
     Optional,
+    /// Refused when sent (400 `idempotency_key_not_accepted`): the answer carries fresh
+    /// secrets that must never be stored for replay (credentials, console sign-in URLs). The
+    /// credential cache already makes repeated requests cheap and consistent.
+    Refused,
 }
 
 /// Puts a documented route behind the Idempotency-Key middleware and adds the header (and the
@@ -43,12 +47,16 @@ pub fn idempotent(
         Mode::Optional => {
             route.route_layer(middleware::from_fn_with_state(state.clone(), optional))
         }
+        Mode::Refused => route.route_layer(middleware::from_fn(refused)),
     };
     for item in paths.paths.values_mut() {
         for op in crate::openapi::operations_mut(item) {
             op.parameters
                 .get_or_insert_with(Vec::new)
                 .push(header_parameter(mode));
+            if mode == Mode::Refused {
+                continue;
+            }
             op.responses
                 .responses
                 .entry("422".to_owned())
@@ -63,12 +71,26 @@ pub fn idempotent(
 }
 
 fn header_parameter(mode: Mode) -> utoipa::openapi::path::Parameter {
+    if mode == Mode::Refused {
+        return ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "**Not accepted** on this endpoint: sending it is 400 \
+                 `idempotency_key_not_accepted`. The answer carries fresh secrets, which are \
+                 never stored for replay; repeated requests are served from the credential \
+                 cache instead.",
+            ))
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build();
+    }
     let (required, rule) = match mode {
         Mode::Required => (
             Required::True,
             "**Required** on this endpoint: without it the answer is 400 `idempotency_key_required`.",
         ),
-        Mode::Optional => (Required::False, "Optional on this endpoint."),
+        Mode::Optional | Mode::Refused => (Required::False, "Optional on this endpoint."),
     };
     ParameterBuilder::new()
         .name("Idempotency-Key")
@@ -98,6 +120,18 @@ async fn required(state: State<AppState>, req: Request, next: Next) -> Response 
     run(state, req, next, true).await
 }
 
+/// For routes whose answers must never be stored for replay (through [`idempotent`]).
+async fn refused(req: Request, next: Next) -> Response {
+    if req.headers().contains_key("idempotency-key") {
+        return ApiError::new(
+            Code::IdempotencyKeyNotAccepted,
+            "this endpoint does not accept Idempotency-Key: its answers carry fresh secrets and are never stored for replay; repeat the request without it (the credential cache makes that cheap)",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 /// For routes where `Idempotency-Key` is honoured when sent (through [`idempotent`]).
 async fn optional(state: State<AppState>, req: Request, next: Next) -> Response {
     run(state, req, next, false).await
@@ -107,8 +141,7 @@ async fn run(State(state): State<AppState>, req: Request, next: Next, required: 
     let key = match req.headers().get("idempotency-key") {
         None if required => {
             return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "idempotency_key_required",
+                Code::IdempotencyKeyRequired,
                 "this endpoint requires an Idempotency-Key header",
             )
             .into_response();
@@ -127,50 +160,55 @@ async fn run(State(state): State<AppState>, req: Request, next: Next, required: 
             }
         },
     };
-    let Some(caller) = req.extensions().get::<Caller>().cloned() else {
+    let Some(caller) = req.extensions().get::<rolegate_core::Caller>().cloned() else {
         return ApiError::unauthorized("authentication required").into_response();
     };
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, BODY_LIMIT).await else {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "request body exceeds 64 KiB",
-        )
-        .into_response();
+        return ApiError::new(Code::PayloadTooLarge, "request body exceeds 64 KiB").into_response();
     };
-    let fp = fingerprint(&bytes);
-    let scope = Idempotency::scope_key(
-        &caller.principal.actor(),
-        parts.method.as_str(),
-        parts.uri.path(),
-        &key,
-    );
-    match state.idempotency.claim(&scope, &fp).await {
-        Err(e) => ApiError::from(e).into_response(),
-        Ok(Claim::Mismatch) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "this Idempotency-Key was already used with a different request body",
-        )
-        .into_response(),
-        Ok(Claim::InProgress) => ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_in_progress",
-            "a request with this Idempotency-Key is still being processed",
-        )
-        .with_header(
-            axum::http::header::RETRY_AFTER,
-            HeaderValue::from_static("1"),
-        )
-        .into_response(),
-        Ok(Claim::Replay(stored)) => replay(stored),
-        Ok(Claim::Proceed(scope)) => {
-            let request_id = crate::auth::request_id(&parts.headers);
-            let res = next
-                .run(Request::from_parts(parts, Body::from(bytes)))
-                .await;
-            finish(&state, &scope, &fp, render(res, &request_id)).await
+    // From the claim to the stored response, the work runs in its own task: a client that
+    // hangs up mid-request (or the handler timeout) must not leave the action done and its
+    // answer, such as a one-time API key, never stored for the retry.
+    let task = tokio::spawn(async move {
+        let fp = fingerprint(&bytes);
+        let scope = Idempotency::scope_key(
+            &caller.principal.actor(),
+            parts.method.as_str(),
+            parts.uri.path(),
+            &key,
+        );
+        match state.idempotency.claim(&scope, &fp).await {
+            Err(e) => ApiError::from(e).into_response(),
+            Ok(Claim::Mismatch) => ApiError::new(
+                Code::IdempotencyKeyReused,
+                "this Idempotency-Key was already used with a different request body",
+            )
+            .into_response(),
+            Ok(Claim::InProgress) => ApiError::new(
+                Code::IdempotencyInProgress,
+                "a request with this Idempotency-Key is still being processed",
+            )
+            .with_header(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            )
+            .into_response(),
+            Ok(Claim::Replay(stored)) => replay(stored),
+            Ok(Claim::Proceed(scope)) => {
+                let request_id = crate::auth::request_id(&parts.headers);
+                let res = next
+                    .run(Request::from_parts(parts, Body::from(bytes)))
+                    .await;
+                finish(&state, &scope, &fp, render(res, &request_id)).await
+            }
+        }
+    });
+    match task.await {
+        Ok(res) => res,
+        Err(e) => {
+            tracing::error!(error = %e, "an idempotent request's task failed");
+            ApiError::internal().into_response()
         }
     }
 }

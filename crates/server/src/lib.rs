@@ -6,12 +6,16 @@
 pub mod app;
 /// Authentication middleware and the `Caller` extractor.
 pub mod auth;
+/// Routes declare the policy action they perform; enforced and documented in one step.
+pub mod authorize;
 /// Layered settings.
 pub mod config;
 /// The one error type and error rendering.
 pub mod error;
 /// Extractors with rolegate's error codes.
 pub mod extract;
+/// Permissions of the data directory and its files.
+pub mod files;
 /// The Idempotency-Key middleware.
 pub mod idempotency;
 /// The `KvStore` decorator that records store metrics.
@@ -26,12 +30,22 @@ pub mod metrics;
 pub mod openapi;
 /// 429 responses.
 pub mod ratelimit;
+/// `GET /api/ready`'s cached writability check and degraded mode.
+pub mod readiness;
+/// The start-up check of a Redis store's persistence settings.
+pub mod redis_durability;
 /// Route modules.
 pub mod routes;
+/// The accept loop (plain HTTP or TLS) and graceful shutdown.
+pub mod serve;
 /// Shared handler state.
 pub mod state;
 /// Log set-up.
 pub mod telemetry;
+/// Header-read, body-read and handler timeouts.
+pub mod timeouts;
+/// The native TLS listener's certificate, reloaded on SIGHUP, and HSTS.
+pub mod tls;
 
 pub use app::Application;
 pub use config::{RawSettings, Settings};

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use prometheus::IntCounterVec;
-use rolegate_core::credentials::sts_error_code;
+use rolegate_core::error::sts_code;
 use rolegate_core::ports::aws::{
     AssumeRoleRequest, CallerIdentity, Sts, StsError, TemporaryCredentials,
 };
@@ -42,12 +42,16 @@ impl Sts for MeteredSts {
         let result = self.inner.assume_role(req).await;
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(e) => sts_error_code(e),
+            Err(e) => sts_code(e).as_str(),
         };
         if let Ok(c) = self.calls.0.get_metric_with_label_values(&[outcome]) {
             c.inc();
         }
         result
+    }
+
+    async fn own_identity(&self) -> Result<CallerIdentity, StsError> {
+        self.inner.own_identity().await
     }
 
     async fn caller_identity(

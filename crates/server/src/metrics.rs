@@ -214,8 +214,17 @@ pub async fn track_http(State(state): State<AppState>, req: Request, next: Next)
     res
 }
 
+/// Who asks to scrape.
+enum Scraper {
+    Allowed,
+    /// No bearer token at all.
+    Anonymous,
+    /// A token that is neither the metrics token nor an admin's: a failed authentication.
+    Refused(&'static str),
+}
+
 /// Whether the caller may scrape: the configured `metrics_token`, or an admin's token.
-async fn may_scrape(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+async fn may_scrape(state: &AppState, headers: &axum::http::HeaderMap) -> Scraper {
     let Some(presented) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -225,17 +234,31 @@ async fn may_scrape(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
         })
         .map(str::trim)
     else {
-        return false;
+        return Scraper::Anonymous;
     };
     if let Some(token) = &state.settings.metrics_token
         && rolegate_crypto::ct_eq(token.expose_secret().as_bytes(), presented.as_bytes())
     {
-        return true;
+        return Scraper::Allowed;
     }
-    matches!(
-        state.services.authenticate_token(presented).await,
-        Ok(Some(p)) if p.is_admin()
-    )
+    // Whose tokens may scrape is the policy's decision (`metrics.read`).
+    let allowed = match state.services.users.authenticate_token(presented).await {
+        Ok(Some(p)) => rolegate_core::policy::authorize(
+            &rolegate_core::Caller::new(p, rolegate_core::RequestContext::default()),
+            rolegate_core::policy::Action::ReadMetrics,
+            &rolegate_core::policy::Facts::default(),
+        )
+        .is_ok(),
+        _ => false,
+    };
+    match allowed {
+        true => Scraper::Allowed,
+        false => Scraper::Refused(if presented.starts_with("rgt_") {
+            "token"
+        } else {
+            "metrics_token"
+        }),
+    }
 }
 
 /// Prometheus metrics
@@ -245,18 +268,35 @@ async fn may_scrape(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
 /// `metrics_enabled = false`.
 #[utoipa::path(
     get, path = "/metrics", operation_id = "metrics", tag = "metrics",
-    security(("operator_token" = [])),
     responses(
         (status = 200, description = "Prometheus text format.", content_type = "text/plain; version=0.0.4", body = String),
         (status = 401, description = "`unauthorized`: no metrics token or admin token.", body = crate::error::ErrorBody),
     )
 )]
-pub async fn render(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
-    if !may_scrape(&state, &headers).await {
-        return ApiError::unauthorized(
+pub async fn render(State(state): State<AppState>, req: Request) -> Response {
+    let refused = || {
+        ApiError::unauthorized(
             "GET /metrics needs Authorization: Bearer with the metrics_token or an admin token",
         )
-        .into_response();
+    };
+    match may_scrape(&state, req.headers()).await {
+        Scraper::Allowed => {}
+        Scraper::Anonymous => return refused().into_response(),
+        Scraper::Refused(kind) => {
+            // A wrong token here is a guess like any other: it spends the source's failed-
+            // authentication budget (429 past it) and is audited, as on every other route.
+            let peer = req
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0);
+            let ip = crate::auth::source_ip(&state, req.headers(), peer);
+            let ctx = rolegate_core::RequestContext {
+                request_id: crate::auth::request_id(req.headers()),
+                source_ip: Some(ip.clone()),
+                actor: "anonymous".to_owned(),
+            };
+            return crate::auth::failed(&state, &ctx, &ip, refused(), kind).await;
+        }
     }
     match state.metrics.render() {
         Ok(body) => (

@@ -29,6 +29,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::security::{SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response, ResponseBuilder};
 
+use rolegate_core::Code;
+use utoipa::openapi::schema::Schema;
+
 use crate::error::ErrorBody;
 
 /// Operators' bearer token (`Authorization: Bearer rgt_…`).
@@ -152,11 +155,13 @@ pub fn protect(doc: &mut OpenApi) {
 }
 
 /// The whole document: the shared parts, then the routers' operations, each given the
-/// `default` error response.
+/// `default` error response, and the error shape's `code` listing every code of the table in
+/// `rolegate_core::error::Code`.
 #[must_use]
 pub fn document(routes: OpenApi) -> OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(routes);
+    list_error_codes(&mut doc);
     for item in doc.paths.paths.values_mut() {
         for op in operations_mut(item) {
             op.responses
@@ -166,4 +171,29 @@ pub fn document(routes: OpenApi) -> OpenApi {
         }
     }
     doc
+}
+
+/// Gives `ErrorDetail.code` an `enum` of every code, each described in the schema's text, so a
+/// client generator (and a fuzzer) knows the complete list.
+fn list_error_codes(doc: &mut OpenApi) {
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    let Some(RefOr::T(Schema::Object(detail))) = components.schemas.get_mut("ErrorDetail") else {
+        return;
+    };
+    let Some(RefOr::T(Schema::Object(code))) = detail.properties.get_mut("code") else {
+        return;
+    };
+    code.enum_values = Some(Code::ALL.iter().map(|c| c.as_str().into()).collect());
+    let mut text = String::from("Stable snake_case code: match on this. Every code:\n\n");
+    for c in Code::ALL {
+        text.push_str(&format!(
+            "- `{}` ({}): {}\n",
+            c.as_str(),
+            c.status(),
+            c.description()
+        ));
+    }
+    code.description = Some(text);
 }

@@ -2,10 +2,10 @@
 //! headers. Every 429 is built here, so every one is counted in
 //! `rolegate_rate_limit_rejections_total{limit}`.
 
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, header};
+use rolegate_core::Code;
 use rolegate_core::ports::RateDecision;
 
-use crate::auth::hv;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -18,18 +18,17 @@ pub async fn step(
     key: String,
     limit: rolegate_core::ports::RateLimit,
 ) -> Result<(), ApiError> {
-    let d = state
-        .services
-        .vault
-        .store()
-        .rate_step(&key, state.clock.now_ms(), limit)
-        .await
-        .map_err(rolegate_core::Error::from)?;
+    let d = state.services.records.rate_step(&key, limit).await?;
     if d.allowed {
         Ok(())
     } else {
         Err(rejected(&state.metrics, name, &d))
     }
+}
+
+/// A header value of digits (never fails; an empty value if it somehow did).
+fn hv(v: &str) -> HeaderValue {
+    HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 fn secs(ms: u64) -> String {
@@ -40,9 +39,14 @@ fn secs(ms: u64) -> String {
 #[must_use]
 pub fn rejected(metrics: &Metrics, limit: &str, d: &RateDecision) -> ApiError {
     metrics.rate_limit_rejected(limit);
+    too_many(d)
+}
+
+/// The 429 for a denied step (not counted: see [`rejected`]).
+#[must_use]
+pub fn too_many(d: &RateDecision) -> ApiError {
     ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
+        Code::RateLimited,
         "too many requests; retry after the time in Retry-After",
     )
     .with_header(header::RETRY_AFTER, hv(&secs(d.retry_after_ms)))

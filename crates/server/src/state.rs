@@ -5,7 +5,6 @@ use std::sync::Arc;
 use rolegate_core::Services;
 use rolegate_core::clock::Clock;
 use rolegate_core::idempotency::Idempotency;
-use rolegate_core::ports::aws::TemplateStore;
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
@@ -37,13 +36,10 @@ pub struct AppStateInner {
     pub idempotency: Idempotency,
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
-    /// Where onboarding templates are published (`None` without `onboarding.template_bucket`).
-    pub templates: Option<Arc<dyn TemplateStore>>,
-    /// The callback URL given to customer stacks: configured, or derived from the bound
-    /// address for local use.
-    pub callback_url: String,
     /// This application's own metrics registry (never process-global; ADR 0005).
     pub metrics: Arc<Metrics>,
+    /// `GET /api/ready`'s cached store check and degraded-mode warnings.
+    pub readiness: crate::readiness::Readiness,
 }
 
 /// The onboarding template customers deploy, built into the binary.

@@ -18,12 +18,12 @@ mod postgres;
 mod redis;
 /// The SQLite engine: a single embedded file, the default for one-node deployments.
 mod sqlite;
-/// Input checks and helpers both engines share, so they refuse exactly the same requests.
+/// Input checks and helpers every engine shares, so they refuse exactly the same requests.
 mod validate;
 
 pub use crate::copy::{CopyReport, Record, copy};
 pub use crate::postgres::PostgresStore;
-pub use crate::redis::RedisStore;
+pub use crate::redis::{RedisPersistence, RedisStore};
 pub use crate::sqlite::SqliteStore;
 
 /// The key prefix a Redis deployment uses when the URL does not say `?prefix=...`.
@@ -115,6 +115,20 @@ pub(crate) async fn open(spec: &str, data_dir: &Path) -> Result<Opened, StoreErr
 #[must_use]
 pub fn is_postgres(spec: &str) -> bool {
     spec.starts_with("postgres://") || spec.starts_with("postgresql://")
+}
+
+/// The persistence settings of the Redis server a `redis://` or `rediss://` spec names, or
+/// `None` for any other engine.
+///
+/// # Errors
+/// As [`RedisStore::persistence`].
+pub async fn redis_persistence(spec: &str) -> Result<Option<RedisPersistence>, StoreError> {
+    let spec = spec.trim();
+    if !(spec.starts_with("redis://") || spec.starts_with("rediss://")) {
+        return Ok(None);
+    }
+    let (url, _) = split_prefix_param(spec);
+    RedisStore::persistence(&url).await.map(Some)
 }
 
 async fn open_sqlite(path: PathBuf) -> Result<Opened, StoreError> {

@@ -105,6 +105,52 @@ impl RedisStore {
         })
     }
 
+    /// Reads the server's persistence settings (`CONFIG GET appendonly`, `appendfsync`,
+    /// `maxmemory-policy`) on a short-lived connection of its own.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] for a malformed URL; [`StoreError::Unavailable`] when the
+    /// server cannot be reached. A server that refuses `CONFIG` (disabled or renamed, as on
+    /// many managed services, or denied by an ACL) is not an error: it is
+    /// [`RedisPersistence::Unknown`].
+    pub async fn persistence(url: &str) -> Result<RedisPersistence, StoreError> {
+        let secret = url_password(url);
+        let scrub = |msg: String| scrub_secret(msg, secret);
+        let client = Client::open(url)
+            .map_err(|e| StoreError::Invalid(scrub(format!("redis URL rejected: {e}"))))?;
+        let mut conn = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("cannot connect to redis: timed out".into()))?
+        .map_err(|e| StoreError::Unavailable(scrub(format!("cannot connect to redis: {e}"))))?;
+        let mut values = Vec::with_capacity(3);
+        for name in ["appendonly", "appendfsync", "maxmemory-policy"] {
+            let reply: Result<HashMap<String, String>, RedisError> = ::redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(name)
+                .query_async(&mut conn)
+                .await;
+            match reply {
+                Ok(map) => values.push(map.get(name).cloned().unwrap_or_default()),
+                Err(e) if e.kind() == ErrorKind::IoError => {
+                    return Err(StoreError::Unavailable(scrub(format!("redis: {e}"))));
+                }
+                Err(e) => return Ok(RedisPersistence::Unknown(scrub(e.to_string()))),
+            }
+        }
+        let [appendonly, appendfsync, maxmemory_policy] =
+            <[String; 3]>::try_from(values).map_err(|_| {
+                StoreError::Unavailable("redis: CONFIG GET answered an unexpected shape".into())
+            })?;
+        Ok(RedisPersistence::Settings {
+            appendonly,
+            appendfsync,
+            maxmemory_policy,
+        })
+    }
+
     /// The namespace prefix of every key this engine writes.
     #[must_use]
     pub fn prefix(&self) -> &str {
@@ -188,6 +234,19 @@ impl RedisStore {
             .collect();
         Ok((records, page.next))
     }
+}
+
+/// What a Redis server says about its own persistence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisPersistence {
+    /// The values of `appendonly`, `appendfsync` and `maxmemory-policy` (empty if unset).
+    Settings {
+        appendonly: String,
+        appendfsync: String,
+        maxmemory_policy: String,
+    },
+    /// The server refused `CONFIG GET`; the reason it gave.
+    Unknown(String),
 }
 
 /// The KEYS array of a commit script call: the index first, then each distinct data key once.

@@ -59,6 +59,19 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
+/// Creates `path` empty with mode 0600 if it does not exist (an existing file is untouched).
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", path.display())))
+}
+
 fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("sqlite: {e}"))
 }
@@ -81,6 +94,10 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
             })?;
         }
+        // SQLite creates files 0644 (less the umask), and gives the `-wal` and `-shm` files
+        // its database file's mode: creating both databases 0600 first keeps all six private.
+        create_private(path)?;
+        create_private(&rate_path(path))?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;

@@ -1,6 +1,7 @@
 //! The conformance suite: every test is written once against `Arc<dyn KvStore>` and run on
-//! every engine by `conformance!` (modules `sqlite::*`, `postgres::*` and `redis::*`).
-//! Engine-specific checks live in `sqlite_only`, `postgres_only` and `redis_only`.
+//! every engine by `conformance!` (modules `sqlite::*`, `postgres::*`, `redis::*`, and
+//! `memory::*` for core's test double). Engine-specific checks live in `sqlite_only`,
+//! `postgres_only` and `redis_only`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 /// Checks that only make sense for one engine (files, namespaces, URLs).
@@ -36,6 +37,18 @@ macro_rules! conformance {
                 async fn $test() {
                     let fx = crate::support::redis_fixture(stringify!($test)).await;
                     crate::suite::$test(fx.store.clone()).await;
+                }
+            )*
+        }
+        /// Core's in-memory test double, so core's own tests stand on a store that behaves
+        /// like the real ones.
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    let store: std::sync::Arc<dyn rolegate_core::ports::KvStore> =
+                        std::sync::Arc::new(rolegate_core::testing::MemoryStore::default());
+                    crate::suite::$test(store).await;
                 }
             )*
         }

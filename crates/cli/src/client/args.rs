@@ -29,6 +29,11 @@ pub struct ConnectionArgs {
     /// ~/.config/rolegate/config.toml]. Not the server's --config.
     #[arg(long, value_name = "FILE")]
     pub config_file: Option<PathBuf>,
+    /// PEM file of extra certificate authorities to trust for an https:// server, for a
+    /// server whose certificate a private CA issued [env: ROLEGATE_CA_FILE] [config file:
+    /// ca_file]. The system's usual roots stay trusted.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 // clap wants a fallible parser; turning a string into a secret cannot fail.
@@ -45,7 +50,8 @@ pub struct CredsArgs {
     /// The organisation whose AWS account the credentials are for.
     #[arg(long, value_name = "ORG")]
     pub org: String,
-    /// The access level (the role) to assume [default: the server's default level].
+    /// The access level to assume [default: the server's default level]. An org API key
+    /// may use only the levels granted to API keys (by default just the default level).
     #[arg(long, value_name = "LEVEL")]
     pub access_level: Option<String>,
     /// Lifetime of the credentials in seconds [default: the server's]; the server enforces
@@ -87,7 +93,8 @@ pub struct ConsoleArgs {
     /// The organisation whose AWS console to open.
     #[arg(long, value_name = "ORG")]
     pub org: String,
-    /// The access level (the role) to assume [default: the server's default level].
+    /// The access level to assume [default: the server's default level]. An org API key
+    /// may use only the levels granted to API keys (by default just the default level).
     #[arg(long, value_name = "LEVEL")]
     pub access_level: Option<String>,
     /// Lifetime of the console session in seconds [default: the server's].

@@ -1,7 +1,10 @@
 //! Writes one `[NAME]` section of the AWS shared credentials file (`~/.aws/credentials` or
 //! `$AWS_SHARED_CREDENTIALS_FILE`). Only the key lines rolegate owns in that section change;
 //! every other line, comment and section stays byte for byte. The file is replaced
-//! atomically, mode 0600.
+//! atomically, mode 0600, under an advisory lock on `<file>.lock`, so that two rolegate
+//! processes writing profiles at once never lose one another's update. A value from the
+//! server with a newline or any other control character is refused: it could add keys or
+//! sections to the file.
 
 use std::path::{Path, PathBuf};
 
@@ -60,16 +63,6 @@ pub fn credentials_path(env: Env<'_>) -> Option<PathBuf> {
 
 /// Writes `credentials` into the `[name]` section of the file at `path`.
 pub fn write(path: &Path, name: &ProfileName, credentials: &Credentials) -> std::io::Result<()> {
-    // Write through a symlink (dotfile managers) rather than replacing it.
-    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let existing = match std::fs::read_to_string(&path) {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e),
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        atomic::ensure_dir(dir, false)?;
-    }
     let exp = expiration(credentials);
     let values = [
         credentials.access_key_id.as_str(),
@@ -77,8 +70,46 @@ pub fn write(path: &Path, name: &ProfileName, credentials: &Credentials) -> std:
         credentials.session_token.expose_secret(),
         exp.as_str(),
     ];
+    for (key, value) in KEYS.iter().zip(values) {
+        if value.is_empty() || value.chars().any(char::is_control) {
+            // The value itself is never shown: it may be a secret.
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the server's value for {key} is empty or holds a newline or control \
+                     character; the credentials file was not changed"
+                ),
+            ));
+        }
+    }
+    // Write through a symlink (dotfile managers) rather than replacing it.
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        atomic::ensure_dir(dir, false)?;
+    }
+    // The lock is on a file beside the credentials file, not on it: the rename below
+    // replaces that file, and a lock on the old one would not exclude the next writer.
+    let mut lock_path = path.clone().into_os_string();
+    lock_path.push(".lock");
+    let lock = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)?
+    };
+    lock.lock()?;
+    let existing = match std::fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
     let updated = update(&existing, name, &values);
-    atomic::write_private(&path, updated.as_bytes())
+    let written = atomic::write_private(&path, updated.as_bytes());
+    drop(lock);
+    written
 }
 
 /// The ini key of a line, lower-cased, or `None` for blanks, comments and continuations.
@@ -277,6 +308,61 @@ mod tests {
                 .unwrap()
                 .contains("aws_secret_access_key = se'cr$et`x\n")
         );
+    }
+
+    #[test]
+    fn a_value_with_a_newline_or_control_character_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        std::fs::write(&path, "[keep]\naws_access_key_id = K\n").unwrap();
+        for bad in [
+            "TOK\n[default]\naws_access_key_id = EVIL",
+            "TOK\rX",
+            "T\u{1b}[31m",
+            "",
+        ] {
+            let mut c = crate::client::format::tests::sample(None);
+            c.session_token = bad.to_owned().into();
+            let e = write(&path, &name("dev"), &c).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{bad:?}");
+            assert!(e.to_string().contains("aws_session_token"), "{e}");
+            if !bad.is_empty() {
+                assert!(!e.to_string().contains(bad), "the value is not echoed");
+            }
+        }
+        let mut c = crate::client::format::tests::sample(None);
+        c.access_key_id = "AK\nX".to_owned();
+        assert!(write(&path, &name("dev"), &c).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "[keep]\naws_access_key_id = K\n",
+            "untouched"
+        );
+    }
+
+    #[test]
+    fn a_writer_waits_for_the_lock_of_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        std::fs::write(&path, "").unwrap();
+        let held = std::fs::File::create(dir.path().join("credentials.lock")).unwrap();
+        held.lock().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer_path = path.clone();
+        let writer = std::thread::spawn(move || {
+            let c = crate::client::format::tests::sample(None);
+            write(&writer_path, &name("dev"), &c).unwrap();
+            tx.send(()).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "wrote while another process held the lock"
+        );
+        held.unlock().unwrap();
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        writer.join().unwrap();
+        assert!(std::fs::read_to_string(&path).unwrap().contains("[dev]"));
     }
 
     #[test]

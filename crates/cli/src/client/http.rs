@@ -145,15 +145,21 @@ struct ErrorDetail {
 impl ApiClient {
     pub fn new(settings: ClientSettings) -> Result<Self, ClientError> {
         let server = settings.server;
-        let http = reqwest::Client::builder()
+        let transport = |source: reqwest::Error| ClientError::Transport {
+            server: server.to_string(),
+            source,
+        };
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("rolegate-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|source| ClientError::Transport {
-                server: server.to_string(),
-                source,
-            })?;
+            .redirect(same_origin_redirects(&server))
+            .user_agent(concat!("rolegate-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &settings.ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(transport)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(transport)?;
         Ok(Self {
             http,
             server,
@@ -242,6 +248,22 @@ impl ApiClient {
             }),
         }
     }
+}
+
+/// Redirects are followed only within the server's own origin (scheme, host and port), at
+/// most 5: reqwest's default policy follows them anywhere, and strips `Authorization` on
+/// the way but not `X-Api-Key`, which would then reach whatever host the redirect names.
+fn same_origin_redirects(server: &Url) -> reqwest::redirect::Policy {
+    let origin = server.origin();
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 5 {
+            attempt.error("too many redirects")
+        } else if attempt.url().origin() == origin {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
 }
 
 /// Makes server-supplied text safe for a terminal, and removes our own credential should a

@@ -52,6 +52,9 @@ pub struct ClientSettings {
     /// The server's base URL, ending in `/`.
     pub server: Url,
     pub credential: Credential,
+    /// Extra trusted certificate authorities (PEM), from `--ca-file`, `ROLEGATE_CA_FILE` or
+    /// `ca_file`.
+    pub ca_pem: Option<Vec<u8>>,
     /// Things worth telling the user on stderr (never a secret).
     pub warnings: Vec<String>,
 }
@@ -76,7 +79,8 @@ pub enum SettingsError {
     Invalid(String),
 }
 
-/// The client config file's keys (`server`, `token`, `token_file`, `api_key`, `api_key_file`).
+/// The client config file's keys (`server`, `token`, `token_file`, `api_key`, `api_key_file`,
+/// `ca_file`).
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
@@ -85,6 +89,7 @@ struct ConfigFile {
     token_file: Option<PathBuf>,
     api_key: Option<SecretString>,
     api_key_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
 }
 
 /// Resolves the settings: flags > environment > config file > defaults.
@@ -127,9 +132,23 @@ pub fn resolve(flags: &ConnectionArgs, env: Env<'_>) -> Result<ClientSettings, S
             })?,
         },
     };
+    let ca_file = flags
+        .ca_file
+        .clone()
+        .or_else(|| non_empty(env("ROLEGATE_CA_FILE")).map(PathBuf::from))
+        .or_else(|| {
+            // Relative to the config file, like the other *_file keys.
+            let dir = path
+                .as_deref()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new("."));
+            file.ca_file.as_ref().map(|p| dir.join(p))
+        });
+    let ca_pem = ca_file.map(|p| read_ca(&p)).transpose()?;
     Ok(ClientSettings {
         server,
         credential,
+        ca_pem,
         warnings,
     })
 }
@@ -214,6 +233,21 @@ fn from_file(
         (None, None) => None,
     };
     one_of("a token and an API key in the config file", token, key)
+}
+
+/// Reads a CA bundle and checks that it holds at least one PEM certificate.
+fn read_ca(path: &Path) -> Result<Vec<u8>, SettingsError> {
+    let pem = std::fs::read(path).map_err(|source| SettingsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(pem),
+        _ => Err(SettingsError::Invalid(format!(
+            "CA file {} holds no PEM certificate",
+            path.display()
+        ))),
+    }
 }
 
 fn one_of(

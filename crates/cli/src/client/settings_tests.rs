@@ -9,6 +9,7 @@ fn flags() -> ConnectionArgs {
         token: None,
         api_key: None,
         config_file: None,
+        ca_file: None,
     }
 }
 

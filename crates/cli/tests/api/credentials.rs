@@ -13,6 +13,8 @@ use crate::support::{AppOptions, Engine, Resp, TestApp, aws_cli, spawn_with};
 mod console;
 /// STS failures mapped to their codes, through a stand-in STS and a refused endpoint.
 mod errors;
+/// The security review's credential defects: revocation races, replay, budgets, echo.
+mod revocation;
 /// `POST /api/validate`.
 mod validate;
 
@@ -118,10 +120,11 @@ async fn issues_attributable_cached_credentials(engine: Engine) {
     assert_eq!(admin.body["cached"], false);
     assert_ne!(admin.body["access_key_id"], b["access_key_id"]);
     assert_eq!(admin.body["source_identity"], "admin");
-    // Another access level or duration is another cache entry.
+    // Another access level or duration is another cache entry (the owner may use every
+    // level; the org's API key only the default one).
     let op = issue(
         &app,
-        &key,
+        &app.admin_token,
         json!({"org_name": "cred-org", "access_level": "operator", "duration_seconds": 900}),
     )
     .await;

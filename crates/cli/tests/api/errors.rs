@@ -210,6 +210,7 @@ async fn client_request_ids_are_kept_only_when_safe(engine: Engine) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_is_503_with_a_reason_when_the_store_is_gone() {
     let port = crate::support::free_port();
+    let dir = tempfile::tempdir().unwrap();
     let mut redis = std::process::Command::new("redis-server")
         .args([
             "--port",
@@ -219,7 +220,11 @@ async fn ready_is_503_with_a_reason_when_the_store_is_gone() {
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--dir",
+            &dir.path().to_string_lossy(),
         ])
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -243,6 +248,8 @@ async fn ready_is_503_with_a_reason_when_the_store_is_gone() {
     assert_eq!(app.get("/api/ready", "").await.status, 200);
     redis.kill().unwrap();
     redis.wait().unwrap();
+    // Readiness is checked at most once a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let r = app.get("/api/ready", "").await;
     assert_error_shape(&r, 503, "store_unavailable");
     assert!(

@@ -18,6 +18,8 @@ mod credentials;
 mod durability;
 /// Malformed input and the error shape (foundation issue, section 7).
 mod errors;
+/// The security review's defects at the edge (issue 10): timeouts, TLS, files, Redis.
+mod hardening;
 /// Idempotency-Key semantics.
 mod idempotency;
 /// `GET /metrics` (per-app registry) and the JSON request logs of the real binary.
@@ -28,6 +30,8 @@ mod onboarding;
 mod openapi;
 /// Organisations: registration, races, scoping, rotation, offboarding.
 mod orgs;
+/// The one policy: access-level grants, audited refusals, declared route actions.
+mod policy;
 /// Durability across SIGKILL, and the binary's offline commands.
 mod process;
 /// Three replicas on one PostgreSQL, and on one Redis.

@@ -30,7 +30,7 @@ pub(crate) fn onboarding_toml(require_enforcement: bool, extra: &str) -> String 
     // loopback name here. Real S3 URLs are unaffected.
     let aws = moto_toml().replace("127.0.0.1", "localhost");
     format!(
-        "{aws}[onboarding]\nprovider_account_id = \"123456789012\"\ntemplate_bucket = \"{BUCKET}\"\ns3_path_style = true\nverify_delay_ms = 10\nrequire_external_id_enforcement = {require_enforcement}\n{extra}"
+        "{aws}[onboarding]\nprovider_account_id = \"123456789012\"\nprovider_principal_arn = \"arn:aws:iam::123456789012:user/moto\"\ntemplate_bucket = \"{BUCKET}\"\ns3_path_style = true\nverify_delay_ms = 10\nrequire_external_id_enforcement = {require_enforcement}\n{extra}"
     )
 }
 
@@ -121,7 +121,7 @@ impl TestApp {
             .await
             .unwrap()
             .unwrap();
-        rec.value.callback_secret
+        rec.value.callback_secret.expose().to_owned()
     }
 }
 
@@ -293,6 +293,18 @@ async fn binding_is_first_verified_account_until_reset(engine: Engine) {
         .await;
     assert_eq!(reset.status, 200, "{:?}", reset.body);
     assert_eq!(reset.body["status"], "pending");
+    // The reset killed the old stack's secret; new links bring the one the new stack uses.
+    let r = signed(&app, &secret, notice("bind-org", "444455556666", "created")).await;
+    assert_eq!((r.status, r.code()), (401, "invalid_signature"));
+    let links = app
+        .post(
+            "/api/integrate",
+            &app.admin_token,
+            json!({"org_name": "bind-org"}),
+        )
+        .await;
+    assert_eq!(links.status, 200, "{:?}", links.body);
+    let secret = app.callback_secret("bind-org").await;
     let r = signed(&app, &secret, notice("bind-org", "444455556666", "created")).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["account_id"], "444455556666");

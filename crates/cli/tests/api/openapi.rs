@@ -106,6 +106,72 @@ async fn the_document_is_openapi_3_1_with_schemes_and_the_error_shape() {
     assert_refs_resolve(&doc, &doc, "#");
 }
 
+#[tokio::test]
+async fn every_error_code_is_in_the_document() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let doc = document(&app).await;
+    let code = &doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"];
+    let listed: BTreeSet<&str> = code["enum"]
+        .as_array()
+        .expect("ErrorDetail.code has an enum")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let table: BTreeSet<&str> = rolegate_core::Code::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    assert_eq!(listed, table);
+    let text = code["description"].as_str().unwrap_or_default();
+    for c in rolegate_core::Code::ALL {
+        assert!(
+            text.contains(&format!("`{}` ({})", c.as_str(), c.status())),
+            "{c}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_protected_operation_declares_its_policy_action() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let doc = document(&app).await;
+    let names: BTreeSet<&str> = rolegate_core::policy::Action::ALL
+        .iter()
+        .map(|a| a.name())
+        .collect();
+    let mut seen = 0;
+    for (method, path) in operations(&doc) {
+        let op = operation(&doc, &method, &path);
+        let Some(security) = op["security"].as_array() else {
+            continue;
+        };
+        seen += 1;
+        let action = op["x-rolegate-action"].as_str().unwrap_or_default();
+        assert!(
+            names.contains(action),
+            "{method} {path}: no policy action ({action:?})"
+        );
+        let a = rolegate_core::policy::Action::ALL
+            .iter()
+            .find(|a| a.name() == action)
+            .unwrap();
+        let keys = security.iter().any(|r| r.get("org_api_key").is_some());
+        assert_eq!(
+            keys,
+            a.rules().admits_api_keys(),
+            "{method} {path}: the document and the policy disagree about API keys"
+        );
+        assert!(
+            op["description"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Who may call it"),
+            "{method} {path}"
+        );
+    }
+    assert!(seen >= 15, "only {seen} protected operations");
+}
+
 /// Every `$ref` in the document names something the document defines.
 fn assert_refs_resolve(doc: &Value, v: &Value, at: &str) {
     match v {

@@ -51,9 +51,13 @@ pub fn redis_url() -> &'static str {
     URL.get_or_init(|| {
         let port = free_port();
         let pid = std::process::id();
+        // rolegate refuses a Redis without the append-only file (issue 10, defect 23). Its
+        // directory is a fresh one, removed by the watchdog with the server.
+        let dir = tempfile::Builder::new().prefix("rolegate-redis-").tempdir().unwrap().keep();
+        let dir = dir.display();
         let script = format!(
-            "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no --daemonize no --loglevel warning & R=$!; \
-             while kill -0 {pid} 2>/dev/null && kill -0 $R 2>/dev/null; do sleep 1; done; kill $R 2>/dev/null"
+            "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly yes --appendfsync everysec --dir '{dir}' --daemonize no --loglevel warning & R=$!; \
+             while kill -0 {pid} 2>/dev/null && kill -0 $R 2>/dev/null; do sleep 1; done; kill $R 2>/dev/null; wait $R; rm -rf '{dir}'"
         );
         // The watchdog outlives this call by design; it reaps redis-server itself.
         #[allow(clippy::zombie_processes)]

@@ -9,8 +9,9 @@ use std::sync::atomic::Ordering;
 use tokio::sync::oneshot;
 
 use super::{Audit, AuditHead, AuditRecord, HEAD_KEY, MAX_ATTEMPTS};
+use crate::error::Error;
 use crate::ports::{StoreError, Txn};
-use crate::{Error, RequestContext};
+use crate::principal::RequestContext;
 
 /// At most this many events go into one transaction.
 const MAX_BATCH: usize = 256;

@@ -6,40 +6,36 @@
 //! effect (fail-closed), and concurrent writers (even on other replicas) can neither fork
 //! nor leave gaps: the head is compare-and-swapped.
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use tokio::sync::Mutex;
 
 use crate::clock::Clock;
+use crate::error::Error;
+use crate::keyspace;
 use crate::ports::Txn;
+use crate::principal::RequestContext;
 use crate::vault::Vault;
-use crate::{Error, RequestContext};
+
+pub use crate::model::{AuditEvent, AuditHead, Outcome};
 
 /// Group commit for events that accompany no other write.
 mod batch;
-/// Queries over the log (`GET /api/audit`).
-pub mod query;
 /// Appends, batches and `verify` against an in-memory store.
 #[cfg(test)]
 mod tests;
 
-pub const HEAD_KEY: &str = "audit/head";
-pub const EVENT_PREFIX: &str = "audit/ev/";
+/// The chain head's key.
+pub const HEAD_KEY: &str = keyspace::AUDIT_HEAD.prefix;
+/// Where events live: `audit/ev/<seq:020>`.
+pub const EVENT_PREFIX: &str = keyspace::AUDIT_EVENT.prefix;
 /// Per-org index: `audit/org/<org>/<seq>` for every event that names an org.
-pub const ORG_INDEX_PREFIX: &str = "audit/org/";
+pub const ORG_INDEX_PREFIX: &str = keyspace::AUDIT_ORG.prefix;
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const MAX_ATTEMPTS: usize = 64;
 
 /// The storage key of event `seq`.
 #[must_use]
 pub fn event_key(seq: u64) -> String {
-    format!("{EVENT_PREFIX}{seq:020}")
-}
-
-/// The per-org index key of event `seq`.
-#[must_use]
-pub fn org_index_key(org: &str, seq: u64) -> String {
-    format!("{ORG_INDEX_PREFIX}{org}/{seq:020}")
+    keyspace::audit_event(seq).to_string()
 }
 
 /// What happened, as the caller describes it. Never put a secret in here.
@@ -83,54 +79,6 @@ impl AuditRecord {
         self.details = details;
         self
     }
-}
-
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    #[default]
-    Success,
-    Failure,
-}
-
-/// One stored event.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditEvent {
-    pub seq: u64,
-    pub time: String,
-    pub actor: String,
-    pub action: String,
-    pub org: Option<String>,
-    pub target: Option<String>,
-    pub outcome: Outcome,
-    pub code: Option<String>,
-    pub request_id: String,
-    pub source_ip: Option<String>,
-    pub details: serde_json::Value,
-    /// SHA-256 (hex) of the previous event; all zeros for the first.
-    pub prev: String,
-    /// SHA-256 (hex) of this event with `hash` set to the empty string.
-    pub hash: String,
-}
-
-impl AuditEvent {
-    /// Recomputes this event's hash.
-    #[must_use]
-    pub fn compute_hash(&self) -> String {
-        let mut copy = self.clone();
-        copy.hash = String::new();
-        // Serialising a struct of strings, numbers and a JSON value cannot fail.
-        let bytes = serde_json::to_vec(&copy).unwrap_or_default();
-        hex::encode(Sha256::digest(&bytes))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditHead {
-    pub seq: u64,
-    pub hash: String,
 }
 
 /// Appends events. One per process; the mutex keeps this replica's appends from racing
@@ -307,7 +255,9 @@ impl Audit {
         let ev_key = event_key(event.seq);
         let mut txn = self.vault.put(txn.absent(ev_key.clone()), &ev_key, event)?;
         if let Some(org) = &event.org {
-            txn = self.vault.put(txn, &org_index_key(org, event.seq), &())?;
+            txn = self
+                .vault
+                .put(txn, keyspace::audit_org(org, event.seq).as_str(), &())?;
         }
         Ok(txn)
     }

@@ -38,13 +38,14 @@ async fn events(vault: &Vault) -> Vec<AuditEvent> {
 #[tokio::test]
 async fn a_batch_chains_exactly_like_single_appends() {
     let (services, store) = testing::services().await;
-    let audit = &services.audit;
+    let audit = services.records.audit();
     for (c, r) in entries(0, 3) {
         audit.append(&c, r).await.unwrap();
     }
     let before = store.commits();
     let txn = services
-        .vault
+        .records
+        .vault()
         .put(Txn::new(), "thing/1", &"payload")
         .unwrap();
     assert!(audit.commit_batch(txn, &entries(3, 5)).await.unwrap());
@@ -57,10 +58,10 @@ async fn a_batch_chains_exactly_like_single_appends() {
         audit.append(&c, r).await.unwrap();
     }
 
-    let report = verify(&services.vault).await.unwrap();
+    let report = verify(services.records.vault()).await.unwrap();
     assert_eq!(report.events, 10);
     assert!(report.breaks.is_empty(), "{:?}", report.breaks);
-    let all = events(&services.vault).await;
+    let all = events(services.records.vault()).await;
     let seqs: Vec<u64> = all.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
     for (i, e) in all.iter().enumerate() {
@@ -72,28 +73,43 @@ async fn a_batch_chains_exactly_like_single_appends() {
         assert_eq!(e.actor, format!("user:u{i}"));
         assert_eq!(e.details["i"], i);
     }
-    let head = services.vault.get::<AuditHead>(HEAD_KEY).await.unwrap();
+    let head = services
+        .records
+        .vault()
+        .get::<AuditHead>(HEAD_KEY)
+        .await
+        .unwrap();
     assert_eq!(head.unwrap().value.hash, all[9].hash);
     let indexed = services
-        .vault
+        .records
+        .vault()
         .store()
         .list(&format!("{ORG_INDEX_PREFIX}acme/"), None, 100)
         .await
         .unwrap();
     assert_eq!(indexed.items.len(), 5);
-    let thing = services.vault.get::<String>("thing/1").await.unwrap();
+    let thing = services
+        .records
+        .vault()
+        .get::<String>("thing/1")
+        .await
+        .unwrap();
     assert_eq!(thing.unwrap().value, "payload");
 }
 
 #[tokio::test]
 async fn a_batch_whose_conditions_fail_writes_nothing() {
     let (services, _) = testing::services().await;
-    let audit = &services.audit;
+    let audit = services.records.audit();
     audit
         .append(&ctx(0), AuditRecord::new("first"))
         .await
         .unwrap();
-    let txn = services.vault.put(Txn::new(), "taken", &1).unwrap();
+    let txn = services
+        .records
+        .vault()
+        .put(Txn::new(), "taken", &1)
+        .unwrap();
     assert!(
         audit
             .commit_with(&ctx(1), txn, AuditRecord::new("x"))
@@ -102,12 +118,21 @@ async fn a_batch_whose_conditions_fail_writes_nothing() {
     );
 
     let txn = services
-        .vault
+        .records
+        .vault()
         .put(Txn::new().absent("taken"), "other", &2)
         .unwrap();
     assert!(!audit.commit_batch(txn, &entries(2, 4)).await.unwrap());
-    assert!(services.vault.get::<i32>("other").await.unwrap().is_none());
-    let report = verify(&services.vault).await.unwrap();
+    assert!(
+        services
+            .records
+            .vault()
+            .get::<i32>("other")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let report = verify(services.records.vault()).await.unwrap();
     assert_eq!(report.events, 2);
     assert!(report.breaks.is_empty());
     // The log goes on from where it was.
@@ -117,7 +142,7 @@ async fn a_batch_whose_conditions_fail_writes_nothing() {
             .await
             .unwrap()
     );
-    let report = verify(&services.vault).await.unwrap();
+    let report = verify(services.records.vault()).await.unwrap();
     assert_eq!((report.events, report.breaks.len()), (6, 0));
 }
 
@@ -126,7 +151,8 @@ async fn an_empty_batch_is_refused() {
     let (services, store) = testing::services().await;
     let before = store.commits();
     let err = services
-        .audit
+        .records
+        .audit()
         .commit_batch(Txn::new().put("k", vec![1]), &[])
         .await
         .unwrap_err();
@@ -141,10 +167,11 @@ async fn an_empty_batch_is_refused() {
 #[tokio::test]
 async fn a_batch_rechains_after_another_replica_moved_the_head() {
     let (services, _) = testing::services().await;
-    let other = Audit::new(services.vault.clone(), Arc::new(SystemClock));
+    let other = Audit::new(services.records.vault().clone(), Arc::new(SystemClock));
     // Both replicas have seen the head...
     services
-        .audit
+        .records
+        .audit()
         .append(&ctx(0), AuditRecord::new("a"))
         .await
         .unwrap();
@@ -152,13 +179,14 @@ async fn a_batch_rechains_after_another_replica_moved_the_head() {
     // ...and this one's cached head is now stale.
     assert!(
         services
-            .audit
+            .records
+            .audit()
             .commit_batch(Txn::new(), &entries(2, 50))
             .await
             .unwrap()
     );
     other.append(&ctx(52), AuditRecord::new("c")).await.unwrap();
-    let report = verify(&services.vault).await.unwrap();
+    let report = verify(services.records.vault()).await.unwrap();
     assert_eq!(report.events, 53);
     assert!(report.breaks.is_empty(), "{:?}", report.breaks);
 }
@@ -168,42 +196,48 @@ async fn verify_sees_an_edited_event_inside_a_batch() {
     let (services, store) = testing::services().await;
     assert!(
         services
-            .audit
+            .records
+            .audit()
             .commit_batch(Txn::new(), &entries(0, 10))
             .await
             .unwrap()
     );
     let key = event_key(4);
     let mut ev = services
-        .vault
+        .records
+        .vault()
         .get::<AuditEvent>(&key)
         .await
         .unwrap()
         .unwrap()
         .value;
     ev.actor = "user:someone-else".to_owned();
-    store.poke(&key, services.vault.seal(&key, &ev).unwrap());
-    let report = verify(&services.vault).await.unwrap();
+    store.poke(&key, services.records.vault().seal(&key, &ev).unwrap());
+    let report = verify(services.records.vault()).await.unwrap();
     assert_eq!(report.breaks, vec![ChainBreak::HashMismatch { seq: 4 }]);
 }
 
 #[tokio::test]
 async fn query_pages_follow_the_cursor_to_the_end_with_and_without_filters() {
+    use crate::audit_log::{AuditQuery, RawAuditQuery};
     use crate::ids::{Role, UserId};
-    use query::AuditQuery;
 
     let (services, _) = testing::services().await;
     assert!(
         services
-            .audit
+            .records
+            .audit()
             .commit_batch(Txn::new(), &entries(0, 10))
             .await
             .unwrap()
     );
-    let admin = crate::Principal::Operator {
-        user_id: UserId::parse("root").unwrap(),
-        role: Role::Admin,
-    };
+    let admin = crate::Caller::new(
+        crate::Principal::Operator {
+            user_id: UserId::parse("root").unwrap(),
+            role: Role::Admin,
+        },
+        RequestContext::default(),
+    );
     for (action, limit, want) in [
         (None, "3", (1..=10).collect::<Vec<u64>>()),
         (None, "5", (1..=10).collect()),
@@ -213,17 +247,14 @@ async fn query_pages_follow_the_cursor_to_the_end_with_and_without_filters() {
     ] {
         let (mut seen, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
         loop {
-            let q = AuditQuery::parse(
-                None,
-                None,
+            let q = AuditQuery::parse(&RawAuditQuery {
                 action,
-                None,
-                None,
-                Some(limit),
-                cursor.as_deref(),
-            )
+                limit: Some(limit),
+                cursor: cursor.as_deref(),
+                ..RawAuditQuery::default()
+            })
             .unwrap();
-            let page = services.query_audit(&admin, &q).await.unwrap();
+            let page = services.audit.query(&admin, &q).await.unwrap();
             pages += 1;
             seen.extend(page.events.iter().map(|e| e.seq));
             match page.next {

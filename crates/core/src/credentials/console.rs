@@ -1,12 +1,12 @@
 //! Console sign-in: credentials issued as usual, exchanged at the partition's federation
 //! endpoint for a sign-in token, and returned as a login URL.
 
-use crate::audit::AuditRecord;
-use crate::principal::{Principal, RequestContext};
-use crate::{Error, Services};
-
+use super::Credentials;
 use super::issue::IssueCommand;
-use super::levels::CredentialPolicy;
+use crate::audit::AuditRecord;
+use crate::error::Error;
+use crate::policy::Action;
+use crate::principal::Caller;
 
 /// Where sign-in URLs point, by partition unless configured.
 #[derive(Debug, Clone, Default)]
@@ -75,29 +75,32 @@ pub struct ConsoleLogin {
     pub session_name: String,
 }
 
-impl Services {
+impl Credentials {
     /// Issues credentials for `cmd` and turns them into a console sign-in URL.
     #[tracing::instrument(skip_all, fields(org = %cmd.org))]
     pub async fn console_signin(
         &self,
-        ctx: &RequestContext,
-        by: &Principal,
+        caller: &Caller,
         cmd: &IssueCommand,
         destination: Option<&str>,
-        policy: &CredentialPolicy,
-        console: &ConsoleSettings,
     ) -> Result<ConsoleLogin, Error> {
         // A destination is checked against the bound role's partition before anything is
         // issued.
         if let Some(d) = destination {
-            let rec = self.org_record(by, &cmd.org).await?.value;
+            let level = self.levels.level(cmd.access_level.as_deref())?;
+            let rec = self
+                .orgs
+                .load_with(caller, Action::ConsoleSignin, &cmd.org, Some(level))
+                .await?
+                .value;
             let partition = rec.role_arn.as_deref().and_then(|a| a.split(':').nth(1));
             parse_destination(d, partition.unwrap_or("aws"))?;
         }
-        let issued = self.issue_credentials(ctx, by, cmd, policy).await?;
+        let issued = self.issue_as(caller, cmd, Action::ConsoleSignin).await?;
         let (default_federation, home) = partition_endpoints(&issued.partition);
         let destination = destination.unwrap_or(home).to_owned();
-        let federation = console
+        let federation = self
+            .console
             .federation_url
             .as_deref()
             .unwrap_or(default_federation);
@@ -105,12 +108,12 @@ impl Services {
             .federation
             .signin_url(
                 federation,
-                &console.issuer,
+                &self.console.issuer,
                 &destination,
                 &issued.credentials,
             )
             .await;
-        let audit = AuditRecord::new("credentials.console")
+        let audit = AuditRecord::new(Action::ConsoleSignin.name())
             .org(cmd.org.to_string())
             .target(issued.credentials.assumed_role_arn.clone())
             .details(serde_json::json!({
@@ -121,7 +124,7 @@ impl Services {
             }));
         match result {
             Ok(url) => {
-                self.audit.append(ctx, audit).await?;
+                self.records.record(caller, audit).await?;
                 Ok(ConsoleLogin {
                     url,
                     expires_at: issued.credentials.expiration,
@@ -130,8 +133,9 @@ impl Services {
                 })
             }
             Err(e) => {
-                let err = super::sts_error(e);
-                if let Err(log) = self.audit.append(ctx, audit.failure(err.code())).await {
+                let err = Error::from_sts(e);
+                let audit = audit.failure(err.code().as_str());
+                if let Err(log) = self.records.record(caller, audit).await {
                     tracing::error!(error = %log, "could not audit a failed console sign-in");
                 }
                 Err(err)

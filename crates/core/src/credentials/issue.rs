@@ -7,25 +7,28 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
-use super::levels::{AccessLevel, CredentialPolicy, MIN_DURATION_SECS};
-use super::session;
+use super::{Credentials, session};
 use crate::audit::AuditRecord;
+use crate::error::{Code, Error};
 use crate::ids::OrgName;
-use crate::orgs::{OrgRecord, OrgStatus};
+use crate::keyspace::{self, Key};
+use crate::levels::{AccessLevel, MIN_DURATION_SECS};
+use crate::model::{CachedCredentials, OrgRecord, OrgStatus, Secret};
+use crate::policy::Action;
 use crate::ports::Txn;
 use crate::ports::aws::{AssumeRoleRequest, TemporaryCredentials};
-use crate::principal::{Principal, RequestContext};
-use crate::{Error, Services};
+use crate::principal::{Caller, Principal};
 
 /// How long a replica may hold the cross-replica lock on one cache key.
 const LOCK_TTL: Duration = Duration::from_secs(30);
 /// How long a request waits for another replica's issuance before giving up.
 const LOCK_WAIT: Duration = Duration::from_secs(20);
 const LOCK_POLL: Duration = Duration::from_millis(50);
+/// How many times an issuance decides again after the org or its key changed under it.
+const ISSUE_ATTEMPTS: usize = 3;
 
 /// A validated credentials request.
 #[derive(Debug, Clone)]
@@ -70,22 +73,6 @@ pub struct Issued {
     pub cached: bool,
 }
 
-/// A cached credential, sealed as a whole under `cred/<org>/<digest>`.
-#[derive(Clone, Serialize, Deserialize)]
-struct CachedCredentials {
-    access_key_id: String,
-    secret_access_key: String,
-    session_token: String,
-    /// Unix seconds.
-    expiration: i64,
-    assumed_role_arn: String,
-    session_name: String,
-    source_identity: String,
-    /// The bound role they were minted for: a binding change makes them unusable.
-    role_arn: String,
-    issued_at_ms: i64,
-}
-
 /// One async mutex per cache key being filled in this process.
 #[derive(Debug, Default)]
 pub struct Flights {
@@ -108,13 +95,6 @@ impl Flights {
     }
 }
 
-fn lock_key(cache_key: &str) -> String {
-    let digest = cache_key
-        .strip_prefix(super::CACHE_PREFIX)
-        .unwrap_or(cache_key);
-    format!("{}{digest}", super::LOCK_PREFIX)
-}
-
 /// `arn:PARTITION:iam::…` → `PARTITION`.
 fn partition_of(role_arn: &str) -> String {
     role_arn.split(':').nth(1).unwrap_or("aws").to_owned()
@@ -123,48 +103,86 @@ fn partition_of(role_arn: &str) -> String {
 #[derive(Clone)]
 struct Plan {
     rec: OrgRecord,
+    /// The org record's revision when the caller was authorized: the issuance commits only
+    /// if it is still the same, so an offboarding, a binding reset or a key rotation that
+    /// lands while STS is being called wins (the credentials are never handed out).
+    org_rev: Vec<u8>,
     role_arn: String,
     level: AccessLevel,
     duration_secs: u32,
-    cache_key: String,
+    cache_key: Key<CachedCredentials>,
+    /// The cross-replica fill lock of `cache_key`.
+    lock_key: String,
     source_identity: String,
 }
 
-impl Services {
-    /// Issues credentials for `cmd.org` to `by`, from the cache when they are fresh enough.
+impl Credentials {
+    /// Issues credentials for `cmd.org` to `caller`, from the cache when they are fresh
+    /// enough. The level is decided with the org, before anything else happens: a level the
+    /// caller is not granted is 403 `access_level_not_allowed`, audited, and no STS call.
     #[tracing::instrument(skip_all, fields(org = %cmd.org))]
-    pub async fn issue_credentials(
+    pub async fn issue(&self, caller: &Caller, cmd: &IssueCommand) -> Result<Issued, Error> {
+        self.issue_as(caller, cmd, Action::IssueCredentials).await
+    }
+
+    pub(super) async fn issue_as(
         &self,
-        ctx: &RequestContext,
-        by: &Principal,
+        caller: &Caller,
         cmd: &IssueCommand,
-        policy: &CredentialPolicy,
+        action: Action,
     ) -> Result<Issued, Error> {
-        // Authorisation first: an API key for another org, or another operator's org, is 403
-        // and leaves no trace but the denial.
-        let rec = self.org_record(by, &cmd.org).await?.value;
-        match self.plan(by, cmd, policy, rec) {
-            Ok(plan) => match self.issue_planned(ctx, by, cmd, policy, &plan).await {
-                Ok(issued) => Ok(issued),
-                Err(e) => Err(self.audit_failure(ctx, cmd, e).await),
-            },
-            Err(e) => Err(self.audit_failure(ctx, cmd, e).await),
+        let level = self.levels.level(cmd.access_level.as_deref())?;
+        for _ in 0..ISSUE_ATTEMPTS {
+            // Authorisation first: another org's key, another operator's org, or an
+            // ungranted level is 403 and leaves only the refusal in the log.
+            let cur = self
+                .orgs
+                .load_with(caller, action, &cmd.org, Some(level))
+                .await?;
+            // Only a caller the policy admitted for this org spends the org's budget, so
+            // nobody can exhaust another org's issuance.
+            let d = self
+                .records
+                .rate_step(
+                    &keyspace::rate::credentials_per_org(cmd.org.as_str()),
+                    self.org_budget,
+                )
+                .await?;
+            if !d.allowed {
+                return Err(Error::RateLimited {
+                    limit: "credentials_per_org",
+                    decision: d,
+                });
+            }
+            let result = match self.plan(caller, cmd, level, cur.value, cur.rev) {
+                Ok(plan) => self.issue_planned(caller, cmd, &plan).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(Some(issued)) => return Ok(issued),
+                // The org or the key changed under the issuance: decide again on what it
+                // is now (an offboarded org or a rotated key is refused).
+                Ok(None) => {}
+                Err(e) => return Err(self.audit_failure(caller, cmd, e).await),
+            }
         }
+        Err(self.audit_failure(caller, cmd, Error::Contention).await)
     }
 
     fn plan(
         &self,
-        by: &Principal,
+        caller: &Caller,
         cmd: &IssueCommand,
-        policy: &CredentialPolicy,
+        level: &AccessLevel,
         rec: OrgRecord,
+        org_rev: Vec<u8>,
     ) -> Result<Plan, Error> {
-        let level = policy.level(cmd.access_level.as_deref())?;
+        let by = &caller.principal;
         // The level's maximum, and the role's own MaxSessionDuration when its stack said.
         let role_max = rec.max_session_duration.unwrap_or(u32::MAX);
         let max = level.max_duration_secs().min(role_max);
         let duration_secs = match cmd.duration_secs {
-            None => policy.default_duration_secs.min(max),
+            None => self.levels.default_duration_secs.min(max),
             Some(d) if (i64::from(MIN_DURATION_SECS)..=i64::from(max)).contains(&d) => {
                 u32::try_from(d).unwrap_or(max)
             }
@@ -188,7 +206,7 @@ impl Services {
                 let status = serde_json::to_value(status).unwrap_or_default();
                 let onboarding = format!("/api/orgs/{}/onboarding", cmd.org);
                 return Err(Error::Precondition {
-                    code: "org_not_validated",
+                    code: Code::OrgNotValidated,
                     message: format!(
                         "organisation {} is {}, not validated: onboard its AWS account first (GET {onboarding} or POST /api/integrate)",
                         cmd.org,
@@ -210,55 +228,43 @@ impl Services {
             h.update(part);
             h.update([0]);
         }
-        let cache_key = format!(
-            "{}{}",
-            super::cache_prefix(&cmd.org),
-            hex::encode(&h.finalize()[..16])
-        );
+        let digest = hex::encode(&h.finalize()[..16]);
         Ok(Plan {
             rec,
+            org_rev,
             role_arn,
             level: level.clone(),
             duration_secs,
-            cache_key,
+            cache_key: keyspace::credentials(&cmd.org, &digest),
+            lock_key: keyspace::credential_lock(&digest),
             source_identity,
         })
     }
 
     async fn issue_planned(
         &self,
-        ctx: &RequestContext,
-        by: &Principal,
+        caller: &Caller,
         cmd: &IssueCommand,
-        policy: &CredentialPolicy,
         plan: &Plan,
-    ) -> Result<Issued, Error> {
-        let window = policy.window_for(plan.duration_secs);
+    ) -> Result<Option<Issued>, Error> {
+        let window = self.levels.window_for(plan.duration_secs);
         if !cmd.force_refresh
             && let Some(hit) = self.cached(plan, window, None).await?
         {
-            return self.serve(ctx, cmd, policy, plan, hit, true, None).await;
+            return self.serve(caller, cmd, plan, hit, true, None).await;
         }
-        let started_ms = self.clock.now_ms();
+        let started_ms = self.records.clock().now_ms();
         // The fill runs in its own task: if this request's client goes away, the STS call,
         // the cache write and the lock's release still happen (other requests may be
         // waiting on them), instead of leaving the key locked until the lock's TTL.
-        let (me, ctx, by, cmd, policy, plan) = (
-            self.clone(),
-            ctx.clone(),
-            by.clone(),
-            cmd.clone(),
-            policy.clone(),
-            plan.clone(),
-        );
+        let (me, caller, cmd, plan) = (self.clone(), caller.clone(), cmd.clone(), plan.clone());
         tokio::spawn(async move {
-            let slot = me.flights.slot(&plan.cache_key);
+            let slot = me.flights.slot(plan.cache_key.as_str());
             let result = {
                 let _guard = slot.lock().await;
-                me.fill(&ctx, &by, &cmd, &policy, &plan, window, started_ms)
-                    .await
+                me.fill(&caller, &cmd, &plan, window, started_ms).await
             };
-            me.flights.release(&plan.cache_key, slot);
+            me.flights.release(plan.cache_key.as_str(), slot);
             result
         })
         .await
@@ -270,57 +276,53 @@ impl Services {
 
     /// Inside this process's flight for the key: re-check the cache (another task may just
     /// have filled it), then take the cross-replica lock and call STS.
-    #[allow(clippy::too_many_arguments)]
     async fn fill(
         &self,
-        ctx: &RequestContext,
-        by: &Principal,
+        caller: &Caller,
         cmd: &IssueCommand,
-        policy: &CredentialPolicy,
         plan: &Plan,
         window: Duration,
         started_ms: i64,
-    ) -> Result<Issued, Error> {
+    ) -> Result<Option<Issued>, Error> {
         // A forced refresh still accepts credentials minted after it arrived.
         let fresh_since = cmd.force_refresh.then_some(started_ms);
         if let Some(hit) = self.cached(plan, window, fresh_since).await? {
-            return self.serve(ctx, cmd, policy, plan, hit, true, None).await;
+            return self.serve(caller, cmd, plan, hit, true, None).await;
         }
-        let lock = lock_key(&plan.cache_key);
+        let lock = plan.lock_key.clone();
+        let store = self.records.vault().store();
         let waited_until = tokio::time::Instant::now() + LOCK_WAIT;
         loop {
             let claim = Txn::new()
                 .absent(lock.clone())
                 .put_ttl(lock.clone(), Vec::new(), LOCK_TTL);
-            if self.vault.store().commit(claim).await? {
+            if store.commit(claim).await? {
                 break;
             }
             // Another replica is calling STS for this key: wait for its result.
             if tokio::time::Instant::now() >= waited_until {
                 return Err(Error::Contention);
             }
-            tokio::time::sleep(LOCK_POLL).await;
+            self.records.clock().sleep(LOCK_POLL).await;
             if let Some(hit) = self.cached(plan, window, Some(started_ms)).await? {
-                return self.serve(ctx, cmd, policy, plan, hit, true, None).await;
+                return self.serve(caller, cmd, plan, hit, true, None).await;
             }
         }
-        let result = self.mint(ctx, by, cmd, policy, plan, &lock).await;
-        if result.is_err() {
-            // Best effort: the lock's TTL frees it anyway.
-            let _ = self.vault.store().commit(Txn::new().delete(lock)).await;
+        let result = self.mint(caller, cmd, plan).await;
+        if !matches!(result, Ok(Some(_))) {
+            // Best effort (the lock's TTL frees it anyway), so that waiters retry at once.
+            let _ = store.commit(Txn::new().delete(lock)).await;
         }
         result
     }
 
     async fn mint(
         &self,
-        ctx: &RequestContext,
-        by: &Principal,
+        caller: &Caller,
         cmd: &IssueCommand,
-        policy: &CredentialPolicy,
         plan: &Plan,
-        lock: &str,
-    ) -> Result<Issued, Error> {
+    ) -> Result<Option<Issued>, Error> {
+        let by = &caller.principal;
         let session_name = session::session_name(&cmd.org, by, &rolegate_crypto::short_id());
         let req = AssumeRoleRequest {
             role_arn: plan.role_arn.clone(),
@@ -332,32 +334,32 @@ impl Services {
             policy_arns: plan.level.policy_arns().to_vec(),
             duration_seconds: i32::try_from(plan.duration_secs).unwrap_or(i32::MAX),
         };
-        let creds = self.sts.assume_role(&req).await.map_err(super::sts_error)?;
+        let creds = self.sts.assume_role(&req).await.map_err(Error::from_sts)?;
+        let clock = self.records.clock();
         let entry = CachedCredentials {
             access_key_id: creds.access_key_id.clone(),
-            secret_access_key: creds.secret_access_key.expose_secret().to_owned(),
-            session_token: creds.session_token.expose_secret().to_owned(),
+            secret_access_key: Secret::new(creds.secret_access_key.expose_secret()),
+            session_token: Secret::new(creds.session_token.expose_secret()),
             expiration: creds.expiration.unix_timestamp(),
             assumed_role_arn: creds.assumed_role_arn.clone(),
             session_name,
             source_identity: plan.source_identity.clone(),
             role_arn: plan.role_arn.clone(),
-            issued_at_ms: self.clock.now_ms(),
+            issued_at_ms: clock.now_ms(),
         };
-        let ttl_secs = entry.expiration - self.clock.now().unix_timestamp();
-        let txn = Txn::new().delete(lock.to_owned());
+        let ttl_secs = entry.expiration - clock.now().unix_timestamp();
+        let txn = Txn::new().delete(plan.lock_key.clone());
         let txn = if ttl_secs > 0 {
-            self.vault.put_ttl(
+            self.records.vault().put_ttl(
                 txn,
-                &plan.cache_key,
+                plan.cache_key.as_str(),
                 &entry,
                 Duration::from_secs(ttl_secs.unsigned_abs()),
             )?
         } else {
             txn
         };
-        self.serve(ctx, cmd, policy, plan, entry, false, Some(txn))
-            .await
+        self.serve(caller, cmd, plan, entry, false, Some(txn)).await
     }
 
     /// The cached entry for the plan, if it is still fresh enough (and, with
@@ -368,11 +370,11 @@ impl Services {
         window: Duration,
         minted_since: Option<i64>,
     ) -> Result<Option<CachedCredentials>, Error> {
-        let Some(hit) = self.vault.get::<CachedCredentials>(&plan.cache_key).await? else {
+        let Some(hit) = self.records.get(&plan.cache_key).await? else {
             return Ok(None);
         };
         let c = hit.value;
-        let now = self.clock.now().unix_timestamp();
+        let now = self.records.clock().now().unix_timestamp();
         let window = i64::try_from(window.as_secs()).unwrap_or(i64::MAX);
         let fresh = c.expiration - now > window
             && c.role_arn == plan.role_arn
@@ -381,21 +383,22 @@ impl Services {
     }
 
     /// Audits the issuance (with `txn`, the cache write, when fresh) and hands it out. If
-    /// the event cannot be written the credentials are not returned.
-    #[allow(clippy::too_many_arguments)]
+    /// the event cannot be written the credentials are not returned. The commit is
+    /// conditioned on the org record being the one the caller was authorized against (and,
+    /// for an API key, on the key still existing): `None` when either changed meanwhile, and
+    /// then nothing was written and nothing is handed out.
     async fn serve(
         &self,
-        ctx: &RequestContext,
+        caller: &Caller,
         cmd: &IssueCommand,
-        policy: &CredentialPolicy,
         plan: &Plan,
         c: CachedCredentials,
         cached: bool,
         txn: Option<Txn>,
-    ) -> Result<Issued, Error> {
+    ) -> Result<Option<Issued>, Error> {
         let expiration =
             OffsetDateTime::from_unix_timestamp(c.expiration).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let audit = AuditRecord::new("credentials.issue")
+        let audit = AuditRecord::new(Action::IssueCredentials.name())
             .org(cmd.org.to_string())
             .target(plan.role_arn.clone())
             .details(serde_json::json!({
@@ -408,49 +411,58 @@ impl Services {
                 "force_refresh": cmd.force_refresh,
                 "reason": cmd.reason,
             }));
+        let mut txn = txn
+            .unwrap_or_default()
+            .equals(keyspace::org(&cmd.org).as_str(), plan.org_rev.clone());
+        if let Principal::OrgKey { .. } = caller.principal {
+            txn = txn.present(keyspace::api_key(&plan.rec.api_key_digest).as_str());
+        }
         let committed = self
-            .audit
-            .commit_with(ctx, txn.unwrap_or_default(), audit)
+            .records
+            .commit(caller, txn, audit)
             .await
             .map_err(|e| match e {
                 e @ Error::AuditUnavailable(_) => e,
                 other => Error::AuditUnavailable(Box::new(other)),
             })?;
         if !committed {
-            return Err(Error::Contention);
+            return Ok(None);
         }
-        Ok(Issued {
+        Ok(Some(Issued {
             credentials: TemporaryCredentials {
-                access_key_id: c.access_key_id,
-                secret_access_key: SecretString::from(c.secret_access_key),
-                session_token: SecretString::from(c.session_token),
+                access_key_id: c.access_key_id.clone(),
+                secret_access_key: SecretString::from(c.secret_access_key.expose().to_owned()),
+                session_token: SecretString::from(c.session_token.expose().to_owned()),
                 expiration,
-                assumed_role_arn: c.assumed_role_arn,
+                assumed_role_arn: c.assumed_role_arn.clone(),
             },
-            session_name: c.session_name,
-            source_identity: c.source_identity,
+            session_name: c.session_name.clone(),
+            source_identity: c.source_identity.clone(),
             access_level: plan.level.name().to_owned(),
             duration_secs: plan.duration_secs,
-            region: policy.region.clone(),
+            region: self.levels.region.clone(),
             partition: partition_of(&plan.role_arn),
             cached,
-        })
+        }))
     }
 
     /// Records a failed issuance with its error code, and returns the error. The action
-    /// failed either way; a failure to log it is only logged.
-    async fn audit_failure(&self, ctx: &RequestContext, cmd: &IssueCommand, e: Error) -> Error {
-        let code = e.code();
-        if !matches!(e, Error::AuditUnavailable(_) | Error::Store(_)) {
-            let audit = AuditRecord::new("credentials.issue")
+    /// failed either way; a failure to log it is only logged. Refusals by the policy were
+    /// recorded when they were made.
+    async fn audit_failure(&self, caller: &Caller, cmd: &IssueCommand, e: Error) -> Error {
+        if !matches!(
+            e,
+            Error::AuditUnavailable(_) | Error::Store(_) | Error::Forbidden { .. }
+        ) {
+            let audit = AuditRecord::new(Action::IssueCredentials.name())
                 .org(cmd.org.to_string())
                 .target(cmd.org.to_string())
-                .failure(code)
+                .failure(e.code().as_str())
                 .details(serde_json::json!({
                     "access_level": cmd.access_level,
                     "force_refresh": cmd.force_refresh,
                 }));
-            if let Err(err) = self.audit.append(ctx, audit).await {
+            if let Err(err) = self.records.record(caller, audit).await {
                 tracing::error!(error = %err, "could not audit a failed credential issuance");
             }
         }

@@ -10,15 +10,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use secrecy::SecretString;
 
+use crate::audit::AuditEvent;
 use crate::clock::SystemClock;
-use crate::credentials::{CredentialPolicy, IssueCommand};
+use crate::credentials::IssueCommand;
+use crate::error::{Code, Error};
 use crate::ids::{OrgName, Role, UserId};
-use crate::orgs::{OrgRecord, OrgStatus, RegisterOrgCommand};
+use crate::keyspace;
+use crate::orgs::{OrgStatus, RegisterOrgCommand};
 use crate::ports::aws::{AssumeRoleRequest, CallerIdentity, Sts, StsError, TemporaryCredentials};
 use crate::ports::{KvStore as _, Txn};
+use crate::principal::{Caller, Principal, RequestContext};
+use crate::services::{Config, Ports, Services};
 use crate::testing::{MemoryStore, NoSts};
 use crate::vault::Vault;
-use crate::{Principal, RequestContext, Services};
 
 #[derive(Debug, Default)]
 struct SlowSts {
@@ -41,6 +45,9 @@ impl Sts for SlowSts {
             ),
         })
     }
+    async fn own_identity(&self) -> Result<CallerIdentity, StsError> {
+        Err(StsError::Unavailable("not used".into()))
+    }
     async fn caller_identity(
         &self,
         _: &str,
@@ -55,54 +62,49 @@ async fn keys(store: &MemoryStore, prefix: &str) -> usize {
     store.list(prefix, None, 100).await.unwrap().items.len()
 }
 
-#[tokio::test]
-async fn a_cancelled_request_still_fills_the_cache_and_releases_the_lock() {
+/// Services over a fresh store with `sts`, and one validated org owned by `admin`.
+async fn rig(sts: Arc<SlowSts>) -> (Services, Arc<MemoryStore>, Caller, OrgName) {
     let store = Arc::new(MemoryStore::default());
     let ring = rolegate_crypto::Keyring::new(&[rolegate_crypto::MasterKey::generate()]).unwrap();
     let vault = Vault::new(store.clone(), Arc::new(ring));
-    let sts = Arc::new(SlowSts::default());
-    let services = Services::new(vault, Arc::new(SystemClock), sts.clone(), Arc::new(NoSts))
-        .await
-        .unwrap();
-    let admin = Principal::Operator {
-        user_id: UserId::parse("admin").unwrap(),
-        role: Role::Admin,
+    let ports = Ports {
+        vault,
+        clock: Arc::new(SystemClock),
+        sts,
+        federation: Arc::new(NoSts),
+        templates: None,
     };
-    let ctx = RequestContext::system("test");
+    let services = Services::new(ports, Config::offline()).await.unwrap();
+    let admin = Caller::new(
+        Principal::Operator {
+            user_id: UserId::parse("admin").unwrap(),
+            role: Role::Admin,
+        },
+        RequestContext::system("test"),
+    );
     let org = OrgName::parse("slow-org").unwrap();
     let cmd = RegisterOrgCommand {
         name: org.clone(),
         expected_account_id: None,
     };
-    services.register_org(&ctx, &admin, cmd).await.unwrap();
-    let key = format!("org/{org}");
-    let mut rec = services
-        .vault
-        .get::<OrgRecord>(&key)
-        .await
-        .unwrap()
-        .unwrap()
-        .value;
+    services.orgs.register(&admin, cmd).await.unwrap();
+    let key = keyspace::org(&org);
+    let mut rec = services.records.get(&key).await.unwrap().unwrap().value;
     rec.status = OrgStatus::Validated;
     rec.role_arn = Some("arn:aws:iam::111122223333:role/r".into());
-    let txn = services.vault.put(Txn::new(), &key, &rec).unwrap();
-    assert!(services.vault.commit(txn).await.unwrap());
+    let txn = services.records.put(Txn::new(), &key, &rec).unwrap();
+    assert!(services.records.vault().commit(txn).await.unwrap());
+    (services, store, admin, org)
+}
 
-    let policy = CredentialPolicy::defaults("aws", "us-east-1".into());
+#[tokio::test]
+async fn a_cancelled_request_still_fills_the_cache_and_releases_the_lock() {
+    let sts = Arc::new(SlowSts::default());
+    let (services, store, admin, _) = rig(sts.clone()).await;
     let cmd = IssueCommand::parse(Some("slow-org"), None, None, None, false).unwrap();
     let request = {
-        let (services, admin, ctx, cmd, policy) = (
-            services.clone(),
-            admin.clone(),
-            ctx.clone(),
-            cmd.clone(),
-            policy.clone(),
-        );
-        tokio::spawn(async move {
-            services
-                .issue_credentials(&ctx, &admin, &cmd, &policy)
-                .await
-        })
+        let (services, admin, cmd) = (services.clone(), admin.clone(), cmd.clone());
+        tokio::spawn(async move { services.credentials.issue(&admin, &cmd).await })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     request.abort();
@@ -118,10 +120,60 @@ async fn a_cancelled_request_still_fills_the_cache_and_releases_the_lock() {
         1,
         "the call was not wasted"
     );
-    let again = services
-        .issue_credentials(&ctx, &admin, &cmd, &policy)
-        .await
-        .unwrap();
+    let again = services.credentials.issue(&admin, &cmd).await.unwrap();
     assert!(again.cached);
     assert_eq!(sts.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_api_key_gets_only_granted_levels_and_a_refusal_is_audited_without_sts() {
+    let sts = Arc::new(SlowSts::default());
+    let (services, _, admin, org) = rig(sts.clone()).await;
+    let rotated = services.orgs.rotate_api_key(&admin, &org).await.unwrap();
+    let principal = services
+        .orgs
+        .authenticate_api_key(secrecy::ExposeSecret::expose_secret(&rotated.api_key))
+        .await
+        .unwrap()
+        .unwrap();
+    let key = Caller::new(principal, RequestContext::system("probe"));
+    let cmd = IssueCommand::parse(Some("slow-org"), Some("operator"), None, None, false).unwrap();
+    let err = services.credentials.issue(&key, &cmd).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Forbidden {
+                code: Code::AccessLevelNotAllowed,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(sts.calls.load(Ordering::SeqCst), 0, "no STS call");
+    let events: Vec<AuditEvent> = services
+        .records
+        .vault()
+        .list_all::<AuditEvent>(keyspace::AUDIT_EVENT.prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    let last = events.last().unwrap();
+    assert_eq!(last.action, "credentials.issue");
+    assert_eq!(last.code.as_deref(), Some("access_level_not_allowed"));
+    assert_eq!(last.details["access_level"], "operator");
+    // The default level works for the key, and the owner (an admin here) gets `operator`.
+    let ok = IssueCommand::parse(Some("slow-org"), None, None, None, false).unwrap();
+    assert_eq!(
+        services
+            .credentials
+            .issue(&key, &ok)
+            .await
+            .unwrap()
+            .access_level,
+        "readonly"
+    );
+    let op = services.credentials.issue(&admin, &cmd).await.unwrap();
+    assert_eq!(op.access_level, "operator");
 }

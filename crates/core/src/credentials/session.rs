@@ -2,7 +2,7 @@
 //! session name, the SourceIdentity and the session tags, each fitted to AWS's charset and
 //! length rules.
 
-use crate::Error;
+use crate::error::Error;
 use crate::ids::OrgName;
 use crate::principal::Principal;
 
@@ -35,6 +35,9 @@ pub fn source_identity(p: &Principal) -> String {
     let raw = match p {
         Principal::Operator { user_id, .. } => user_id.to_string(),
         Principal::OrgKey { key_id, .. } => format!("apikey.{key_id}"),
+        // The policy gives neither credentials; named anyway so that nothing is unnamed.
+        Principal::Stack { org } => format!("stack.{org}"),
+        Principal::System { task } => format!("rolegate.{task}"),
     };
     let mut s = sanitize_session_part(&raw);
     s.truncate(MAX_SESSION_NAME);

@@ -5,10 +5,12 @@
 use secrecy::SecretString;
 use serde::Serialize;
 
+use super::Credentials;
+use crate::error::Error;
 use crate::ids::OrgName;
+use crate::policy::Action;
 use crate::ports::aws::StsError;
-use crate::principal::Principal;
-use crate::{Error, Services};
+use crate::principal::Caller;
 
 /// Credentials submitted for checking.
 #[derive(Debug)]
@@ -95,16 +97,20 @@ pub fn is_session_of(arn: &str, role_arn: &str) -> bool {
     ap == rp && aa == ra && !session.is_empty() && session_role == role_name
 }
 
-impl Services {
+impl Credentials {
     /// Checks credentials with GetCallerIdentity. Invalid credentials are an answer
     /// (`valid: false`), not an error; an unreachable STS is.
     #[tracing::instrument(skip_all, fields(org = %cmd.org))]
-    pub async fn validate_credentials(
+    pub async fn validate(
         &self,
-        by: &Principal,
+        caller: &Caller,
         cmd: &ValidateCommand,
     ) -> Result<Validation, Error> {
-        let rec = self.org_record(by, &cmd.org).await?.value;
+        let rec = self
+            .orgs
+            .load(caller, Action::ValidateCredentials, &cmd.org)
+            .await?
+            .value;
         match self
             .sts
             .caller_identity(
@@ -131,7 +137,7 @@ impl Services {
                 matches_org: false,
                 reason: Some(reason),
             }),
-            Err(e) => Err(super::sts_error(e)),
+            Err(e) => Err(Error::from_sts(e)),
         }
     }
 }

@@ -1,10 +1,12 @@
 use serde::Deserialize;
 
-use super::{CallbackOutcome, OnboardingPolicy, SignatureHeaders, Verified};
+use super::{CallbackOutcome, Onboarding, SignatureHeaders, Verified};
 use crate::audit::AuditRecord;
-use crate::ids::OrgName;
-use crate::orgs::{AccountId, OrgRecord};
-use crate::{Error, RequestContext, Services};
+use crate::error::{Code, Error};
+use crate::ids::{AccountId, OrgName};
+use crate::model::OrgRecord;
+use crate::policy::{Action, Facts, Owner};
+use crate::principal::{Caller, Principal, RequestContext};
 
 pub const PARTITIONS: &[&str] = &["aws", "aws-cn", "aws-us-gov"];
 
@@ -149,7 +151,7 @@ impl Callback {
     }
 }
 
-pub(super) fn rejected(code: &'static str, message: &str) -> Error {
+pub(super) fn rejected(code: Code, message: &str) -> Error {
     Error::SignatureRejected {
         code,
         message: message.to_owned(),
@@ -163,17 +165,16 @@ pub fn claimed_org(body: &[u8]) -> Option<OrgName> {
     OrgName::parse(v.get("org_name")?.as_str()?).ok()
 }
 
-impl Services {
+impl Onboarding {
     /// Verifies and applies a customer stack's callback.
     pub async fn handle_callback(
         &self,
         ctx: &RequestContext,
         headers: &SignatureHeaders,
         body: &[u8],
-        policy: &OnboardingPolicy,
     ) -> Result<CallbackOutcome, Error> {
         let verified = self.authenticate_callback(ctx, headers, body).await?;
-        self.apply_callback(ctx, verified, body, policy).await
+        self.apply_callback(ctx, verified, body).await
     }
 
     /// The signature checks (headers, timestamp, signature, nonce), audited when they fail.
@@ -187,35 +188,56 @@ impl Services {
         match self.verify_callback(headers, body).await {
             Ok(v) => Ok(v),
             Err(e) => {
-                let code = match &e {
-                    Error::SignatureRejected { code, .. } => *code,
-                    _ => "callback_error",
-                };
-                let mut rec = AuditRecord::new("onboarding.callback.rejected").failure(code);
+                let mut rec =
+                    AuditRecord::new("onboarding.callback.rejected").failure(e.code().as_str());
                 if let Some(org) = claimed_org(body) {
                     rec = rec.org(org.to_string());
                 }
-                self.audit.append(ctx, rec).await?;
+                self.records.audit().append(ctx, rec).await?;
                 Err(e)
             }
         }
     }
 
-    /// Applies a callback whose signature [`Self::authenticate_callback`] accepted.
+    /// Applies a callback whose signature [`Self::authenticate_callback`] accepted, as the
+    /// org's onboarding stack.
     pub async fn apply_callback(
         &self,
         ctx: &RequestContext,
         verified: Verified,
         body: &[u8],
-        policy: &OnboardingPolicy,
     ) -> Result<CallbackOutcome, Error> {
+        let caller = Caller::new(
+            Principal::Stack {
+                org: verified.org.clone(),
+            },
+            ctx.clone(),
+        );
         let cb = Callback::parse(body)?;
+        let rec = self.records.get(&crate::keyspace::org(&cb.org)).await?;
+        let owner = rec
+            .as_ref()
+            .map_or(Owner::NoSuchOrg, |r| Owner::Is(&r.value.owner));
+        self.records
+            .authorize(&caller, Action::ApplyCallback, &Facts::org(&cb.org, owner))
+            .await?;
         match cb.event {
             CallbackEvent::Created | CallbackEvent::Updated => {
-                self.bind(ctx, &cb, verified).await?;
-                self.verify_trust(ctx, &cb, policy).await
+                self.bind(&caller, &cb, &verified).await?;
+                let outcome = self.verify_trust(&caller, &cb).await?;
+                if outcome.status == crate::model::OrgStatus::Failed {
+                    // The stack should fail with a reason the customer can act on.
+                    return Err(Error::Upstream {
+                        code: crate::error::Code::RoleNotAssumable,
+                        message: outcome
+                            .message
+                            .unwrap_or_else(|| "rolegate could not assume the role".to_owned()),
+                        retry_after_secs: None,
+                    });
+                }
+                Ok(outcome)
             }
-            CallbackEvent::Deleted => self.stack_deleted(ctx, &cb).await,
+            CallbackEvent::Deleted => self.stack_deleted(&caller, &cb).await,
         }
     }
 }

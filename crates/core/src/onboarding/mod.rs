@@ -1,5 +1,5 @@
 //! Customer onboarding: the signed callback from the customer's stack, account binding, the
-//! trust-policy check, and binding resets.
+//! trust-policy check, binding resets, and the links a customer deploys the stack with.
 //!
 //! Wire format (kept from the prototype): `X-Sig-Signature` is lowercase hex
 //! HMAC-SHA256(callback_secret, "{timestamp}|{nonce}|" + raw body), with `X-Sig-Timestamp`
@@ -7,9 +7,15 @@
 //! signature (an unknown org and a bad signature are indistinguishable), nonce, and only
 //! then the body's schema.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::ids::OrgName;
+use crate::orgs::Orgs;
+use crate::ports::aws::{Sts, TemplateStore};
+use crate::records::Records;
 
 /// Account binding, stack deletion and binding resets.
 mod binding;
@@ -22,15 +28,14 @@ mod signature;
 /// The trust-policy check after binding.
 mod trust;
 
+pub use crate::orgs::CALLBACK_SECRET_TTL;
+pub use links::{OnboardingLinks, OnboardingSettings};
+
 /// Callback timestamps further than this from our clock are refused.
 pub const TIMESTAMP_WINDOW_SECS: i64 = 300;
 /// Nonces are remembered for longer than the whole acceptance window (±300 s), so a nonce
 /// can never be replayed with any timestamp that is still acceptable.
 pub const NONCE_TTL: Duration = Duration::from_secs(3 * TIMESTAMP_WINDOW_SECS as u64);
-/// Where used nonces are remembered (unsealed markers, `nonce/<org>/<nonce>`).
-pub const NONCE_PREFIX: &str = "nonce/";
-/// An unused callback secret stops working after this long.
-pub const CALLBACK_SECRET_TTL: time::Duration = time::Duration::days(7);
 
 /// Settings that shape onboarding decisions.
 #[derive(Debug, Clone)]
@@ -60,12 +65,21 @@ pub struct SignatureHeaders {
     pub nonce: Option<String>,
 }
 
-/// Proof that a callback's signature, timestamp and nonce were checked; only
-/// `Services::authenticate_callback` makes one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Proof that a callback's signature, timestamp and nonce were checked for `org`; only
+/// [`Onboarding::authenticate_callback`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
+    org: OrgName,
     /// Signed with the previous (live stack's) secret rather than the current one.
     previous_secret: bool,
+}
+
+impl Verified {
+    /// The org whose secret signed the callback.
+    #[must_use]
+    pub fn org(&self) -> &OrgName {
+        &self.org
+    }
 }
 
 /// What a verified callback led to.
@@ -73,11 +87,49 @@ pub struct Verified {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CallbackOutcome {
     pub org_name: String,
-    pub status: crate::orgs::OrgStatus,
+    pub status: crate::model::OrgStatus,
     pub account_id: Option<String>,
     pub role_arn: Option<String>,
     pub trust_check: Option<String>,
     pub message: Option<String>,
+}
+
+/// The onboarding area.
+#[derive(Debug, Clone)]
+pub struct Onboarding {
+    records: Records,
+    orgs: Orgs,
+    sts: Arc<dyn Sts>,
+    policy: OnboardingPolicy,
+    links: OnboardingSettings,
+    templates: Option<Arc<dyn TemplateStore>>,
+    /// The template customers deploy.
+    template: Arc<[u8]>,
+    /// rolegate's own principal, learned from STS when not configured.
+    learned_principal: Arc<tokio::sync::OnceCell<String>>,
+}
+
+impl Onboarding {
+    #[must_use]
+    pub fn new(
+        orgs: Orgs,
+        sts: Arc<dyn Sts>,
+        policy: OnboardingPolicy,
+        links: OnboardingSettings,
+        templates: Option<Arc<dyn TemplateStore>>,
+        template: Arc<[u8]>,
+    ) -> Self {
+        Self {
+            records: orgs.records().clone(),
+            orgs,
+            sts,
+            policy,
+            links,
+            templates,
+            template,
+            learned_principal: Arc::default(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,15 +2,16 @@
 //! secret, constant time), nonce. Only then is the body's schema looked at.
 
 use super::callback::{claimed_org, rejected};
-use super::{NONCE_TTL, SignatureHeaders, TIMESTAMP_WINDOW_SECS, Verified};
-use crate::orgs::{OrgRecord, org_key};
+use super::{NONCE_TTL, Onboarding, SignatureHeaders, TIMESTAMP_WINDOW_SECS, Verified};
+use crate::error::{Code, Error};
+use crate::keyspace;
+use crate::model::OrgRecord;
 use crate::ports::Txn;
-use crate::{Error, Services};
 
 fn parse_headers(h: &SignatureHeaders) -> Result<(String, i64, String), Error> {
     let bad = |name: &str| {
         rejected(
-            "invalid_signature",
+            Code::InvalidSignature,
             &format!("missing or malformed {name} header"),
         )
     };
@@ -36,7 +37,7 @@ fn parse_headers(h: &SignatureHeaders) -> Result<(String, i64, String), Error> {
     Ok((sig.to_ascii_lowercase(), ts, nonce.to_owned()))
 }
 
-impl Services {
+impl Onboarding {
     /// Headers, timestamp, signature, nonce — in that order.
     pub(super) async fn verify_callback(
         &self,
@@ -44,18 +45,19 @@ impl Services {
         body: &[u8],
     ) -> Result<Verified, Error> {
         let (sig, ts, nonce) = parse_headers(headers)?;
-        let now = self.clock.now().unix_timestamp();
+        let clock = self.records.clock();
+        let now = clock.now().unix_timestamp();
         // abs_diff: an extreme timestamp from the network must not overflow.
         if now.abs_diff(ts) > TIMESTAMP_WINDOW_SECS.unsigned_abs() {
             return Err(rejected(
-                "stale_timestamp",
+                Code::StaleTimestamp,
                 "X-Sig-Timestamp is more than 300 seconds from the server's clock",
             ));
         }
         let record = match claimed_org(body) {
             Some(org) => self
-                .vault
-                .get::<OrgRecord>(&org_key(&org))
+                .records
+                .get(&keyspace::org(&org))
                 .await?
                 .map(|v| v.value),
             None => None,
@@ -64,7 +66,7 @@ impl Services {
             r.callback_secret_used
                 || r.callback_secret_expires_at.as_deref().is_none_or(|exp| {
                     time::OffsetDateTime::parse(exp, &time::format_description::well_known::Rfc3339)
-                        .is_ok_and(|exp| self.clock.now() < exp)
+                        .is_ok_and(|exp| clock.now() < exp)
                 })
         };
         // An unknown org, an expired secret and a wrong signature all cost the same two
@@ -73,10 +75,11 @@ impl Services {
         let key = record
             .as_ref()
             .filter(|r| secret_ok(r))
-            .map(|r| r.callback_secret.clone());
+            .map(|r| r.callback_secret.expose());
         let previous = record
             .as_ref()
-            .and_then(|r| r.previous_callback_secret.clone());
+            .and_then(|r| r.previous_callback_secret.as_ref())
+            .map(|s| s.expose());
         let mut msg = format!("{ts}|{nonce}|").into_bytes();
         msg.extend_from_slice(body);
         let matches = |k: Option<&str>| {
@@ -86,28 +89,32 @@ impl Services {
             );
             rolegate_crypto::ct_eq(expected.as_bytes(), sig.as_bytes()) && k.is_some()
         };
-        let with_current = matches(key.as_deref());
-        let with_previous = matches(previous.as_deref());
+        let with_current = matches(key);
+        let with_previous = matches(previous);
         if !(with_current || with_previous) {
             return Err(rejected(
-                "invalid_signature",
+                Code::InvalidSignature,
                 "the callback signature is not valid",
             ));
         }
-        let org = record
-            .map(|r| r.name)
-            .ok_or_else(|| rejected("invalid_signature", "the callback signature is not valid"))?;
-        let nonce_key = format!("{}{org}/{nonce}", super::NONCE_PREFIX);
+        let org = record.map(|r| r.name).ok_or_else(|| {
+            rejected(
+                Code::InvalidSignature,
+                "the callback signature is not valid",
+            )
+        })?;
+        let nonce_key = keyspace::nonce(&org, &nonce);
         let claim = Txn::new()
             .absent(nonce_key.clone())
             .put_ttl(nonce_key, vec![1], NONCE_TTL);
-        if !self.vault.commit(claim).await? {
+        if !self.records.vault().commit(claim).await? {
             return Err(rejected(
-                "nonce_reused",
+                Code::NonceReused,
                 "this X-Sig-Nonce was already used",
             ));
         }
         Ok(Verified {
+            org,
             previous_secret: !with_current,
         })
     }

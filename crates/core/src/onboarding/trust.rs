@@ -2,28 +2,29 @@
 //! and record the verdict (`validated`, `unsafe_trust` or `failed`).
 
 use super::callback::{Callback, outcome};
-use super::{CallbackOutcome, OnboardingPolicy};
+use super::{CallbackOutcome, Onboarding};
 use crate::audit::AuditRecord;
-use crate::ids::OrgName;
-use crate::orgs::{AccountId, OrgRecord, OrgStatus, org_key};
-use crate::ports::Txn;
+use crate::error::{Code, Error, sts_code};
+use crate::keyspace;
+use crate::model::OrgStatus;
 use crate::ports::aws::{AssumeRoleRequest, StsError};
-use crate::{Error, RequestContext, Services};
+use crate::principal::Caller;
+use crate::records::Change;
 
-impl Services {
+impl Onboarding {
     /// Assumes the role with the ExternalId, then without it, and records the verdict.
     pub(super) async fn verify_trust(
         &self,
-        ctx: &RequestContext,
+        caller: &Caller,
         cb: &Callback,
-        policy: &OnboardingPolicy,
     ) -> Result<CallbackOutcome, Error> {
+        let policy = &self.policy;
         let cur = self
-            .vault
-            .get::<OrgRecord>(&org_key(&cb.org))
+            .records
+            .get(&keyspace::org(&cb.org))
             .await?
             .ok_or(Error::NotFound {
-                what: "organisation",
+                what: keyspace::ORG.name,
             })?;
         let mut req = AssumeRoleRequest {
             role_arn: cb.role_arn.clone(),
@@ -41,7 +42,7 @@ impl Services {
         let mut with = Err(StsError::Unavailable("not attempted".to_owned()));
         for attempt in 0..policy.verify_attempts.max(1) {
             if attempt > 0 {
-                tokio::time::sleep(policy.verify_delay).await;
+                self.records.clock().sleep(policy.verify_delay).await;
             }
             with = self.sts.assume_role(&req).await;
             if !matches!(
@@ -54,7 +55,7 @@ impl Services {
         let (status, trust, message) = match with {
             Err(e) => {
                 tracing::warn!(org = %cb.org, error = %e, "onboarding check: cannot assume the role");
-                let code = crate::credentials::sts_error_code(&e);
+                let code = sts_code(&e);
                 (
                     OrgStatus::Failed,
                     format!("assume_role_failed:{code}"),
@@ -91,61 +92,145 @@ impl Services {
                             "external_id_check_inconclusive".to_owned(),
                             Some(format!(
                                 "could not confirm that the ExternalId is enforced: {}",
-                                crate::credentials::sts_error_code(&e)
+                                sts_code(&e)
                             )),
                         )
                     }
                 }
             }
         };
-        self.set_status(ctx, &cb.org, &cb.account, status, Some(trust), message)
+        self.set_status(caller, cb, status, Some(trust), message)
             .await
     }
 
-    /// Moves a bound org to `status`, if it is still bound to `account`.
-    pub(super) async fn set_status(
+    /// Moves a bound org to `status`, if it is still bound exactly as `cb` reported (the
+    /// account and the role): a verdict is never applied to another binding.
+    async fn set_status(
         &self,
-        ctx: &RequestContext,
-        org: &OrgName,
-        account: &AccountId,
+        caller: &Caller,
+        cb: &Callback,
         status: OrgStatus,
         trust_check: Option<String>,
         message: Option<String>,
     ) -> Result<CallbackOutcome, Error> {
-        for _ in 0..8 {
-            let key = org_key(org);
-            let cur = self
-                .vault
-                .get::<OrgRecord>(&key)
-                .await?
-                .ok_or(Error::NotFound {
-                    what: "organisation",
-                })?;
-            let mut rec = cur.value.clone();
-            if rec.account_id.as_ref() != Some(account) || rec.status == OrgStatus::Offboarded {
-                return Err(Error::conflict(
-                    "binding_changed",
-                    "the binding changed while it was being verified; retry",
-                ));
+        let now = self.records.now();
+        let updated = self
+            .records
+            .update(caller, &keyspace::org(&cb.org), |cur| {
+                if cur.account_id.as_ref() != Some(&cb.account)
+                    || cur.role_arn.as_deref() != Some(cb.role_arn.as_str())
+                    || cur.status == OrgStatus::Offboarded
+                {
+                    return Err(Error::conflict(
+                        Code::BindingChanged,
+                        "the binding changed while it was being verified; retry",
+                    ));
+                }
+                let mut rec = cur.clone();
+                let from = rec.status;
+                rec.status = status;
+                rec.trust_check.clone_from(&trust_check);
+                rec.status_message.clone_from(&message);
+                rec.updated_at.clone_from(&now);
+                let mut audit = AuditRecord::new("org.status_changed").org(cb.org.to_string()).details(
+                    serde_json::json!({"from_status": from, "to_status": status, "trust_check": trust_check}),
+                );
+                if status == OrgStatus::Failed {
+                    audit = audit.failure("assume_role_failed");
+                }
+                Ok(Change::write(rec, audit))
+            })
+            .await?;
+        Ok(outcome(&updated.value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::ids::{Role, UserId};
+    use crate::orgs::RegisterOrgCommand;
+    use crate::principal::{Principal, RequestContext};
+
+    fn callback(role: &str) -> Callback {
+        let body = serde_json::json!({
+            "event": "created", "org_name": "acme", "account_id": "111122223333",
+            "region": "eu-west-1", "partition": "aws",
+            "role_arn": format!("arn:aws:iam::111122223333:role/{role}"),
+            "stack_id": "arn:aws:cloudformation:eu-west-1:111122223333:stack/rolegate-acme/0b5e2b40-1111-2222-3333-444455556666"
+        });
+        Callback::parse(&serde_json::to_vec(&body).unwrap()).unwrap()
+    }
+
+    /// A verdict reached for one role is never applied to a binding that moved to another
+    /// role of the same account meanwhile (issue 10, defect 5).
+    #[tokio::test]
+    async fn a_verdict_for_another_role_is_refused() {
+        let (services, _) = crate::testing::services().await;
+        let alice = Caller::new(
+            Principal::Operator {
+                user_id: UserId::parse("alice").unwrap(),
+                role: Role::Operator,
+            },
+            RequestContext::default(),
+        );
+        services
+            .orgs
+            .register(&alice, RegisterOrgCommand::parse("acme", None).unwrap())
+            .await
+            .unwrap();
+        let stack = Caller::system("test");
+        let bound_to = |role: &'static str| {
+            move |cur: &crate::model::OrgRecord| {
+                let mut rec = cur.clone();
+                rec.account_id = Some(crate::ids::AccountId::parse("111122223333").unwrap());
+                rec.role_arn = Some(format!("arn:aws:iam::111122223333:role/{role}"));
+                rec.status = OrgStatus::CallbackReceived;
+                Ok(Change::write(
+                    rec,
+                    crate::audit::AuditRecord::new("test.bind"),
+                ))
             }
-            let from = rec.status;
-            rec.status = status;
-            rec.trust_check.clone_from(&trust_check);
-            rec.status_message.clone_from(&message);
-            rec.updated_at = self.now();
-            let txn = self
-                .vault
-                .put(Txn::new().equals(key.clone(), cur.rev), &key, &rec)?;
-            let mut audit = AuditRecord::new("org.status_changed").org(org.to_string()).details(
-                serde_json::json!({"from_status": from, "to_status": status, "trust_check": trust_check}),
-            );
-            if status == OrgStatus::Failed {
-                audit = audit.failure("assume_role_failed");
-            }
-            if self.audit.commit_with(ctx, txn, audit).await? {
-                return Ok(outcome(&rec));
-            }
-        }
-        Err(Error::Contention)
+        };
+        let org = crate::ids::OrgName::parse("acme").unwrap();
+        services
+            .records
+            .update(&stack, &keyspace::org(&org), bound_to("second"))
+            .await
+            .unwrap();
+        // The check ran for role "first", but the org is now bound to "second".
+        let err = services
+            .onboarding
+            .set_status(
+                &stack,
+                &callback("first"),
+                OrgStatus::Validated,
+                Some("external_id_enforced".into()),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::BindingChanged);
+        let rec = services
+            .records
+            .get(&keyspace::org(&org))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.value.status, OrgStatus::CallbackReceived);
+        // The verdict for the role that is bound applies.
+        let ok = services
+            .onboarding
+            .set_status(
+                &stack,
+                &callback("second"),
+                OrgStatus::Validated,
+                Some("external_id_enforced".into()),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(ok.status, OrgStatus::Validated);
     }
 }

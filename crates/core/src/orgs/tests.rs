@@ -5,12 +5,24 @@ use secrecy::ExposeSecret as _;
 use super::*;
 use crate::audit::{self, AuditEvent};
 use crate::ids::Role;
+use crate::principal::RequestContext;
+use crate::services::Services;
 use crate::testing;
 
-fn alice() -> Principal {
-    Principal::Operator {
-        user_id: UserId::parse("alice").unwrap(),
-        role: Role::Operator,
+fn alice() -> Caller {
+    Caller::new(
+        Principal::Operator {
+            user_id: UserId::parse("alice").unwrap(),
+            role: Role::Operator,
+        },
+        ctx(0),
+    )
+}
+
+fn as_alice(n: usize) -> Caller {
+    Caller {
+        ctx: ctx(n),
+        ..alice()
     }
 }
 
@@ -31,7 +43,7 @@ fn batch(names: &[&str]) -> Vec<(RequestContext, RegisterOrgCommand)> {
 }
 
 async fn event_count(services: &Services) -> u64 {
-    let report = audit::verify(&services.vault).await.unwrap();
+    let report = audit::verify(services.records.vault()).await.unwrap();
     assert!(report.breaks.is_empty(), "{:?}", report.breaks);
     report.events
 }
@@ -40,9 +52,9 @@ async fn event_count(services: &Services) -> u64 {
 async fn bulk_registration_writes_what_single_registration_writes() {
     let (services, store) = testing::services().await;
     let single = services
-        .register_org(
-            &ctx(99),
-            &alice(),
+        .orgs
+        .register(
+            &as_alice(99),
             RegisterOrgCommand::parse("solo", None).unwrap(),
         )
         .await
@@ -51,7 +63,8 @@ async fn bulk_registration_writes_what_single_registration_writes() {
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let before = store.commits();
     let orgs = services
-        .register_orgs(&alice(), batch(&refs))
+        .orgs
+        .register_batch(&alice(), batch(&refs))
         .await
         .unwrap();
     assert_eq!(
@@ -67,20 +80,30 @@ async fn bulk_registration_writes_what_single_registration_writes() {
     {
         assert_eq!(reg.org.org_name, name);
         let principal = services
+            .orgs
             .authenticate_api_key(reg.api_key.expose_secret())
             .await
             .unwrap()
             .unwrap();
+        let key = Caller::new(principal, ctx(0));
         let org = OrgName::parse(name).unwrap();
-        assert_eq!(services.get_org(&principal, &org).await.unwrap(), reg.org);
-        assert_eq!(services.get_org(&alice(), &org).await.unwrap(), reg.org);
+        let mut seen_by_key = services.orgs.get(&key, &org).await.unwrap();
+        assert_eq!(
+            seen_by_key.access_levels,
+            ["readonly"],
+            "keys: the default level"
+        );
+        seen_by_key.access_levels = reg.org.access_levels.clone();
+        assert_eq!(seen_by_key, reg.org);
+        assert_eq!(services.orgs.get(&alice(), &org).await.unwrap(), reg.org);
     }
     // The owner index, the ExternalId index and the records have one entry per org.
-    let page = services.list_orgs(&alice(), None, 100).await.unwrap();
+    let page = services.orgs.list(&alice(), None, 100).await.unwrap();
     assert_eq!(page.orgs.len(), 21);
     for prefix in ["extid/", "apikey/", "org/"] {
         let keys = services
-            .vault
+            .records
+            .vault()
             .store()
             .list(prefix, None, 100)
             .await
@@ -90,7 +113,8 @@ async fn bulk_registration_writes_what_single_registration_writes() {
     // One org.create per org, in order, each with its own request context.
     assert_eq!(event_count(&services).await, 21);
     let events = services
-        .vault
+        .records
+        .vault()
         .list_all::<AuditEvent>(audit::EVENT_PREFIX)
         .await
         .unwrap();
@@ -106,22 +130,20 @@ async fn bulk_registration_writes_what_single_registration_writes() {
 async fn bulk_registration_is_all_or_nothing_when_a_name_is_taken() {
     let (services, _) = testing::services().await;
     services
-        .register_org(
-            &ctx(0),
-            &alice(),
-            RegisterOrgCommand::parse("taken", None).unwrap(),
-        )
+        .orgs
+        .register(&alice(), RegisterOrgCommand::parse("taken", None).unwrap())
         .await
         .unwrap();
     let err = services
-        .register_orgs(&alice(), batch(&["free-one", "taken", "free-two"]))
+        .orgs
+        .register_batch(&alice(), batch(&["free-one", "taken", "free-two"]))
         .await
         .unwrap_err();
     assert!(
         matches!(
             err,
             Error::Conflict {
-                code: "org_exists",
+                code: Code::OrgExists,
                 ..
             }
         ),
@@ -129,7 +151,8 @@ async fn bulk_registration_is_all_or_nothing_when_a_name_is_taken() {
     );
     for name in ["free-one", "free-two"] {
         let err = services
-            .get_org(&alice(), &OrgName::parse(name).unwrap())
+            .orgs
+            .get(&alice(), &OrgName::parse(name).unwrap())
             .await
             .unwrap_err();
         assert!(matches!(err, Error::NotFound { .. }), "{name}: {err:?}");
@@ -143,14 +166,15 @@ async fn a_name_repeated_in_the_batch_is_refused_before_any_write() {
     let before = store.commits();
     // Case-insensitive names: these are the same org.
     let err = services
-        .register_orgs(&alice(), batch(&["twice", "other", "TWICE"]))
+        .orgs
+        .register_batch(&alice(), batch(&["twice", "other", "TWICE"]))
         .await
         .unwrap_err();
     assert!(
         matches!(
             err,
             Error::Conflict {
-                code: "org_exists",
+                code: Code::OrgExists,
                 ..
             }
         ),
@@ -163,19 +187,24 @@ async fn a_name_repeated_in_the_batch_is_refused_before_any_write() {
 #[tokio::test]
 async fn api_keys_cannot_register_in_bulk_and_an_empty_batch_is_a_no_op() {
     let (services, store) = testing::services().await;
-    let key = Principal::OrgKey {
-        org: OrgName::parse("acme").unwrap(),
-        key_id: "k".to_owned(),
-    };
+    let key = Caller::new(
+        Principal::OrgKey {
+            org: OrgName::parse("acme").unwrap(),
+            key_id: "k".to_owned(),
+        },
+        ctx(0),
+    );
     let err = services
-        .register_orgs(&key, batch(&["abc"]))
+        .orgs
+        .register_batch(&key, batch(&["abc"]))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
+    assert!(matches!(err, Error::Forbidden { .. }), "{err:?}");
     let before = store.commits();
     assert!(
         services
-            .register_orgs(&alice(), Vec::new())
+            .orgs
+            .register_batch(&alice(), Vec::new())
             .await
             .unwrap()
             .is_empty()

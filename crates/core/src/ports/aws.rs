@@ -87,6 +87,10 @@ impl std::error::Error for StsError {}
 pub trait Sts: Send + Sync + fmt::Debug + 'static {
     async fn assume_role(&self, req: &AssumeRoleRequest) -> Result<TemporaryCredentials, StsError>;
 
+    /// GetCallerIdentity with rolegate's own credentials: who rolegate is in the provider's
+    /// account (the principal customer roles trust).
+    async fn own_identity(&self) -> Result<CallerIdentity, StsError>;
+
     /// GetCallerIdentity with the given credentials (not the provider's).
     async fn caller_identity(
         &self,

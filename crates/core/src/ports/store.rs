@@ -166,6 +166,104 @@ pub trait KvStore: Send + Sync + std::fmt::Debug + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
+/// The argument rules of the port: every engine refuses exactly these requests with
+/// [`StoreError::Invalid`].
+pub mod rules {
+    use std::time::Duration;
+
+    use super::{Condition, RateLimit, StoreError, Txn, Write};
+
+    /// Longest key accepted, in bytes.
+    pub const MAX_KEY_LEN: usize = 512;
+    /// Largest page `list` returns, whatever the caller asks for.
+    pub const MAX_PAGE: usize = 1000;
+    /// Timestamps and periods must stay below this so the Redis Lua arithmetic (doubles) is
+    /// exact.
+    const MAX_EXACT: i64 = 1 << 52;
+
+    /// Keys are 1..=512 bytes of printable ASCII without spaces (0x21..=0x7e).
+    pub fn key(key: &str) -> Result<(), StoreError> {
+        if key.is_empty() {
+            return Err(StoreError::Invalid("empty key".into()));
+        }
+        if key.len() > MAX_KEY_LEN {
+            return Err(StoreError::Invalid(format!(
+                "key longer than {MAX_KEY_LEN} bytes"
+            )));
+        }
+        if !key.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+            return Err(StoreError::Invalid(
+                "key must be printable ASCII without whitespace or control characters".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A list prefix may be empty; otherwise it follows the key rules.
+    pub fn prefix(prefix: &str) -> Result<(), StoreError> {
+        if prefix.is_empty() {
+            Ok(())
+        } else {
+            key(prefix)
+        }
+    }
+
+    /// Clamps a page size to `MAX_PAGE`.
+    #[must_use]
+    pub fn page_limit(limit: usize) -> usize {
+        limit.min(MAX_PAGE)
+    }
+
+    /// Checks every key of a transaction and that it writes something.
+    pub fn txn(txn: &Txn) -> Result<(), StoreError> {
+        if txn.writes.is_empty() {
+            return Err(StoreError::Invalid("transaction has no writes".into()));
+        }
+        for c in &txn.conditions {
+            match c {
+                Condition::Absent(k) | Condition::Present(k) | Condition::Equals(k, _) => key(k)?,
+            }
+        }
+        for w in &txn.writes {
+            match w {
+                Write::Put { key: k, ttl, .. } => {
+                    key(k)?;
+                    if let Some(ttl) = ttl {
+                        ttl_ms(*ttl)?;
+                    }
+                }
+                Write::Delete { key: k } => key(k)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A TTL in whole milliseconds, rounded up so a sub-millisecond TTL still expires later
+    /// than "now". A zero TTL is refused: it would describe a write that never exists.
+    pub fn ttl_ms(ttl: Duration) -> Result<i64, StoreError> {
+        if ttl.is_zero() {
+            return Err(StoreError::Invalid("ttl must be positive".into()));
+        }
+        let ms = ttl.as_nanos().div_ceil(1_000_000);
+        match i64::try_from(ms) {
+            Ok(ms) if ms < MAX_EXACT => Ok(ms),
+            _ => Err(StoreError::Invalid("ttl too large".into())),
+        }
+    }
+
+    /// Checks a rate-limit step's inputs stay in the range every engine computes exactly.
+    pub fn rate(key_: &str, now_ms: i64, limit: RateLimit) -> Result<(), StoreError> {
+        key(key_)?;
+        if !(-MAX_EXACT..MAX_EXACT).contains(&now_ms) {
+            return Err(StoreError::Invalid("rate-limit clock out of range".into()));
+        }
+        if limit.period.as_millis() >= u128::from(MAX_EXACT.unsigned_abs() >> 12) {
+            return Err(StoreError::Invalid("rate-limit period too large".into()));
+        }
+        Ok(())
+    }
+}
+
 /// The GCRA arithmetic both engines share (the Redis engine repeats it in Lua).
 ///
 /// `stored_tat` is the bucket's theoretical arrival time in Unix ms, if any. Returns the

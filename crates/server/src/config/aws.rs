@@ -136,13 +136,21 @@ impl RawOnboarding {
                 "must be a 12-digit AWS account id",
             ));
         }
-        if let Some(arn) = &self.provider_principal_arn
-            && (!arn.starts_with("arn:") || !arn.contains(":iam::") || !arn.contains(":role/"))
-        {
-            return Err(bad(
-                "onboarding.provider_principal_arn",
-                "must be an IAM role ARN",
-            ));
+        if let Some(arn) = &self.provider_principal_arn {
+            if !rolegate_core::onboarding::links::is_principal_arn(arn) {
+                return Err(bad(
+                    "onboarding.provider_principal_arn",
+                    "must be an IAM role or user ARN (arn:aws:iam::ACCOUNT:role/NAME)",
+                ));
+            }
+            if let Some(a) = &self.provider_account_id
+                && !arn.contains(&format!(":iam::{a}:"))
+            {
+                return Err(bad(
+                    "onboarding.provider_principal_arn",
+                    "must be a principal of onboarding.provider_account_id",
+                ));
+            }
         }
         if let Some(u) = &self.callback_url
             && !is_http_url(u)

@@ -11,7 +11,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rolegate_core::credentials::{AccessLevel, ConsoleSettings, CredentialPolicy};
+use rolegate_core::credentials::{AccessLevel, ConsoleSettings};
+use rolegate_core::levels::CredentialPolicy;
 use serde::Deserialize;
 
 use super::{ConfigError, bad};
@@ -26,6 +27,10 @@ pub struct RawAccessLevel {
     #[serde(default)]
     pub policy_arns: Vec<String>,
     pub max_duration_secs: Option<u32>,
+    /// Who may use the level: any of `api_keys` (the org's API keys), `owners` (the operator
+    /// who owns the org) and `admins`. When absent: everyone for the default level, owners
+    /// and admins for the others.
+    pub allow: Option<Vec<String>>,
 }
 
 /// `[credentials]`.
@@ -61,22 +66,15 @@ impl RawCredentials {
             ));
         }
         let Some(raw_levels) = self.access_levels else {
-            let mut p = CredentialPolicy::defaults(partition, region);
-            p.refresh_window = window;
-            if let Some(d) = self.default_duration_secs {
-                p.default_duration_secs = d;
-            }
-            let levels = ["readonly", "operator"].map(|n| p.level(Some(n)).cloned());
-            let levels: Vec<AccessLevel> = levels.into_iter().filter_map(Result::ok).collect();
             let default = self
                 .default_access_level
                 .unwrap_or_else(|| "readonly".into());
-            return CredentialPolicy::new(
-                levels,
+            return CredentialPolicy::defaults_with(
+                partition,
+                region,
                 &default,
-                p.default_duration_secs,
+                self.default_duration_secs.unwrap_or(3_600),
                 window,
-                p.region,
             )
             .map_err(|e| bad(&format!("credentials.{}", e.field), e.reason));
         };
@@ -88,6 +86,10 @@ impl RawCredentials {
                 raw.policy_arns,
                 raw.max_duration_secs.unwrap_or(3_600),
             )
+            .and_then(|l| match &raw.allow {
+                Some(allow) => l.with_allow(allow),
+                None => Ok(l),
+            })
             .map_err(|e| {
                 let setting = if e.field == "name" {
                     format!("credentials.access_levels.{name}")
@@ -180,6 +182,24 @@ mod tests {
         let e = parse("refresh_window_secs = 7200").unwrap_err();
         assert_eq!(e.setting, "credentials.refresh_window_secs");
         assert!(parse("default_access_level = \"ops\"\n[access_levels.ops]\npolicy_arns = [\"arn:aws:iam::aws:policy/ReadOnlyAccess\"]").is_ok());
+        let e =
+            parse("default_access_level = \"ops\"\n[access_levels.ops]\nallow = [\"everyone\"]")
+                .unwrap_err();
+        assert_eq!(e.setting, "credentials.access_levels.ops.allow");
+    }
+
+    #[test]
+    fn allow_names_who_may_use_a_level() {
+        use rolegate_core::levels::Grantee;
+        let p = parse("default_access_level = \"ro\"\n[access_levels.ro]\npolicy_arns = [\"arn:aws:iam::aws:policy/ReadOnlyAccess\"]\n[access_levels.ops]\nallow = [\"api_keys\", \"admins\"]").unwrap();
+        let ops = p.level(Some("ops")).unwrap();
+        assert!(ops.allows(Grantee::ApiKeys) && ops.allows(Grantee::Admins));
+        assert!(!ops.allows(Grantee::Owners));
+        let ro = p.level(Some("ro")).unwrap();
+        assert!(
+            Grantee::ALL.iter().all(|g| ro.allows(*g)),
+            "the default level: everyone"
+        );
     }
 
     #[test]

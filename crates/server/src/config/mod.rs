@@ -82,6 +82,13 @@ pub struct RawSettings {
     pub metrics_enabled: Option<bool>,
     pub metrics_token: Option<String>,
     pub metrics_token_file: Option<PathBuf>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub allow_plain_http: Option<bool>,
+    pub header_read_timeout_secs: Option<u64>,
+    pub body_read_timeout_secs: Option<u64>,
+    pub request_timeout_secs: Option<u64>,
+    pub store_allow_volatile_redis: Option<bool>,
     #[serde(default)]
     pub rate_limits: RawRateLimits,
     #[serde(default)]
@@ -115,7 +122,29 @@ const ENV: &[(&str, &str)] = &[
     ("metrics_enabled", "ROLEGATE_METRICS_ENABLED"),
     ("metrics_token", "ROLEGATE_METRICS_TOKEN"),
     ("metrics_token_file", "ROLEGATE_METRICS_TOKEN_FILE"),
+    ("tls_cert_file", "ROLEGATE_TLS_CERT_FILE"),
+    ("tls_key_file", "ROLEGATE_TLS_KEY_FILE"),
+    ("allow_plain_http", "ROLEGATE_ALLOW_PLAIN_HTTP"),
+    (
+        "header_read_timeout_secs",
+        "ROLEGATE_HEADER_READ_TIMEOUT_SECS",
+    ),
+    ("body_read_timeout_secs", "ROLEGATE_BODY_READ_TIMEOUT_SECS"),
+    ("request_timeout_secs", "ROLEGATE_REQUEST_TIMEOUT_SECS"),
+    (
+        "store_allow_volatile_redis",
+        "ROLEGATE_STORE_ALLOW_VOLATILE_REDIS",
+    ),
 ];
+
+fn parse_bool(var: &str, v: &str) -> Result<bool, ConfigError> {
+    v.parse().map_err(|_| bad(var, "must be true or false"))
+}
+
+fn parse_secs(var: &str, v: &str) -> Result<u64, ConfigError> {
+    v.parse()
+        .map_err(|_| bad(var, "must be a whole number of seconds"))
+}
 
 impl RawSettings {
     /// Reads a TOML config file.
@@ -181,6 +210,19 @@ impl RawSettings {
                     self.metrics_enabled =
                         Some(v.parse().map_err(|_| bad(var, "must be true or false"))?);
                 }
+                "tls_cert_file" => self.tls_cert_file = Some(v.into()),
+                "tls_key_file" => self.tls_key_file = Some(v.into()),
+                "allow_plain_http" => self.allow_plain_http = Some(parse_bool(var, &v)?),
+                "header_read_timeout_secs" => {
+                    self.header_read_timeout_secs = Some(parse_secs(var, &v)?);
+                }
+                "body_read_timeout_secs" => {
+                    self.body_read_timeout_secs = Some(parse_secs(var, &v)?);
+                }
+                "request_timeout_secs" => self.request_timeout_secs = Some(parse_secs(var, &v)?),
+                "store_allow_volatile_redis" => {
+                    self.store_allow_volatile_redis = Some(parse_bool(var, &v)?);
+                }
                 _ => {}
             }
         }
@@ -213,7 +255,14 @@ impl RawSettings {
             log_level,
             idempotency_ttl_secs,
             trust_forwarded_for,
-            metrics_enabled
+            metrics_enabled,
+            tls_cert_file,
+            tls_key_file,
+            allow_plain_http,
+            header_read_timeout_secs,
+            body_read_timeout_secs,
+            request_timeout_secs,
+            store_allow_volatile_redis
         );
         self
     }
@@ -343,6 +392,42 @@ impl RawSettings {
                 "must be at least 32 characters with no whitespace (e.g. `openssl rand -hex 32`)",
             ));
         }
+        let tls = match (self.tls_cert_file, self.tls_key_file) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => return Err(bad("tls_key_file", "tls_cert_file needs tls_key_file")),
+            (None, Some(_)) => {
+                return Err(bad("tls_cert_file", "tls_key_file needs tls_cert_file"));
+            }
+        };
+        let allow_plain_http = self.allow_plain_http.unwrap_or(false);
+        if tls.is_none() && !listen.ip().is_loopback() && !allow_plain_http {
+            return Err(bad(
+                "listen",
+                format!(
+                    "{listen} is not a loopback address and TLS is off: set tls_cert_file and \
+                     tls_key_file, or allow_plain_http = true when a TLS-terminating proxy sits \
+                     in front of rolegate"
+                ),
+            ));
+        }
+        let timeouts = Timeouts {
+            header_read: secs_in(
+                "header_read_timeout_secs",
+                self.header_read_timeout_secs.unwrap_or(10),
+                300,
+            )?,
+            body_read: secs_in(
+                "body_read_timeout_secs",
+                self.body_read_timeout_secs.unwrap_or(30),
+                600,
+            )?,
+            request: secs_in(
+                "request_timeout_secs",
+                self.request_timeout_secs.unwrap_or(60),
+                600,
+            )?,
+        };
         let aws = self.aws.validate()?;
         let onboarding = self.onboarding.validate(&aws.settings.region)?;
         let credentials = self
@@ -360,6 +445,10 @@ impl RawSettings {
             trust_forwarded_for: self.trust_forwarded_for.unwrap_or(false),
             metrics_enabled: self.metrics_enabled.unwrap_or(true),
             metrics_token: metrics_token.map(SecretString::from),
+            tls,
+            allow_plain_http,
+            timeouts,
+            store_allow_volatile_redis: self.store_allow_volatile_redis.unwrap_or(false),
             rate_limits: limits,
             aws,
             onboarding,
@@ -367,6 +456,13 @@ impl RawSettings {
             console,
         })
     }
+}
+
+fn secs_in(setting: &str, secs: u64, max: u64) -> Result<Duration, ConfigError> {
+    if secs == 0 || secs > max {
+        return Err(bad(setting, format!("must be between 1 and {max} seconds")));
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 /// Reads a secret from a `*_file` setting, trimming the trailing newline.
@@ -408,6 +504,25 @@ pub struct RateLimits {
     pub validate_per_principal: RateLimit,
 }
 
+/// The certificate chain and private key of the native TLS listener (PEM files, re-read on
+/// SIGHUP).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// How long a client may take to send its request, and a handler to answer it.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// From connection (or the previous response) to the end of the request headers: 408.
+    pub header_read: Duration,
+    /// To receive the whole request body once the headers are in: 408.
+    pub body_read: Duration,
+    /// For a handler to produce its response: 503.
+    pub request: Duration,
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -424,11 +539,18 @@ pub struct Settings {
     pub metrics_enabled: bool,
     /// The bearer token a scraper presents on `GET /metrics`.
     pub metrics_token: Option<SecretString>,
+    /// Serve HTTPS with these files (`tls_cert_file`, `tls_key_file`); plain HTTP without.
+    pub tls: Option<TlsFiles>,
+    /// Plain HTTP on a non-loopback address, for a TLS-terminating proxy in front.
+    pub allow_plain_http: bool,
+    pub timeouts: Timeouts,
+    /// Start on a Redis whose persistence can lose acknowledged writes (then `degraded`).
+    pub store_allow_volatile_redis: bool,
     pub rate_limits: RateLimits,
     pub aws: aws::AwsConfig,
     pub onboarding: aws::OnboardingConfig,
     /// Access levels and the credential cache.
-    pub credentials: rolegate_core::credentials::CredentialPolicy,
+    pub credentials: rolegate_core::levels::CredentialPolicy,
     /// Console sign-in.
     pub console: rolegate_core::credentials::ConsoleSettings,
 }

@@ -133,6 +133,23 @@ fn the_example_config_parses_and_shows_the_defaults() {
     assert_eq!(example.metrics_enabled, defaults.metrics_enabled);
     assert_eq!(example.trust_forwarded_for, defaults.trust_forwarded_for);
     assert_eq!(example.idempotency_ttl, defaults.idempotency_ttl);
+    assert_eq!(example.allow_plain_http, defaults.allow_plain_http);
+    assert_eq!(
+        example.store_allow_volatile_redis,
+        defaults.store_allow_volatile_redis
+    );
+    assert_eq!(
+        (
+            example.timeouts.header_read,
+            example.timeouts.body_read,
+            example.timeouts.request
+        ),
+        (
+            defaults.timeouts.header_read,
+            defaults.timeouts.body_read,
+            defaults.timeouts.request
+        )
+    );
     for level in ["readonly", "operator"] {
         assert_eq!(
             example.credentials.level(Some(level)).unwrap(),
@@ -184,4 +201,31 @@ fn the_onboarding_region_must_be_in_its_partition() {
     .unwrap()
     .validate();
     assert!(gov.is_ok());
+}
+
+#[test]
+fn edge_settings_come_from_env_and_are_checked() {
+    let raw = RawSettings::default()
+        .overlay_env(|k| match k {
+            "ROLEGATE_HEADER_READ_TIMEOUT_SECS" => Some("3".to_owned()),
+            "ROLEGATE_ALLOW_PLAIN_HTTP" => Some("true".to_owned()),
+            "ROLEGATE_STORE_ALLOW_VOLATILE_REDIS" => Some("true".to_owned()),
+            "ROLEGATE_LISTEN" => Some("0.0.0.0:8080".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+    let s = raw.validate().unwrap();
+    assert_eq!(s.timeouts.header_read, Duration::from_secs(3));
+    assert!(s.allow_plain_http && s.store_allow_volatile_redis);
+    let e = RawSettings {
+        request_timeout_secs: Some(0),
+        ..RawSettings::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert_eq!(e.setting, "request_timeout_secs");
+    let e = RawSettings::default()
+        .overlay_env(|k| (k == "ROLEGATE_ALLOW_PLAIN_HTTP").then(|| "yes".to_owned()))
+        .unwrap_err();
+    assert_eq!(e.setting, "ROLEGATE_ALLOW_PLAIN_HTTP");
 }

@@ -3,18 +3,20 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Query, State};
 use rolegate_core::audit::AuditEvent;
-use rolegate_core::audit::query::AuditQuery;
+use rolegate_core::audit_log::{AuditQuery, RawAuditQuery};
+use rolegate_core::policy::Action;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Caller;
+use crate::authorize::authorized;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(query))
+pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(authorized(routes!(query), Action::ReadAudit, state))
 }
 
 /// One page of events, oldest first.
@@ -31,7 +33,6 @@ pub struct AuditPageResponse {
 /// Unknown parameters are rejected (`invalid_field`).
 #[utoipa::path(
     get, path = "/api/audit", operation_id = "query_audit", tag = "audit",
-    security(("operator_token" = [])),
     params(
         ("org" = Option<String>, Query, description = "Only this organisation's events."),
         ("actor" = Option<String>, Query, description = "Only this actor's events (e.g. `user:alice`)."),
@@ -61,16 +62,16 @@ async fn query(
         ));
     }
     let p = |k: &str| params.get(k).map(String::as_str);
-    let q = AuditQuery::parse(
-        p("org"),
-        p("actor"),
-        p("action"),
-        p("since"),
-        p("until"),
-        p("limit"),
-        p("cursor"),
-    )?;
-    let page = state.services.query_audit(&caller.principal, &q).await?;
+    let q = AuditQuery::parse(&RawAuditQuery {
+        org: p("org"),
+        actor: p("actor"),
+        action: p("action"),
+        since: p("since"),
+        until: p("until"),
+        limit: p("limit"),
+        cursor: p("cursor"),
+    })?;
+    let page = state.services.audit.query(&caller, &q).await?;
     Ok(Json(AuditPageResponse {
         events: page.events,
         next_cursor: page.next,

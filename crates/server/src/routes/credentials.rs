@@ -6,6 +6,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use rolegate_core::credentials::{IssueCommand, ValidateCommand, Validation};
+use rolegate_core::keyspace;
+use rolegate_core::policy::Action;
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -13,6 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Caller;
+use crate::authorize::authorized;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::idempotency::{Mode, idempotent};
@@ -22,11 +25,24 @@ use crate::state::AppState;
 
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(idempotent(routes!(issue), Mode::Optional, state))
-        .routes(idempotent(routes!(console), Mode::Optional, state))
+        // Credentials and sign-in URLs are never stored for replay (issue 10, defect 7).
+        .routes(idempotent(
+            authorized(routes!(issue), Action::IssueCredentials, state),
+            Mode::Refused,
+            state,
+        ))
+        .routes(idempotent(
+            authorized(routes!(console), Action::ConsoleSignin, state),
+            Mode::Refused,
+            state,
+        ))
         // Checking credentials changes nothing, and its body holds secrets: no idempotency
         // record is kept for it.
-        .routes(routes!(validate))
+        .routes(authorized(
+            routes!(validate),
+            Action::ValidateCredentials,
+            state,
+        ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -77,23 +93,25 @@ struct CredentialsResponse {
     cached: bool,
 }
 
-/// Issuance is limited per principal and per org, before any work is done.
-async fn limit(state: &AppState, caller: &Caller, cmd: &IssueCommand) -> Result<(), ApiError> {
-    let limits = state.settings.rate_limits;
+/// Issuance is limited per principal before any work is done (the caller's own budget).
+/// The per-org budget is spent by the service, only once the policy has admitted the caller
+/// for that org, so nobody can exhaust another org's budget.
+async fn limit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     step(
         state,
         "credentials_per_principal",
-        format!("rl/creds-principal/{}", caller.principal.actor()),
-        limits.credentials_per_principal,
-    )
-    .await?;
-    step(
-        state,
-        "credentials_per_org",
-        format!("rl/creds-org/{}", cmd.org),
-        limits.credentials_per_org,
+        keyspace::rate::credentials_per_principal(&caller.principal.actor()),
+        state.settings.rate_limits.credentials_per_principal,
     )
     .await
+}
+
+/// Counts a 429 the service answered (the per-org budget) like the edge's own.
+fn counted(state: &AppState, e: rolegate_core::Error) -> ApiError {
+    if let rolegate_core::Error::RateLimited { limit, .. } = &e {
+        state.metrics.rate_limit_rejected(limit);
+    }
+    e.into()
 }
 
 /// Issue credentials
@@ -106,7 +124,7 @@ async fn limit(state: &AppState, caller: &Caller, cmd: &IssueCommand) -> Result<
     request_body = CredentialsRequest,
     responses(
         (status = 200, description = "Credentials (`Cache-Control: no-store`).", body = CredentialsResponse),
-        (status = 400, description = "`invalid_field`, `session_policy_too_large`.", body = ErrorBody),
+        (status = 400, description = "`invalid_field`, `session_policy_too_large`, `idempotency_key_not_accepted`.", body = ErrorBody),
         (status = 403, description = "`forbidden` (another org's key or operator), `assume_role_denied`.", body = ErrorBody),
         (status = 412, description = "`org_not_validated`, with `details.status` and `details.onboarding`.", body = ErrorBody),
         (status = 429, description = "`rate_limited` (per caller, per org).", body = ErrorBody),
@@ -120,16 +138,8 @@ async fn issue(
     ApiJson(req): ApiJson<CredentialsRequest>,
 ) -> Result<Response, ApiError> {
     let cmd = req.command()?;
-    limit(&state, &caller, &cmd).await?;
-    let issued = state
-        .services
-        .issue_credentials(
-            &caller.ctx,
-            &caller.principal,
-            &cmd,
-            &state.settings.credentials,
-        )
-        .await?;
+    limit(&state, &caller).await?;
+    let issued = state.services.credentials.issue(&caller, &cmd).await?;
     state.metrics.credential_cache_result(issued.cached);
     let c = issued.credentials;
     let body = CredentialsResponse {
@@ -193,7 +203,7 @@ pub struct ConsoleResponse {
     request_body = ConsoleRequest,
     responses(
         (status = 200, description = "The sign-in URL (`Cache-Control: no-store`).", body = ConsoleResponse),
-        (status = 400, description = "`invalid_field` (e.g. `destination`).", body = ErrorBody),
+        (status = 400, description = "`invalid_field` (e.g. `destination`), `idempotency_key_not_accepted`.", body = ErrorBody),
         (status = 403, description = "`forbidden`, `assume_role_denied`.", body = ErrorBody),
         (status = 412, description = "`org_not_validated`.", body = ErrorBody),
         (status = 429, description = "`rate_limited`.", body = ErrorBody),
@@ -206,18 +216,13 @@ async fn console(
     ApiJson(req): ApiJson<ConsoleRequest>,
 ) -> Result<Response, ApiError> {
     let cmd = req.command()?;
-    limit(&state, &caller, &cmd).await?;
+    limit(&state, &caller).await?;
     let login = state
         .services
-        .console_signin(
-            &caller.ctx,
-            &caller.principal,
-            &cmd,
-            req.destination.as_deref(),
-            &state.settings.credentials,
-            &state.settings.console,
-        )
-        .await?;
+        .credentials
+        .console_signin(&caller, &cmd, req.destination.as_deref())
+        .await
+        .map_err(|e| counted(&state, e))?;
     let body = ConsoleResponse {
         url: login.url,
         expires_at: rolegate_core::clock::rfc3339(login.expires_at),
@@ -271,7 +276,7 @@ async fn validate(
     step(
         &state,
         "validate_per_principal",
-        format!("rl/validate-principal/{}", caller.principal.actor()),
+        keyspace::rate::validate_per_principal(&caller.principal.actor()),
         state.settings.rate_limits.validate_per_principal,
     )
     .await?;
@@ -281,10 +286,7 @@ async fn validate(
         req.secret_access_key,
         req.session_token,
     )?;
-    let v: Validation = state
-        .services
-        .validate_credentials(&caller.principal, &cmd)
-        .await?;
+    let v: Validation = state.services.credentials.validate(&caller, &cmd).await?;
     Ok(Json(ValidationResponse {
         valid: v.valid,
         arn: v.arn,

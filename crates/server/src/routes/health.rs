@@ -1,6 +1,7 @@
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use rolegate_core::Code;
+
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -26,10 +27,15 @@ pub struct HealthResponse {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReadyResponse {
+    /// `ready`, or `degraded` when the store may lose acknowledged writes (a Redis started
+    /// with `store_allow_volatile_redis = true`; `warnings` says why).
     #[schema(example = "ready")]
     status: &'static str,
-    /// The storage engine: `sqlite` or `redis`.
+    /// The storage engine: `sqlite`, `postgres` or `redis`.
     store: &'static str,
+    /// Why the status is `degraded`.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: Vec<String>,
 }
 
 /// Liveness
@@ -48,7 +54,8 @@ async fn health() -> Json<HealthResponse> {
 
 /// Readiness
 ///
-/// The store must be reachable and writable.
+/// The store must be reachable and writable. The check is a durable write, made at most once
+/// a second; calls in between get its cached result.
 #[utoipa::path(
     get, path = "/api/ready", operation_id = "ready", tag = "health",
     responses(
@@ -57,20 +64,28 @@ async fn health() -> Json<HealthResponse> {
     )
 )]
 async fn ready(State(state): State<AppState>) -> Response {
-    match state.services.vault.store().ping().await {
-        Ok(()) => Json(ReadyResponse {
-            status: "ready",
-            store: state.services.vault.store().engine(),
-        })
-        .into_response(),
+    let store = state.services.records.vault().store();
+    match state.readiness.check(store.as_ref()).await {
+        Ok(()) => {
+            let warnings = state.readiness.degraded().to_vec();
+            Json(ReadyResponse {
+                status: if warnings.is_empty() {
+                    "ready"
+                } else {
+                    "degraded"
+                },
+                store: store.engine(),
+                warnings,
+            })
+            .into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
+                Code::StoreUnavailable,
                 format!(
                     "the {} store is not reachable or not writable",
-                    state.services.vault.store().engine()
+                    state.services.records.engine()
                 ),
             )
             .into_response()

@@ -1,23 +1,26 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use rolegate_core::RequestContext;
 use rolegate_core::ids::OrgName;
-use rolegate_core::onboarding::links::{OnboardingLinks, OnboardingSettings};
+use rolegate_core::keyspace;
+use rolegate_core::onboarding::links::OnboardingLinks;
 use rolegate_core::onboarding::{CallbackOutcome, SignatureHeaders, callback};
 use rolegate_core::orgs::Org;
+use rolegate_core::policy::Action;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Caller, request_id, source_ip};
+use crate::authorize::authorized;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::idempotency::{Mode, idempotent};
-use crate::state::{AppState, ONBOARDING_TEMPLATE};
+use crate::state::AppState;
 
 /// The customer callback: authenticated by its signature, not by a bearer token. Replays
 /// are refused by the signed nonce, so `Idempotency-Key` plays no part here.
@@ -29,9 +32,21 @@ pub fn public_router() -> OpenApiRouter<AppState> {
 
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(idempotent(routes!(integrate), Mode::Optional, state))
-        .routes(routes!(onboarding_links))
-        .routes(idempotent(routes!(reset_binding), Mode::Optional, state))
+        .routes(idempotent(
+            authorized(routes!(integrate), Action::IssueOnboardingLinks, state),
+            Mode::Optional,
+            state,
+        ))
+        .routes(authorized(
+            routes!(onboarding_links),
+            Action::IssueOnboardingLinks,
+            state,
+        ))
+        .routes(idempotent(
+            authorized(routes!(reset_binding), Action::ResetBinding, state),
+            Mode::Optional,
+            state,
+        ))
 }
 
 /// The callback's body, as the onboarding stack sends it (checked by
@@ -95,7 +110,7 @@ async fn callback_handler(
     crate::ratelimit::step(
         &state,
         "callback_per_ip",
-        format!("rl/callback-ip/{ip}"),
+        keyspace::rate::callback_per_ip(&ip),
         limits.callback_per_ip,
     )
     .await?;
@@ -111,6 +126,7 @@ async fn callback_handler(
     };
     let verified = state
         .services
+        .onboarding
         .authenticate_callback(&ctx, &sig, &body)
         .await?;
     // Only a verified callback spends its org's budget: unsigned traffic naming an org is
@@ -119,27 +135,16 @@ async fn callback_handler(
         crate::ratelimit::step(
             &state,
             "callback_per_org",
-            format!("rl/callback-org/{org}"),
+            keyspace::rate::callback_per_org(org.as_str()),
             limits.callback_per_org,
         )
         .await?;
     }
     let outcome = state
         .services
-        .apply_callback(&ctx, verified, &body, &state.settings.onboarding.policy)
+        .onboarding
+        .apply_callback(&ctx, verified, &body)
         .await?;
-    if outcome.status == rolegate_core::orgs::OrgStatus::Failed {
-        // The stack should fail with a reason the customer can act on.
-        let message = outcome
-            .message
-            .clone()
-            .unwrap_or_else(|| "rolegate could not assume the role".to_owned());
-        return Err(ApiError::new(
-            StatusCode::FAILED_DEPENDENCY,
-            "role_not_assumable",
-            message,
-        ));
-    }
     Ok(Json(outcome).into_response())
 }
 
@@ -175,55 +180,16 @@ pub struct IntegrateRequest {
     org_name: Option<String>,
 }
 
-fn settings(state: &AppState) -> Result<OnboardingSettings, ApiError> {
-    let o = &state.settings.onboarding;
-    let account = o.provider_account_id.clone().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_configured",
-            "onboarding.provider_account_id is not set",
-        )
-    })?;
-    Ok(OnboardingSettings {
-        provider_account_id: account,
-        provider_principal_arn: o.provider_principal_arn.clone(),
-        callback_url: state.callback_url.clone(),
-        region: o.region.clone(),
-        partition: o.partition.clone(),
-        access_level: o.access_level.clone(),
-        max_session_duration: o.max_session_duration,
-        template_url_ttl: o.template_url_ttl,
-    })
-}
-
 async fn issue(
     state: &AppState,
     caller: &Caller,
     org: &OrgName,
     rotate: bool,
 ) -> Result<Response, ApiError> {
-    crate::auth::require_operator(&caller.principal)?;
-    // 404/403 for the org come before any configuration problem.
-    state.services.org_record(&caller.principal, org).await?;
-    let s = settings(state)?;
-    let templates = state.templates.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_configured",
-            "onboarding.template_bucket is not set",
-        )
-    })?;
     let links: OnboardingLinks = state
         .services
-        .issue_onboarding(
-            &caller.ctx,
-            &caller.principal,
-            org,
-            &s,
-            templates.as_ref(),
-            ONBOARDING_TEMPLATE,
-            rotate,
-        )
+        .onboarding
+        .issue_links(caller, org, rotate)
         .await?;
     Ok(crate::routes::no_store(Json(links).into_response()))
 }
@@ -233,7 +199,6 @@ async fn issue(
 /// The same as `GET /api/orgs/{org}/onboarding`, with the org in the body.
 #[utoipa::path(
     post, path = "/api/integrate", operation_id = "integrate", tag = "onboarding",
-    security(("operator_token" = [])),
     request_body = IntegrateRequest,
     responses(
         (status = 200, description = "The links; they carry the new callback secret.", body = OnboardingLinks),
@@ -258,7 +223,6 @@ async fn integrate(
 /// the current callback secret while it still works; only `POST /api/integrate` replaces it.
 #[utoipa::path(
     get, path = "/api/orgs/{org}/onboarding", operation_id = "onboarding_links", tag = "onboarding",
-    security(("operator_token" = [])),
     params(("org" = String, Path, description = "The organisation's name.")),
     responses(
         (status = 200, description = "The links; they carry the current callback secret.", body = OnboardingLinks),
@@ -279,7 +243,6 @@ async fn onboarding_links(
 /// So that a callback from another account can bind (audited).
 #[utoipa::path(
     post, path = "/api/orgs/{org}/binding/reset", operation_id = "reset_binding", tag = "onboarding",
-    security(("operator_token" = [])),
     params(("org" = String, Path, description = "The organisation's name.")),
     responses(
         (status = 200, description = "The organisation, unbound.", body = Org),
@@ -294,7 +257,8 @@ async fn reset_binding(
     Ok(Json(
         state
             .services
-            .reset_binding(&caller.ctx, &caller.principal, &OrgName::parse(&org)?)
+            .onboarding
+            .reset_binding(&caller, &OrgName::parse(&org)?)
             .await?,
     ))
 }

@@ -4,13 +4,15 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rolegate_core::ids::OrgName;
 use rolegate_core::orgs::{Org, OrgStatus, RegisterOrgCommand, RegisteredOrg};
+use rolegate_core::policy::Action;
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
-use crate::auth::{Caller, require_operator};
+use crate::auth::Caller;
+use crate::authorize::authorized;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::idempotency::{Mode, idempotent};
@@ -18,12 +20,24 @@ use crate::routes::no_store;
 use crate::state::AppState;
 
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    let register_org = |r: UtoipaMethodRouter<AppState>| {
+        idempotent(
+            authorized(r, Action::RegisterOrg, state),
+            Mode::Required,
+            state,
+        )
+    };
     OpenApiRouter::new()
-        .routes(idempotent(routes!(register_legacy), Mode::Required, state))
-        .routes(idempotent(routes!(register), Mode::Required, state))
-        .routes(routes!(list))
-        .routes(routes!(show, offboard))
-        .routes(idempotent(routes!(rotate_key), Mode::Optional, state))
+        .routes(register_org(routes!(register_legacy)))
+        .routes(register_org(routes!(register)))
+        .routes(authorized(routes!(list), Action::ListOrgs, state))
+        .routes(authorized(routes!(show), Action::ReadOrg, state))
+        .routes(authorized(routes!(offboard), Action::OffboardOrg, state))
+        .routes(idempotent(
+            authorized(routes!(rotate_key), Action::RotateOrgApiKey, state),
+            Mode::Optional,
+            state,
+        ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -85,7 +99,6 @@ fn registered(status: StatusCode, r: RegisteredOrg) -> Response {
 /// Creates the customer with its ExternalId and API key (shown only in this answer).
 #[utoipa::path(
     post, path = "/api/orgs", operation_id = "register_org", tag = "orgs",
-    security(("operator_token" = [])),
     request_body = RegisterOrgRequest,
     responses(
         (status = 201, description = "Registered; `Location` names the org. `api_key` is shown only here.", body = RegisterOrgResponse),
@@ -98,15 +111,11 @@ async fn register(
     caller: Caller,
     ApiJson(req): ApiJson<RegisterOrgRequest>,
 ) -> Result<Response, ApiError> {
-    require_operator(&caller.principal)?;
     let name = req
         .org_name
         .ok_or_else(|| ApiError::invalid_field("org_name", "org_name is required"))?;
     let cmd = RegisterOrgCommand::parse(&name, req.account_id.as_deref())?;
-    let created = state
-        .services
-        .register_org(&caller.ctx, &caller.principal, cmd)
-        .await?;
+    let created = state.services.orgs.register(&caller, cmd).await?;
     Ok(registered(StatusCode::CREATED, created))
 }
 
@@ -115,7 +124,6 @@ async fn register(
 /// The same as `POST /api/orgs`.
 #[utoipa::path(
     post, path = "/api/register", operation_id = "register_org_legacy", tag = "orgs",
-    security(("operator_token" = [])),
     request_body = RegisterOrgRequest,
     responses(
         (status = 201, description = "Registered; `api_key` is shown only here.", body = RegisterOrgResponse),
@@ -171,7 +179,8 @@ async fn list(
     }
     let page = state
         .services
-        .list_orgs(&caller.principal, q.cursor.as_deref(), limit)
+        .orgs
+        .list(&caller, q.cursor.as_deref(), limit)
         .await?;
     Ok(Json(OrgListResponse {
         orgs: page.orgs,
@@ -200,10 +209,7 @@ async fn show(
     Path(org): Path<String>,
 ) -> Result<Json<Org>, ApiError> {
     Ok(Json(
-        state
-            .services
-            .get_org(&caller.principal, &org_name(&org)?)
-            .await?,
+        state.services.orgs.get(&caller, &org_name(&org)?).await?,
     ))
 }
 
@@ -213,7 +219,6 @@ async fn show(
 /// organisation answers the record again.
 #[utoipa::path(
     delete, path = "/api/orgs/{org}", operation_id = "offboard_org", tag = "orgs",
-    security(("operator_token" = [])),
     params(("org" = String, Path, description = "The organisation's name.")),
     responses(
         (status = 200, description = "The offboarded organisation.", body = Org),
@@ -228,7 +233,8 @@ async fn offboard(
     Ok(Json(
         state
             .services
-            .offboard_org(&caller.ctx, &caller.principal, &org_name(&org)?)
+            .orgs
+            .offboard(&caller, &org_name(&org)?)
             .await?,
     ))
 }
@@ -238,7 +244,6 @@ async fn offboard(
 /// The old key dies at once; the new one is shown only here.
 #[utoipa::path(
     post, path = "/api/orgs/{org}/api-key", operation_id = "rotate_org_api_key", tag = "orgs",
-    security(("operator_token" = [])),
     params(("org" = String, Path, description = "The organisation's name.")),
     responses(
         (status = 200, description = "The organisation and its new API key.", body = RegisterOrgResponse),
@@ -253,7 +258,8 @@ async fn rotate_key(
 ) -> Result<Response, ApiError> {
     let rotated = state
         .services
-        .rotate_api_key(&caller.ctx, &caller.principal, &org_name(&org)?)
+        .orgs
+        .rotate_api_key(&caller, &org_name(&org)?)
         .await?;
     Ok(registered(StatusCode::OK, rotated))
 }

@@ -3,6 +3,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rolegate_core::ids::UserId;
+use rolegate_core::policy::Action;
 use rolegate_core::users::{CreateUserCommand, User};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Caller;
+use crate::authorize::authorized;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::idempotency::{Mode, idempotent};
@@ -18,10 +20,19 @@ use crate::state::AppState;
 
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(idempotent(routes!(create), Mode::Optional, state))
-        .routes(routes!(list))
-        .routes(routes!(show, disable))
-        .routes(idempotent(routes!(rotate), Mode::Optional, state))
+        .routes(idempotent(
+            authorized(routes!(create), Action::CreateUser, state),
+            Mode::Optional,
+            state,
+        ))
+        .routes(authorized(routes!(list), Action::ListUsers, state))
+        .routes(authorized(routes!(show), Action::ReadUser, state))
+        .routes(authorized(routes!(disable), Action::DisableUser, state))
+        .routes(idempotent(
+            authorized(routes!(rotate), Action::RotateUserToken, state),
+            Mode::Optional,
+            state,
+        ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -66,7 +77,6 @@ fn with_token(status: StatusCode, user: User, token: &secrecy::SecretString) -> 
 /// Returns its bearer token, once.
 #[utoipa::path(
     post, path = "/api/users", operation_id = "create_user", tag = "users",
-    security(("operator_token" = [])),
     request_body = CreateUserRequest,
     responses(
         (status = 201, description = "Created; `token` is shown only here.", body = UserWithTokenResponse),
@@ -84,10 +94,7 @@ async fn create(
         .ok_or_else(|| ApiError::invalid_field("user_id", "user_id is required"))?;
     let role = req.role.unwrap_or_else(|| "operator".to_owned());
     let cmd = CreateUserCommand::parse(&user_id, &role, req.metadata)?;
-    let (user, token) = state
-        .services
-        .create_user(&caller.ctx, &caller.principal, cmd)
-        .await?;
+    let (user, token) = state.services.users.create(&caller, cmd).await?;
     Ok(with_token(StatusCode::CREATED, user, &token))
 }
 
@@ -96,21 +103,19 @@ async fn create(
 /// Admins see everyone; an operator sees only itself.
 #[utoipa::path(
     get, path = "/api/users", operation_id = "list_users", tag = "users",
-    security(("operator_token" = [])),
     responses((status = 200, description = "The operators.", body = UserListResponse))
 )]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<UserListResponse>, ApiError> {
-    let users = state.services.list_users(&caller.principal).await?;
+    let users = state.services.users.list(&caller).await?;
     Ok(Json(UserListResponse { users }))
 }
 
 /// Show an operator
 #[utoipa::path(
     get, path = "/api/users/{id}", operation_id = "show_user", tag = "users",
-    security(("operator_token" = [])),
     params(("id" = String, Path, description = "The operator's user id.")),
     responses(
         (status = 200, description = "The operator.", body = User),
@@ -123,7 +128,7 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<User>, ApiError> {
     let id = UserId::parse(&id)?;
-    Ok(Json(state.services.get_user(&caller.principal, &id).await?))
+    Ok(Json(state.services.users.get(&caller, &id).await?))
 }
 
 /// Disable an operator
@@ -132,7 +137,6 @@ async fn show(
 /// the record again.
 #[utoipa::path(
     delete, path = "/api/users/{id}", operation_id = "disable_user", tag = "users",
-    security(("operator_token" = [])),
     params(("id" = String, Path, description = "The operator's user id.")),
     responses(
         (status = 200, description = "The disabled operator.", body = User),
@@ -146,12 +150,7 @@ async fn disable(
     Path(id): Path<String>,
 ) -> Result<Json<User>, ApiError> {
     let id = UserId::parse(&id)?;
-    Ok(Json(
-        state
-            .services
-            .disable_user(&caller.ctx, &caller.principal, &id)
-            .await?,
-    ))
+    Ok(Json(state.services.users.disable(&caller, &id).await?))
 }
 
 /// Rotate an operator's token
@@ -159,7 +158,6 @@ async fn disable(
 /// The old token dies at once; the new one is shown only here.
 #[utoipa::path(
     post, path = "/api/users/{id}/token", operation_id = "rotate_user_token", tag = "users",
-    security(("operator_token" = [])),
     params(("id" = String, Path, description = "The operator's user id.")),
     responses(
         (status = 200, description = "The operator and its new token.", body = UserWithTokenResponse),
@@ -173,9 +171,6 @@ async fn rotate(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = UserId::parse(&id)?;
-    let (user, token) = state
-        .services
-        .rotate_user_token(&caller.ctx, &caller.principal, &id)
-        .await?;
+    let (user, token) = state.services.users.rotate_token(&caller, &id).await?;
     Ok(with_token(StatusCode::OK, user, &token))
 }

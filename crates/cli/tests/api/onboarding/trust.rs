@@ -32,10 +32,20 @@ fn denied() -> (StatusCode, String) {
 async fn stand_in_sts(role: Role, external_id: Arc<Mutex<String>>) -> (String, Calls) {
     let calls: Calls = Arc::default();
     let seen = calls.clone();
-    let app = axum::Router::new().fallback(move |Form(f): Form<HashMap<String, String>>| {
+    // S3's PutObject (the onboarding template, path-style) is accepted and forgotten, so
+    // `POST /api/integrate` can publish; everything else is STS.
+    let s3_put = axum::routing::put(|| async { (StatusCode::OK, [("etag", "\"0\"")], "") });
+    let app = axum::Router::new().route("/{*path}", s3_put).fallback(move |Form(f): Form<HashMap<String, String>>| {
         let seen = seen.clone();
         let external_id = external_id.clone();
         async move {
+            if f.get("Action").map(String::as_str) == Some("GetCallerIdentity") {
+                // rolegate asking who it is (to pin customer roles to itself).
+                return (
+                    StatusCode::OK,
+                    "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult><Arn>arn:aws:sts::123456789012:assumed-role/rolegate-broker/i-0abc</Arn><UserId>AROASTANDIN:i-0abc</UserId><Account>123456789012</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>3</RequestId></ResponseMetadata></GetCallerIdentityResponse>".to_owned(),
+                );
+            }
             seen.lock().unwrap().push(f.clone());
             let wanted = external_id.lock().unwrap().clone();
             if role == Role::Denying || f.get("ExternalId") != Some(&wanted) {
@@ -68,7 +78,7 @@ async fn app_against(engine: Engine, role: Role) -> (TestApp, Calls, Arc<Mutex<S
     let (url, calls) = stand_in_sts(role, external_id.clone()).await;
     let toml = format!(
         "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\nmax_attempts = 1\n\
-         [onboarding]\nprovider_account_id = \"123456789012\"\nverify_attempts = 1\nverify_delay_ms = 10\nrequire_external_id_enforcement = true\n"
+         [onboarding]\nprovider_account_id = \"123456789012\"\ntemplate_bucket = \"stand-in\"\ns3_path_style = true\nverify_attempts = 1\nverify_delay_ms = 10\nrequire_external_id_enforcement = true\n"
     );
     let app = spawn_with(
         engine,
@@ -180,9 +190,80 @@ async fn a_role_that_refuses_everyone_fails_onboarding(engine: Engine) {
         .await;
     assert_eq!((c.status, c.code()), (412, "org_not_validated"));
     assert_eq!(c.body["error"]["details"]["status"], "failed");
+
+    // The failed create rolls back, and the rollback's `deleted` comes from the very stack
+    // that bound: the org was never onboarded, so it is not offboarded (issue 10, defect 1).
+    let r = signed(&app, &secret, notice("deny-org", CUSTOMER, "deleted")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "failed", "{:?}", r.body);
+    let org = app.get("/api/orgs/deny-org", &app.admin_token).await;
+    assert_eq!(org.body["status"], "failed");
+    assert_eq!(org.body["role_arn"], serde_json::Value::Null);
+    // The customer can try again: new links, and the API key still works.
+    let r = app
+        .post(
+            "/api/integrate",
+            &app.admin_token,
+            json!({"org_name": "deny-org"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let rotated = app
+        .post("/api/orgs/deny-org/api-key", &app.admin_token, json!({}))
+        .await;
+    assert_eq!(rotated.status, 200, "{:?}", rotated.body);
+    // The rolled-back stack's secret died with it.
+    let r = signed(&app, &secret, notice("deny-org", CUSTOMER, "created")).await;
+    assert_eq!((r.status, r.code()), (401, "invalid_signature"));
+    let events = app.audit_events().await;
+    assert!(!events.iter().any(|e| e.action == "org.offboard"));
+}
+
+/// A binding reset kills the callback secrets (issue 10, defect 3): a `created` signed with
+/// the old secret is refused, so the old stack can neither rebind nor offboard the org.
+async fn a_binding_reset_kills_the_old_callback_secret(engine: Engine) {
+    let (app, _calls, external_id) = app_against(engine, Role::Enforcing).await;
+    let reg = app.register(&app.admin_token, "reset-org").await;
+    *external_id.lock().unwrap() = reg.body["external_id"].as_str().unwrap().to_owned();
+    let secret = app.callback_secret("reset-org").await;
+    let r = signed(&app, &secret, notice("reset-org", CUSTOMER, "created")).await;
+    assert_eq!(r.body["status"], "validated", "{:?}", r.body);
+    let r = app
+        .post(
+            "/api/orgs/reset-org/binding/reset",
+            &app.admin_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    for event in ["created", "deleted"] {
+        let r = signed(&app, &secret, notice("reset-org", CUSTOMER, event)).await;
+        assert_eq!((r.status, r.code()), (401, "invalid_signature"), "{event}");
+    }
+    assert_eq!(
+        app.get("/api/orgs/reset-org", &app.admin_token).await.body["status"],
+        "pending"
+    );
+    // New links bring a new secret, which binds.
+    let r = app
+        .get("/api/orgs/reset-org/onboarding", &app.admin_token)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // Not configured, the pinned principal is who rolegate is according to STS: the role of
+    // its session, never the provider's whole account (issue 10, defect 4).
+    let cmd = r.body["aws_cli_command"].as_str().unwrap();
+    assert!(
+        cmd.contains(r#"{"ParameterKey":"ProviderPrincipalArn","ParameterValue":"arn:aws:iam::123456789012:role/rolegate-broker"}"#),
+        "{cmd}"
+    );
+    let fresh = app.callback_secret("reset-org").await;
+    assert_ne!(fresh, secret);
+    let r = signed(&app, &fresh, notice("reset-org", CUSTOMER, "created")).await;
+    assert_eq!(r.body["status"], "validated", "{:?}", r.body);
 }
 
 crate::both_engines!(
     an_enforcing_role_validates_and_every_assume_role_is_attributable,
     a_role_that_refuses_everyone_fails_onboarding,
+    a_binding_reset_kills_the_old_callback_secret,
 );

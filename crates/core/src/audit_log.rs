@@ -1,4 +1,5 @@
-//! Reading the audit log: filters, the caller's visibility, and cursors.
+//! The audit area: reading the log with filters, the caller's visibility and cursors;
+//! exporting it raw; and verifying the chain.
 //!
 //! Admins see every event. Operators see the events of the orgs they own (read through the
 //! per-org index). Scans are bounded: a page stops after `SCAN_BUDGET` records even when it
@@ -7,12 +8,28 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{AuditEvent, EVENT_PREFIX, ORG_INDEX_PREFIX, event_key};
-use crate::ids::{OrgName, Role};
-use crate::principal::Principal;
-use crate::{Error, Services};
+use crate::audit::{self, AuditEvent, EVENT_PREFIX, ORG_INDEX_PREFIX, VerifyReport, event_key};
+use crate::error::Error;
+use crate::ids::OrgName;
+use crate::keyspace;
+use crate::orgs::Orgs;
+use crate::policy::{Action, Facts};
+use crate::principal::{Caller, Principal};
+use crate::records::Records;
 
 const SCAN_BUDGET: usize = 5_000;
+
+/// An audit query as it arrived (query-string values), for [`AuditQuery::parse`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawAuditQuery<'a> {
+    pub org: Option<&'a str>,
+    pub actor: Option<&'a str>,
+    pub action: Option<&'a str>,
+    pub since: Option<&'a str>,
+    pub until: Option<&'a str>,
+    pub limit: Option<&'a str>,
+    pub cursor: Option<&'a str>,
+}
 
 /// A validated audit query.
 #[derive(Debug, Clone, Default)]
@@ -29,16 +46,16 @@ pub struct AuditQuery {
 
 impl AuditQuery {
     /// Parses the query-string values.
-    #[allow(clippy::too_many_arguments)]
-    pub fn parse(
-        org: Option<&str>,
-        actor: Option<&str>,
-        action: Option<&str>,
-        since: Option<&str>,
-        until: Option<&str>,
-        limit: Option<&str>,
-        cursor: Option<&str>,
-    ) -> Result<Self, Error> {
+    pub fn parse(raw: &RawAuditQuery<'_>) -> Result<Self, Error> {
+        let RawAuditQuery {
+            org,
+            actor,
+            action,
+            since,
+            until,
+            limit,
+            cursor,
+        } = *raw;
         let time = |field: &str, v: Option<&str>| {
             v.map(|s| {
                 OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
@@ -114,43 +131,71 @@ pub struct AuditPage {
     pub next: Option<String>,
 }
 
-impl Services {
-    /// Runs an audit query as `by`.
-    pub async fn query_audit(&self, by: &Principal, q: &AuditQuery) -> Result<AuditPage, Error> {
-        let owner = match by {
-            Principal::Operator {
-                role: Role::Admin, ..
-            } => None,
-            Principal::Operator { user_id, .. } => Some(user_id.clone()),
-            Principal::OrgKey { .. } => {
-                return Err(Error::Forbidden(
-                    "API keys cannot read the audit log".to_owned(),
-                ));
-            }
-        };
+/// One page of the raw log, for export.
+#[derive(Debug, Clone)]
+pub struct ExportPage {
+    pub events: Vec<AuditEvent>,
+    /// Pass back as `after` to continue; `None` at the end.
+    pub next: Option<u64>,
+}
+
+/// The audit area.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    records: Records,
+    orgs: Orgs,
+}
+
+impl AuditLog {
+    #[must_use]
+    pub fn new(orgs: Orgs) -> Self {
+        Self {
+            records: orgs.records().clone(),
+            orgs,
+        }
+    }
+
+    /// Runs an audit query as `caller`.
+    pub async fn query(&self, caller: &Caller, q: &AuditQuery) -> Result<AuditPage, Error> {
+        self.records
+            .authorize(caller, Action::ReadAudit, &Facts::default())
+            .await?;
         if let Some(org) = &q.org {
             // 404/403 exactly as for reading the org itself.
-            self.org_record(by, org).await?;
+            self.orgs.load(caller, Action::ReadOrg, org).await?;
             return self.scan_org(org, q).await;
         }
+        let owner = match &caller.principal {
+            Principal::Operator { user_id, .. } if !caller.principal.is_admin() => {
+                Some(user_id.clone())
+            }
+            _ => None,
+        };
         match owner {
             None => self.scan_all(q).await,
             Some(user) => {
-                let owned = self
-                    .vault
-                    .store()
-                    .list(&format!("owner/{user}/"), None, 1000)
-                    .await?;
                 let mut merged: Vec<AuditEvent> = Vec::new();
                 let mut more = false;
-                for (key, _) in &owned.items {
-                    let Some(name) = key.rsplit('/').next().and_then(|n| OrgName::parse(n).ok())
-                    else {
-                        continue;
-                    };
-                    let page = self.scan_org(&name, q).await?;
-                    more |= page.next.is_some();
-                    merged.extend(page.events);
+                let prefix = keyspace::owner_prefix(&user);
+                let store = self.records.vault().store();
+                let mut after: Option<String> = None;
+                // Every org the operator owns, page by page.
+                loop {
+                    let owned = store.list(&prefix, after.as_deref(), 500).await?;
+                    for (key, _) in &owned.items {
+                        let Some(name) =
+                            key.rsplit('/').next().and_then(|n| OrgName::parse(n).ok())
+                        else {
+                            continue;
+                        };
+                        let page = self.scan_org(&name, q).await?;
+                        more |= page.next.is_some();
+                        merged.extend(page.events);
+                    }
+                    match owned.next {
+                        Some(n) => after = Some(n),
+                        None => break,
+                    }
                 }
                 merged.sort_by_key(|e| e.seq);
                 let full = merged.len() > q.limit;
@@ -168,6 +213,43 @@ impl Services {
         }
     }
 
+    /// Up to `limit` events after sequence number `after`, oldest first, unfiltered
+    /// (`rolegate audit export`).
+    pub async fn export(
+        &self,
+        caller: &Caller,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<ExportPage, Error> {
+        self.records
+            .authorize(caller, Action::ExportAudit, &Facts::default())
+            .await?;
+        let vault = self.records.vault();
+        let after_key = after.map(event_key);
+        let page = vault
+            .store()
+            .list(EVENT_PREFIX, after_key.as_deref(), limit.clamp(1, 1000))
+            .await?;
+        let mut events = Vec::with_capacity(page.items.len());
+        for (key, raw) in &page.items {
+            events.push(vault.open::<AuditEvent>(key, raw)?);
+        }
+        let next = page
+            .next
+            .is_some()
+            .then(|| events.last().map(|e| e.seq))
+            .flatten();
+        Ok(ExportPage { events, next })
+    }
+
+    /// Walks the whole chain (`rolegate audit verify`).
+    pub async fn verify(&self, caller: &Caller) -> Result<VerifyReport, Error> {
+        self.records
+            .authorize(caller, Action::ExportAudit, &Facts::default())
+            .await?;
+        audit::verify(self.records.vault()).await
+    }
+
     async fn scan_all(&self, q: &AuditQuery) -> Result<AuditPage, Error> {
         let mut after = q.after_seq.map(event_key);
         let mut events = Vec::new();
@@ -181,13 +263,14 @@ impl Services {
         };
         loop {
             let page = self
-                .vault
+                .records
+                .vault()
                 .store()
                 .list(EVENT_PREFIX, after.as_deref(), batch)
                 .await?;
             for (key, raw) in &page.items {
                 scanned += 1;
-                let ev: AuditEvent = self.vault.open(key, raw)?;
+                let ev: AuditEvent = self.records.vault().open(key, raw)?;
                 let seq = ev.seq;
                 if q.matches(&ev) {
                     events.push(ev);
@@ -208,13 +291,15 @@ impl Services {
     }
 
     async fn scan_org(&self, org: &OrgName, q: &AuditQuery) -> Result<AuditPage, Error> {
-        let prefix = format!("{ORG_INDEX_PREFIX}{org}/");
+        let prefix = keyspace::audit_org_prefix(org.as_str());
+        debug_assert!(prefix.starts_with(ORG_INDEX_PREFIX));
         let mut after = q.after_seq.map(|s| format!("{prefix}{s:020}"));
         let mut events = Vec::new();
         let mut scanned = 0;
         loop {
             let page = self
-                .vault
+                .records
+                .vault()
                 .store()
                 .list(&prefix, after.as_deref(), 500)
                 .await?;
@@ -224,7 +309,7 @@ impl Services {
                     continue;
                 };
                 // An index entry whose event is gone is reported by `audit verify`, not here.
-                let Some(ev) = self.vault.get::<AuditEvent>(&event_key(seq)).await? else {
+                let Some(ev) = self.records.get(&keyspace::audit_event(seq)).await? else {
                     continue;
                 };
                 if q.matches(&ev.value) {

@@ -1,5 +1,6 @@
-//! Access levels: named session policies that narrow what vended credentials may do. They
-//! are checked against AWS's limits when the configuration loads, never at request time.
+//! Access levels: named session policies that narrow what vended credentials may do, and who
+//! may use each one. They are checked against AWS's limits when the configuration loads,
+//! never at request time; the policy (`crate::policy`) reads the grants.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,6 +30,43 @@ fn bad(field: &'static str, reason: impl Into<String>) -> LevelError {
     }
 }
 
+/// Who may use an access level (besides, in a later issue, approved access grants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Grantee {
+    /// The org's own API keys.
+    ApiKeys,
+    /// The operator who owns the org.
+    Owners,
+    /// Any admin.
+    Admins,
+}
+
+impl Grantee {
+    pub const ALL: [Grantee; 3] = [Grantee::ApiKeys, Grantee::Owners, Grantee::Admins];
+
+    /// The name used in configuration (`allow = ["api_keys", "owners", "admins"]`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKeys => "api_keys",
+            Self::Owners => "owners",
+            Self::Admins => "admins",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, LevelError> {
+        Self::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or_else(|| {
+                bad(
+                    "allow",
+                    format!("{s:?} is not one of \"api_keys\", \"owners\", \"admins\""),
+                )
+            })
+    }
+}
+
 /// One validated access level.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessLevel {
@@ -40,6 +78,9 @@ pub struct AccessLevel {
     /// SHA-256 over the policy and ARNs: part of the credential cache key, so that changing
     /// a level's policy never serves credentials minted under the old one.
     policy_hash: String,
+    /// Who may use it; `None` until [`CredentialPolicy::new`] applies the default (every
+    /// grantee for the default level, owners and admins for the others).
+    allow: Option<Vec<Grantee>>,
 }
 
 fn is_level_name(n: &str) -> bool {
@@ -132,6 +173,19 @@ impl AccessLevel {
         Ok(Self::build(name, policy, policy_arns, max_duration_secs))
     }
 
+    /// Says who may use this level (`allow` in configuration); without it the default
+    /// applies (see [`AccessLevel::allows`]).
+    pub fn with_allow(mut self, allow: &[String]) -> Result<Self, LevelError> {
+        let mut grantees = allow
+            .iter()
+            .map(|s| Grantee::parse(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        grantees.sort_unstable();
+        grantees.dedup();
+        self.allow = Some(grantees);
+        Ok(self)
+    }
+
     /// Assembles a level whose parts are already known to be valid.
     fn build(
         name: &str,
@@ -152,6 +206,7 @@ impl AccessLevel {
             policy_arns,
             max_duration_secs,
             policy_hash,
+            allow: None,
         }
     }
 
@@ -174,6 +229,18 @@ impl AccessLevel {
     #[must_use]
     pub fn policy_hash(&self) -> &str {
         &self.policy_hash
+    }
+
+    /// Whether `who` may use this level.
+    #[must_use]
+    pub fn allows(&self, who: Grantee) -> bool {
+        self.allow.as_ref().is_some_and(|a| a.contains(&who))
+    }
+
+    /// Who may use this level, in configuration names.
+    #[must_use]
+    pub fn grantees(&self) -> Vec<&'static str> {
+        self.allow.iter().flatten().map(|g| g.as_str()).collect()
     }
 }
 
@@ -199,7 +266,7 @@ impl CredentialPolicy {
         refresh_window: Option<Duration>,
         region: String,
     ) -> Result<Self, LevelError> {
-        let levels: BTreeMap<String, AccessLevel> =
+        let mut levels: BTreeMap<String, AccessLevel> =
             levels.into_iter().map(|l| (l.name.clone(), l)).collect();
         if !levels.contains_key(default_level) {
             return Err(bad(
@@ -212,6 +279,11 @@ impl CredentialPolicy {
                 "default_duration_secs",
                 format!("must be between {MIN_DURATION_SECS} and {MAX_DURATION_SECS}"),
             ));
+        }
+        for level in levels.values_mut() {
+            level
+                .allow
+                .get_or_insert_with(|| default_allow(level.name == default_level));
         }
         Ok(Self {
             levels,
@@ -234,8 +306,10 @@ impl CredentialPolicy {
         );
         let operator = AccessLevel::build("operator", None, Vec::new(), 3600);
         let mut levels = BTreeMap::new();
-        levels.insert(readonly.name.clone(), readonly);
-        levels.insert(operator.name.clone(), operator);
+        for mut level in [readonly, operator] {
+            level.allow = Some(default_allow(level.name == "readonly"));
+            levels.insert(level.name.clone(), level);
+        }
         Self {
             levels,
             default_level: "readonly".to_owned(),
@@ -245,12 +319,49 @@ impl CredentialPolicy {
         }
     }
 
-    /// The named level, or the default one.
-    pub fn level(&self, name: Option<&str>) -> Result<&AccessLevel, crate::Error> {
+    /// The built-in levels with another default level: who may use each follows the new
+    /// default (API keys get the default level only).
+    pub fn defaults_with(
+        partition: &str,
+        region: String,
+        default_level: &str,
+        default_duration_secs: u32,
+        refresh_window: Option<Duration>,
+    ) -> Result<Self, LevelError> {
+        let mut levels: Vec<AccessLevel> = Self::defaults(partition, region.clone())
+            .levels
+            .into_values()
+            .collect();
+        for level in &mut levels {
+            level.allow = None;
+        }
+        Self::new(
+            levels,
+            default_level,
+            default_duration_secs,
+            refresh_window,
+            region,
+        )
+    }
+
+    /// Every configured level, by name.
+    pub fn levels(&self) -> impl Iterator<Item = &AccessLevel> {
+        self.levels.values()
+    }
+
+    /// The named level, or the default one. A name that could never be a level is refused
+    /// without being echoed (it came from a request).
+    pub fn level(&self, name: Option<&str>) -> Result<&AccessLevel, crate::error::Error> {
         let name = name.unwrap_or(&self.default_level);
+        if !is_level_name(name) {
+            return Err(crate::error::Error::invalid(
+                "access_level",
+                "access_level must be 1 to 32 characters of a-z, 0-9, '-' or '_', starting with a letter",
+            ));
+        }
         self.levels.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.levels.keys().map(String::as_str).collect();
-            crate::Error::invalid(
+            crate::error::Error::invalid(
                 "access_level",
                 format!(
                     "unknown access level {name:?}; configured levels: {}",
@@ -271,6 +382,16 @@ impl CredentialPolicy {
         self.refresh_window.unwrap_or_else(|| {
             Duration::from_secs(u64::from(duration_secs) / 4).min(Duration::from_secs(300))
         })
+    }
+}
+
+/// Who may use a level whose configuration says nothing: an org's API keys get only the
+/// default level; the owning operator and admins get every level.
+fn default_allow(is_default: bool) -> Vec<Grantee> {
+    if is_default {
+        Grantee::ALL.to_vec()
+    } else {
+        vec![Grantee::Owners, Grantee::Admins]
     }
 }
 
@@ -363,5 +484,29 @@ mod tests {
         assert_eq!(p.window_for(3600), Duration::from_secs(300));
         assert_eq!(p.window_for(900), Duration::from_secs(225));
         assert!(CredentialPolicy::new(vec![], "readonly", 3600, None, "us-east-1".into()).is_err());
+    }
+
+    #[test]
+    fn grants_default_to_keys_on_the_default_level_only() {
+        let p = CredentialPolicy::defaults("aws", "us-east-1".into());
+        let ro = p.level(Some("readonly")).unwrap();
+        let op = p.level(Some("operator")).unwrap();
+        assert!(Grantee::ALL.iter().all(|g| ro.allows(*g)));
+        assert!(!op.allows(Grantee::ApiKeys));
+        assert!(op.allows(Grantee::Owners) && op.allows(Grantee::Admins));
+        let custom = AccessLevel::new("ops", Some(POLICY), vec![], 3600)
+            .unwrap()
+            .with_allow(&["api_keys".to_owned()])
+            .unwrap();
+        let p = CredentialPolicy::new(vec![ro.clone(), custom], "readonly", 3600, None, "x".into())
+            .unwrap();
+        let ops = p.level(Some("ops")).unwrap();
+        assert!(ops.allows(Grantee::ApiKeys) && !ops.allows(Grantee::Admins));
+        assert_eq!(ops.grantees(), ["api_keys"]);
+        let e = AccessLevel::new("x", None, vec![], 3600)
+            .unwrap()
+            .with_allow(&["everyone".to_owned()])
+            .unwrap_err();
+        assert_eq!(e.field, "allow");
     }
 }

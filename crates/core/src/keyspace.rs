@@ -1,0 +1,369 @@
+//! Every record family rolegate keeps: its prefix, what its values are, whether they are
+//! sealed, and what `rekey` does with them. Keys are built here and nowhere else, so the
+//! layout of the store can be read in one page, and the vault's rekey rules come from this
+//! table instead of naming domain prefixes itself.
+
+use std::marker::PhantomData;
+
+use crate::ids::{OrgName, UserId};
+use crate::model::{
+    ApiKeyEntry, AuditEvent, AuditHead, CachedCredentials, OrgRecord, TokenEntry, UserRecord,
+};
+
+/// What `rekey` does with a family's records when they are sealed under an older key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rekey {
+    /// Open and seal again under the current key.
+    Reseal,
+    /// Delete: the data is derived and will be made again (cached credentials: a re-seal
+    /// would lose their expiry, and the next request mints new ones).
+    Drop,
+    /// Leave alone: unsealed markers, or records that expire soon on their own (keep the
+    /// old key in the ring that long).
+    Skip,
+}
+
+/// One record family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Family {
+    /// A short name, for errors and the table below.
+    pub name: &'static str,
+    /// Every key of the family starts with this (the whole key, for singletons).
+    pub prefix: &'static str,
+    /// What the value is.
+    pub value: &'static str,
+    /// Whether values pass through the sealing barrier.
+    pub sealed: bool,
+    pub rekey: Rekey,
+}
+
+macro_rules! family {
+    ($id:ident, $name:literal, $prefix:literal, $value:literal, $sealed:literal, $rekey:ident) => {
+        pub const $id: Family = Family {
+            name: $name,
+            prefix: $prefix,
+            value: $value,
+            sealed: $sealed,
+            rekey: Rekey::$rekey,
+        };
+    };
+}
+
+family!(
+    SYS_PEPPER,
+    "pepper",
+    "sys/pepper",
+    "32 random bytes: the digest pepper",
+    true,
+    Reseal
+);
+family!(ORG, "organisation", "org/", "OrgRecord", true, Reseal);
+family!(
+    OWNER,
+    "owner index",
+    "owner/",
+    "OrgName (owner/<user>/<org>)",
+    true,
+    Reseal
+);
+family!(
+    API_KEY,
+    "API-key index",
+    "apikey/",
+    "ApiKeyEntry (apikey/<digest>)",
+    true,
+    Reseal
+);
+family!(
+    EXTERNAL_ID,
+    "ExternalId index",
+    "extid/",
+    "OrgName (extid/<digest>)",
+    true,
+    Reseal
+);
+family!(USER, "user", "user/", "UserRecord", true, Reseal);
+family!(
+    TOKEN,
+    "token index",
+    "tok/",
+    "TokenEntry (tok/<digest>)",
+    true,
+    Reseal
+);
+family!(
+    AUDIT_HEAD,
+    "audit head",
+    "audit/head",
+    "AuditHead",
+    true,
+    Reseal
+);
+family!(
+    AUDIT_EVENT,
+    "audit event",
+    "audit/ev/",
+    "AuditEvent (audit/ev/<seq:020>)",
+    true,
+    Reseal
+);
+family!(
+    AUDIT_ORG,
+    "audit org index",
+    "audit/org/",
+    "() (audit/org/<org>/<seq:020>)",
+    true,
+    Reseal
+);
+family!(
+    IDEMPOTENCY,
+    "idempotency record",
+    "idem/",
+    "a stored response (idem/<sha256>), TTL",
+    true,
+    Skip
+);
+family!(
+    NONCE,
+    "callback nonce",
+    "nonce/",
+    "unsealed marker (nonce/<org>/<nonce>), TTL",
+    false,
+    Skip
+);
+family!(
+    CREDENTIALS,
+    "cached credentials",
+    "cred/",
+    "CachedCredentials (cred/<org>/<digest>), TTL",
+    true,
+    Drop
+);
+family!(
+    CREDENTIAL_LOCK,
+    "credential fill lock",
+    "credlock/",
+    "unsealed marker (credlock/<digest>), TTL",
+    false,
+    Skip
+);
+
+/// Every family kept in the key-value store, in the order of the table above.
+pub const FAMILIES: &[Family] = &[
+    SYS_PEPPER,
+    ORG,
+    OWNER,
+    API_KEY,
+    EXTERNAL_ID,
+    USER,
+    TOKEN,
+    AUDIT_HEAD,
+    AUDIT_EVENT,
+    AUDIT_ORG,
+    IDEMPOTENCY,
+    NONCE,
+    CREDENTIALS,
+    CREDENTIAL_LOCK,
+];
+
+/// The family `key` belongs to (the longest matching prefix), if any.
+#[must_use]
+pub fn family_of(key: &str) -> Option<&'static Family> {
+    FAMILIES
+        .iter()
+        .filter(|f| key.starts_with(f.prefix))
+        .max_by_key(|f| f.prefix.len())
+}
+
+/// A storage key whose value has type `T`.
+#[derive(Debug)]
+pub struct Key<T> {
+    raw: String,
+    family: &'static Family,
+    _value: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Key<T> {
+    fn clone(&self) -> Self {
+        Self {
+            raw: self.raw.clone(),
+            family: self.family,
+            _value: PhantomData,
+        }
+    }
+}
+
+impl<T> Key<T> {
+    fn new(family: &'static Family, rest: &str) -> Self {
+        Self {
+            raw: format!("{}{rest}", family.prefix),
+            family,
+            _value: PhantomData,
+        }
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    #[must_use]
+    pub fn family(&self) -> &'static Family {
+        self.family
+    }
+}
+
+impl<T> std::fmt::Display for Key<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+#[must_use]
+pub fn pepper() -> Key<Vec<u8>> {
+    Key::new(&SYS_PEPPER, "")
+}
+#[must_use]
+pub fn org(name: &OrgName) -> Key<OrgRecord> {
+    Key::new(&ORG, name.as_str())
+}
+#[must_use]
+pub fn owner(owner: &UserId, name: &OrgName) -> Key<OrgName> {
+    Key::new(&OWNER, &format!("{owner}/{name}"))
+}
+/// The prefix of every org `owner` owns.
+#[must_use]
+pub fn owner_prefix(owner: &UserId) -> String {
+    format!("{}{owner}/", OWNER.prefix)
+}
+#[must_use]
+pub fn api_key(digest_hex: &str) -> Key<ApiKeyEntry> {
+    Key::new(&API_KEY, digest_hex)
+}
+#[must_use]
+pub fn external_id(digest_hex: &str) -> Key<OrgName> {
+    Key::new(&EXTERNAL_ID, digest_hex)
+}
+#[must_use]
+pub fn user(id: &UserId) -> Key<UserRecord> {
+    Key::new(&USER, id.as_str())
+}
+#[must_use]
+pub fn token(digest_hex: &str) -> Key<TokenEntry> {
+    Key::new(&TOKEN, digest_hex)
+}
+#[must_use]
+pub fn audit_head() -> Key<AuditHead> {
+    Key::new(&AUDIT_HEAD, "")
+}
+#[must_use]
+pub fn audit_event(seq: u64) -> Key<AuditEvent> {
+    Key::new(&AUDIT_EVENT, &format!("{seq:020}"))
+}
+#[must_use]
+pub fn audit_org(org: &str, seq: u64) -> Key<()> {
+    Key::new(&AUDIT_ORG, &format!("{org}/{seq:020}"))
+}
+/// The prefix of `org`'s audit index.
+#[must_use]
+pub fn audit_org_prefix(org: &str) -> String {
+    format!("{}{org}/", AUDIT_ORG.prefix)
+}
+/// An idempotency record; `digest` is the SHA-256 of the scoped client key.
+#[must_use]
+pub fn idempotency(digest_hex: &str) -> String {
+    format!("{}{digest_hex}", IDEMPOTENCY.prefix)
+}
+#[must_use]
+pub fn nonce(org: &OrgName, nonce: &str) -> String {
+    format!("{}{org}/{nonce}", NONCE.prefix)
+}
+#[must_use]
+pub fn credentials(org: &OrgName, digest_hex: &str) -> Key<CachedCredentials> {
+    Key::new(&CREDENTIALS, &format!("{org}/{digest_hex}"))
+}
+/// The prefix of every cached credential of `org`.
+#[must_use]
+pub fn credentials_prefix(org: &OrgName) -> String {
+    format!("{}{org}/", CREDENTIALS.prefix)
+}
+#[must_use]
+pub fn credential_lock(digest_hex: &str) -> String {
+    format!("{}{digest_hex}", CREDENTIAL_LOCK.prefix)
+}
+
+/// Rate-limit buckets: a namespace of their own in every engine (never listed, never
+/// sealed: a bucket holds only a time).
+pub mod rate {
+    #[must_use]
+    pub fn auth_failures(source: &str) -> String {
+        format!("rl/authfail/{source}")
+    }
+    #[must_use]
+    pub fn credentials_per_principal(actor: &str) -> String {
+        format!("rl/creds-principal/{actor}")
+    }
+    #[must_use]
+    pub fn credentials_per_org(org: &str) -> String {
+        format!("rl/creds-org/{org}")
+    }
+    #[must_use]
+    pub fn validate_per_principal(actor: &str) -> String {
+        format!("rl/validate-principal/{actor}")
+    }
+    #[must_use]
+    pub fn callback_per_ip(ip: &str) -> String {
+        format!("rl/callback-ip/{ip}")
+    }
+    #[must_use]
+    pub fn callback_per_org(org: &str) -> String {
+        format!("rl/callback-org/{org}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn every_key_builder_lands_in_its_family() {
+        let org_name = OrgName::parse("acme").unwrap();
+        let uid = UserId::parse("alice").unwrap();
+        for (key, family) in [
+            (org(&org_name).to_string(), &ORG),
+            (owner(&uid, &org_name).to_string(), &OWNER),
+            (api_key("ab").to_string(), &API_KEY),
+            (external_id("ab").to_string(), &EXTERNAL_ID),
+            (user(&uid).to_string(), &USER),
+            (token("ab").to_string(), &TOKEN),
+            (audit_head().to_string(), &AUDIT_HEAD),
+            (audit_event(7).to_string(), &AUDIT_EVENT),
+            (audit_org("acme", 7).to_string(), &AUDIT_ORG),
+            (idempotency("ab"), &IDEMPOTENCY),
+            (nonce(&org_name, "n"), &NONCE),
+            (credentials(&org_name, "ab").to_string(), &CREDENTIALS),
+            (credential_lock("ab"), &CREDENTIAL_LOCK),
+            (pepper().to_string(), &SYS_PEPPER),
+        ] {
+            assert_eq!(family_of(&key), Some(family), "{key}");
+        }
+    }
+
+    #[test]
+    fn prefixes_do_not_shadow_each_other() {
+        for a in FAMILIES {
+            for b in FAMILIES {
+                if a != b {
+                    assert!(
+                        !(a.prefix.starts_with(b.prefix) && a.rekey != b.rekey),
+                        "{} inside {} with other rekey rules",
+                        a.name,
+                        b.name
+                    );
+                }
+            }
+        }
+        assert_eq!(family_of("unknown/x"), None);
+    }
+}

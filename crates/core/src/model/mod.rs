@@ -1,0 +1,19 @@
+//! The records rolegate keeps, and their public views. Plain data: the services decide how
+//! they change, `keyspace` says where each lives.
+
+/// The audit chain's events and head.
+pub mod audit;
+/// Cached credentials.
+pub mod credential;
+/// Organisations and their API-key index.
+pub mod org;
+/// Secret text inside a sealed record.
+pub mod secret;
+/// Operators and their token index.
+pub mod user;
+
+pub use audit::{AuditEvent, AuditHead, Outcome};
+pub use credential::CachedCredentials;
+pub use org::{ApiKeyEntry, Org, OrgRecord, OrgStatus};
+pub use secret::Secret;
+pub use user::{TokenEntry, User, UserRecord};

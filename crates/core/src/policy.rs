@@ -1,0 +1,466 @@
+//! The one authorization policy: what each kind of principal may do.
+//!
+//! Every service method decides through [`authorize`], and every protected route declares its
+//! [`Action`] so that the server refuses a kind of caller that can never succeed before the
+//! handler runs and documents who may call it (the OpenAPI `security` entry) from the same
+//! table. The table is an allow-list: [`Rules`] has one field per kind of principal, so
+//! adding a kind fails to compile until every action has decided about it, and adding an
+//! action fails to compile until it has rules.
+
+use crate::error::{Code, Error};
+use crate::ids::{OrgName, Role, UserId};
+use crate::levels::{AccessLevel, Grantee};
+use crate::principal::{Caller, Principal};
+
+/// Everything a caller can ask rolegate to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    CreateUser,
+    ListUsers,
+    ReadUser,
+    DisableUser,
+    RotateUserToken,
+    RegisterOrg,
+    ListOrgs,
+    ReadOrg,
+    RotateOrgApiKey,
+    OffboardOrg,
+    IssueOnboardingLinks,
+    ResetBinding,
+    /// Apply a verified callback from the org's own onboarding stack.
+    ApplyCallback,
+    ReadAudit,
+    /// Read the raw log (`rolegate audit export|verify`).
+    ExportAudit,
+    IssueCredentials,
+    ConsoleSignin,
+    ValidateCredentials,
+    ReadMetrics,
+}
+
+impl Action {
+    /// Every action, for documentation and tests.
+    pub const ALL: &'static [Action] = &[
+        Action::CreateUser,
+        Action::ListUsers,
+        Action::ReadUser,
+        Action::DisableUser,
+        Action::RotateUserToken,
+        Action::RegisterOrg,
+        Action::ListOrgs,
+        Action::ReadOrg,
+        Action::RotateOrgApiKey,
+        Action::OffboardOrg,
+        Action::IssueOnboardingLinks,
+        Action::ResetBinding,
+        Action::ApplyCallback,
+        Action::ReadAudit,
+        Action::ExportAudit,
+        Action::IssueCredentials,
+        Action::ConsoleSignin,
+        Action::ValidateCredentials,
+        Action::ReadMetrics,
+    ];
+
+    /// The name audit events use for this action (a refusal is recorded under it).
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::CreateUser => "user.create",
+            Self::ListUsers => "user.list",
+            Self::ReadUser => "user.read",
+            Self::DisableUser => "user.disable",
+            Self::RotateUserToken => "user.token.rotate",
+            Self::RegisterOrg => "org.create",
+            Self::ListOrgs => "org.list",
+            Self::ReadOrg => "org.read",
+            Self::RotateOrgApiKey => "org.api_key.rotate",
+            Self::OffboardOrg => "org.offboard",
+            Self::IssueOnboardingLinks => "org.onboarding_issued",
+            Self::ResetBinding => "org.binding_reset",
+            Self::ApplyCallback => "onboarding.callback",
+            Self::ReadAudit => "audit.read",
+            Self::ExportAudit => "audit.export",
+            Self::IssueCredentials => "credentials.issue",
+            Self::ConsoleSignin => "credentials.console",
+            Self::ValidateCredentials => "credentials.validate",
+            Self::ReadMetrics => "metrics.read",
+        }
+    }
+
+    /// Whether the action hands out credentials under an access level (then the level's
+    /// grants decide too).
+    #[must_use]
+    pub const fn uses_access_level(self) -> bool {
+        matches!(self, Self::IssueCredentials | Self::ConsoleSignin)
+    }
+
+    /// Who may do it, by kind of principal.
+    #[must_use]
+    pub const fn rules(self) -> Rules {
+        use Rule::{Allow, Deny, OwnOrg, OwnerOfOrg, Scoped, Themselves};
+        /// One argument per kind of principal, in the order of [`Rules`]' fields.
+        const fn r(admin: Rule, operator: Rule, org_key: Rule, stack: Rule, system: Rule) -> Rules {
+            Rules {
+                admin,
+                operator,
+                org_key,
+                stack,
+                system,
+            }
+        }
+        match self {
+            Self::CreateUser => r(Allow, Deny, Deny, Deny, Allow),
+            Self::ListUsers => r(Allow, Scoped, Deny, Deny, Allow),
+            Self::ReadUser => r(Allow, Themselves, Deny, Deny, Allow),
+            Self::DisableUser => r(Allow, Deny, Deny, Deny, Allow),
+            Self::RotateUserToken => r(Allow, Themselves, Deny, Deny, Allow),
+            Self::RegisterOrg => r(Allow, Allow, Deny, Deny, Deny),
+            Self::ListOrgs => r(Allow, Scoped, Scoped, Deny, Allow),
+            Self::ReadOrg => r(Allow, OwnerOfOrg, OwnOrg, Deny, Allow),
+            Self::RotateOrgApiKey | Self::OffboardOrg | Self::ResetBinding => {
+                r(Allow, OwnerOfOrg, Deny, Deny, Allow)
+            }
+            Self::IssueOnboardingLinks => r(Allow, OwnerOfOrg, Deny, Deny, Deny),
+            Self::ApplyCallback => r(Deny, Deny, Deny, OwnOrg, Deny),
+            Self::ReadAudit => r(Allow, Scoped, Deny, Deny, Allow),
+            Self::ExportAudit => r(Allow, Deny, Deny, Deny, Allow),
+            // Credentials always name a person or a service: rolegate itself gets none.
+            Self::IssueCredentials | Self::ConsoleSignin | Self::ValidateCredentials => {
+                r(Allow, OwnerOfOrg, OwnOrg, Deny, Deny)
+            }
+            Self::ReadMetrics => r(Allow, Deny, Deny, Deny, Allow),
+        }
+    }
+}
+
+/// How one kind of principal is judged for one action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    Deny,
+    Allow,
+    /// Allowed; the service shows only what this caller owns or is.
+    Scoped,
+    /// Only for the org the principal belongs to (an API key's, a stack's).
+    OwnOrg,
+    /// Only for an org this operator owns.
+    OwnerOfOrg,
+    /// Only about the operator itself.
+    Themselves,
+}
+
+/// The rules of one action: one field per kind of principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    pub admin: Rule,
+    pub operator: Rule,
+    pub org_key: Rule,
+    pub stack: Rule,
+    pub system: Rule,
+}
+
+impl Rules {
+    /// The rule for `p`.
+    #[must_use]
+    pub fn for_principal(&self, p: &Principal) -> Rule {
+        match p {
+            Principal::Operator {
+                role: Role::Admin, ..
+            } => self.admin,
+            Principal::Operator {
+                role: Role::Operator,
+                ..
+            } => self.operator,
+            Principal::OrgKey { .. } => self.org_key,
+            Principal::Stack { .. } => self.stack,
+            Principal::System { .. } => self.system,
+        }
+    }
+
+    /// Whether an API key may ever do it (what the OpenAPI `security` entry says).
+    #[must_use]
+    pub fn admits_api_keys(&self) -> bool {
+        self.org_key != Rule::Deny
+    }
+
+    /// Who may do it, for people: `admin, owner, the org's API key`.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let mut who = Vec::new();
+        if self.admin != Rule::Deny {
+            who.push("admin");
+        }
+        match self.operator {
+            Rule::Deny => {}
+            Rule::OwnerOfOrg => who.push("the org's owner"),
+            Rule::Themselves => who.push("the operator itself"),
+            Rule::Scoped => who.push("operators (their own)"),
+            Rule::Allow | Rule::OwnOrg => who.push("operators"),
+        }
+        if self.org_key != Rule::Deny {
+            who.push("the org's API key");
+        }
+        if self.stack != Rule::Deny {
+            who.push("the org's onboarding stack (signed)");
+        }
+        who.join(", ")
+    }
+}
+
+/// Whether an org the action is about exists, and who owns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+    Is(&'a UserId),
+    /// The org does not exist: a caller the rules would otherwise admit is told 404.
+    NoSuchOrg,
+}
+
+/// What the rules may look at.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Facts<'a> {
+    /// The org the action is about, and its owner.
+    pub org: Option<(&'a OrgName, Owner<'a>)>,
+    /// The operator the action is about.
+    pub user: Option<&'a UserId>,
+    /// The access level asked for.
+    pub level: Option<&'a AccessLevel>,
+}
+
+impl<'a> Facts<'a> {
+    #[must_use]
+    pub fn org(name: &'a OrgName, owner: Owner<'a>) -> Self {
+        Self {
+            org: Some((name, owner)),
+            ..Self::default()
+        }
+    }
+    #[must_use]
+    pub fn user(id: &'a UserId) -> Self {
+        Self {
+            user: Some(id),
+            ..Self::default()
+        }
+    }
+    #[must_use]
+    pub fn with_level(mut self, level: &'a AccessLevel) -> Self {
+        self.level = Some(level);
+        self
+    }
+}
+
+/// Why the policy said no.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub code: Code,
+    pub message: String,
+}
+
+impl From<Denial> for Error {
+    fn from(d: Denial) -> Self {
+        Error::Forbidden {
+            code: d.code,
+            message: d.message,
+        }
+    }
+}
+
+fn deny(message: impl Into<String>) -> Result<(), Denial> {
+    Err(Denial {
+        code: Code::Forbidden,
+        message: message.into(),
+    })
+}
+
+/// Decides whether `caller` may do `action` given `facts`. A fact a rule needs but was not
+/// given is a refusal: the policy fails closed.
+pub fn authorize(caller: &Caller, action: Action, facts: &Facts<'_>) -> Result<(), Denial> {
+    let p = &caller.principal;
+    let what = action.name();
+    match action.rules().for_principal(p) {
+        Rule::Deny => return deny(refusal(p, action)),
+        Rule::Allow | Rule::Scoped => {}
+        Rule::OwnOrg => {
+            let own = match p {
+                Principal::OrgKey { org, .. } | Principal::Stack { org } => Some(org),
+                Principal::Operator { .. } | Principal::System { .. } => None,
+            };
+            match (own, facts.org) {
+                (Some(own), Some((org, _))) if own == org => {}
+                (Some(_), Some(_)) => {
+                    return deny("this API key belongs to another organisation");
+                }
+                _ => return deny(format!("{what}: no organisation to decide on")),
+            }
+        }
+        Rule::OwnerOfOrg => {
+            let Principal::Operator { user_id, .. } = p else {
+                return deny(refusal(p, action));
+            };
+            match facts.org {
+                Some((_, Owner::Is(owner))) if owner == user_id => {}
+                // 404 is for the service to answer.
+                Some((_, Owner::NoSuchOrg)) => {}
+                Some((_, Owner::Is(_))) => {
+                    return deny("this organisation belongs to another operator");
+                }
+                None => return deny(format!("{what}: no organisation to decide on")),
+            }
+        }
+        Rule::Themselves => {
+            let Principal::Operator { user_id, .. } = p else {
+                return deny(refusal(p, action));
+            };
+            if facts.user != Some(user_id) {
+                return deny("operators can only see and change themselves");
+            }
+        }
+    }
+    if action.uses_access_level() {
+        let Some(level) = facts.level else {
+            return deny(format!("{what}: no access level to decide on"));
+        };
+        let grantee = match p {
+            Principal::OrgKey { .. } => Grantee::ApiKeys,
+            Principal::Operator {
+                role: Role::Admin, ..
+            } => Grantee::Admins,
+            Principal::Operator { .. } => Grantee::Owners,
+            Principal::Stack { .. } | Principal::System { .. } => {
+                return deny(refusal(p, action));
+            }
+        };
+        // An admin who owns the org may use what owners may.
+        let owner_admin = matches!(
+            (p, facts.org),
+            (Principal::Operator { user_id, .. }, Some((_, Owner::Is(o)))) if o == user_id
+        );
+        if !(level.allows(grantee) || (owner_admin && level.allows(Grantee::Owners))) {
+            let who = match grantee {
+                Grantee::ApiKeys => "this organisation's API keys",
+                Grantee::Owners => "the organisation's owner",
+                Grantee::Admins => "admins",
+            };
+            return Err(Denial {
+                code: Code::AccessLevelNotAllowed,
+                message: format!(
+                    "access level {} is not granted to {who} (it allows: {})",
+                    level.name(),
+                    level.grantees().join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn refusal(p: &Principal, action: Action) -> String {
+    let who = match p {
+        Principal::Operator {
+            role: Role::Admin, ..
+        } => "admins",
+        Principal::Operator { .. } => "operators",
+        Principal::OrgKey { .. } => "API keys",
+        Principal::Stack { .. } => "onboarding stacks",
+        Principal::System { .. } => "rolegate itself",
+    };
+    format!(
+        "{who} may not do {} (allowed: {})",
+        action.name(),
+        action.rules().describe()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::levels::CredentialPolicy;
+    use crate::principal::RequestContext;
+
+    fn caller(p: Principal) -> Caller {
+        Caller::new(p, RequestContext::default())
+    }
+    fn op(id: &str, role: Role) -> Caller {
+        caller(Principal::Operator {
+            user_id: UserId::parse(id).unwrap(),
+            role,
+        })
+    }
+    fn key(org: &str) -> Caller {
+        caller(Principal::OrgKey {
+            org: OrgName::parse(org).unwrap(),
+            key_id: "k".into(),
+        })
+    }
+
+    #[test]
+    fn api_keys_get_only_the_default_level_and_only_their_org() {
+        let levels = CredentialPolicy::defaults("aws", "us-east-1".into());
+        let ro = levels.level(Some("readonly")).unwrap();
+        let opl = levels.level(Some("operator")).unwrap();
+        let acme = OrgName::parse("acme").unwrap();
+        let alice = UserId::parse("alice").unwrap();
+        let facts = Facts::org(&acme, Owner::Is(&alice));
+        let k = key("acme");
+        assert!(authorize(&k, Action::IssueCredentials, &facts.with_level(ro)).is_ok());
+        let d = authorize(&k, Action::IssueCredentials, &facts.with_level(opl)).unwrap_err();
+        assert_eq!(d.code, Code::AccessLevelNotAllowed);
+        let other = key("other");
+        let d = authorize(&other, Action::IssueCredentials, &facts.with_level(ro)).unwrap_err();
+        assert_eq!(d.code, Code::Forbidden);
+        // The owner and admins get every level; another operator gets none.
+        for c in [op("alice", Role::Operator), op("root", Role::Admin)] {
+            assert!(authorize(&c, Action::IssueCredentials, &facts.with_level(opl)).is_ok());
+        }
+        let bob = op("bob", Role::Operator);
+        assert!(authorize(&bob, Action::IssueCredentials, &facts.with_level(ro)).is_err());
+        // Without a level the decision fails closed.
+        assert!(authorize(&k, Action::IssueCredentials, &facts).is_err());
+    }
+
+    #[test]
+    fn system_and_stacks_are_narrow() {
+        let acme = OrgName::parse("acme").unwrap();
+        let alice = UserId::parse("alice").unwrap();
+        let facts = Facts::org(&acme, Owner::Is(&alice));
+        let sys = Caller::system("test");
+        assert!(authorize(&sys, Action::CreateUser, &Facts::default()).is_ok());
+        assert!(authorize(&sys, Action::IssueCredentials, &facts).is_err());
+        let stack = caller(Principal::Stack { org: acme.clone() });
+        assert!(authorize(&stack, Action::ApplyCallback, &facts).is_ok());
+        let other = OrgName::parse("other").unwrap();
+        let other_facts = Facts::org(&other, Owner::NoSuchOrg);
+        assert!(authorize(&stack, Action::ApplyCallback, &other_facts).is_err());
+        for a in Action::ALL {
+            if *a != Action::ApplyCallback {
+                assert!(authorize(&stack, *a, &facts).is_err(), "{a:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn operators_act_on_their_own_orgs_and_themselves() {
+        let acme = OrgName::parse("acme").unwrap();
+        let alice = UserId::parse("alice").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        let a = op("alice", Role::Operator);
+        let mine = Facts::org(&acme, Owner::Is(&alice));
+        let theirs = Facts::org(&acme, Owner::Is(&bob));
+        assert!(authorize(&a, Action::OffboardOrg, &mine).is_ok());
+        assert!(authorize(&a, Action::OffboardOrg, &theirs).is_err());
+        assert!(authorize(&a, Action::OffboardOrg, &Facts::default()).is_err());
+        assert!(authorize(&a, Action::RotateUserToken, &Facts::user(&alice)).is_ok());
+        assert!(authorize(&a, Action::RotateUserToken, &Facts::user(&bob)).is_err());
+        assert!(authorize(&a, Action::CreateUser, &Facts::default()).is_err());
+        assert!(authorize(&key("acme"), Action::OffboardOrg, &mine).is_err());
+    }
+
+    #[test]
+    fn every_action_has_a_name_and_a_description() {
+        let mut names = std::collections::HashSet::new();
+        for a in Action::ALL {
+            assert!(names.insert(a.name()), "{a:?}");
+            assert!(!a.rules().describe().is_empty(), "{a:?}");
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The bundle that wires the area services: each is built once, here, with its own ports
+//! and settings (as lldap bundles its backends). Nothing else lives on it.
+
+use std::sync::Arc;
+
+use crate::audit_log::AuditLog;
+use crate::clock::Clock;
+use crate::credentials::{ConsoleSettings, Credentials};
+use crate::error::Error;
+use crate::levels::CredentialPolicy;
+use crate::onboarding::{Onboarding, OnboardingPolicy, OnboardingSettings};
+use crate::orgs::Orgs;
+use crate::ports::RateLimit;
+use crate::ports::aws::{Federation, Sts, TemplateStore};
+use crate::records::Records;
+use crate::users::Users;
+use crate::vault::Vault;
+
+/// The outside world the services talk to.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    pub vault: Vault,
+    pub clock: Arc<dyn Clock>,
+    /// STS, for onboarding checks and credential vending.
+    pub sts: Arc<dyn Sts>,
+    /// The console federation endpoint, for sign-in URLs.
+    pub federation: Arc<dyn Federation>,
+    /// Where onboarding templates are published (`None` without a bucket).
+    pub templates: Option<Arc<dyn TemplateStore>>,
+}
+
+/// What the services are configured with, once, at wiring.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub levels: CredentialPolicy,
+    pub console: ConsoleSettings,
+    pub onboarding: OnboardingPolicy,
+    pub links: OnboardingSettings,
+    /// The onboarding template customers deploy.
+    pub template: Arc<[u8]>,
+    /// Credential issuances per org (spent after authorization).
+    pub credentials_per_org: RateLimit,
+}
+
+impl Config {
+    /// Defaults for the offline commands and tests: the built-in levels, no onboarding.
+    #[must_use]
+    pub fn offline() -> Self {
+        Self {
+            levels: CredentialPolicy::defaults("aws", "us-east-1".to_owned()),
+            console: ConsoleSettings::default(),
+            onboarding: OnboardingPolicy::default(),
+            links: OnboardingSettings::default(),
+            template: Arc::from(&b""[..]),
+            credentials_per_org: RateLimit {
+                burst: 600,
+                period: std::time::Duration::from_secs(60),
+            },
+        }
+    }
+}
+
+/// The area services, wired to one store, keyring and clock.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub records: Records,
+    pub users: Users,
+    pub orgs: Orgs,
+    pub onboarding: Onboarding,
+    pub credentials: Credentials,
+    pub audit: AuditLog,
+}
+
+impl Services {
+    /// Wires every area and loads (or creates) the store's token pepper.
+    pub async fn new(ports: Ports, config: Config) -> Result<Self, Error> {
+        let records = Records::open(ports.vault, ports.clock).await?;
+        let levels = Arc::new(config.levels);
+        let orgs = Orgs::new(records.clone(), levels.clone());
+        Ok(Self {
+            users: Users::new(records.clone()),
+            onboarding: Onboarding::new(
+                orgs.clone(),
+                ports.sts.clone(),
+                config.onboarding,
+                config.links,
+                ports.templates,
+                config.template,
+            ),
+            credentials: Credentials::new(
+                orgs.clone(),
+                ports.sts,
+                ports.federation,
+                levels,
+                config.console,
+                config.credentials_per_org,
+            ),
+            audit: AuditLog::new(orgs.clone()),
+            orgs,
+            records,
+        })
+    }
+}
