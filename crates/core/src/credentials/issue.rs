@@ -297,14 +297,22 @@ impl Credentials {
                 .absent(lock.clone())
                 .put_ttl(lock.clone(), Vec::new(), LOCK_TTL);
             if store.commit(claim).await? {
+                // Another replica may have filled the cache and released the lock between
+                // the check above and this claim: look once more before calling STS.
+                if let Some(hit) = self.cached(plan, window, fresh_since).await? {
+                    let _ = store.commit(Txn::new().delete(lock)).await;
+                    return self.serve(caller, cmd, plan, hit, true, None).await;
+                }
                 break;
             }
-            // Another replica is calling STS for this key: wait for its result.
+            // Another replica is calling STS for this key: wait for its result. What it mints
+            // may predate this request (it started first): that is fresh enough unless this
+            // request forces a refresh.
             if tokio::time::Instant::now() >= waited_until {
                 return Err(Error::Contention);
             }
             self.records.clock().sleep(LOCK_POLL).await;
-            if let Some(hit) = self.cached(plan, window, Some(started_ms)).await? {
+            if let Some(hit) = self.cached(plan, window, fresh_since).await? {
                 return self.serve(caller, cmd, plan, hit, true, None).await;
             }
         }
