@@ -1,6 +1,6 @@
 //! The `rolegate` binary: `serve`, offline admin commands (`keygen`, `admin token`,
-//! `rekey`, `audit verify|export`), the client commands (`creds`, `console`) and `version`;
-//! and `bench-seed`, hidden, for the load benchmarks in `bench/`.
+//! `rekey`, `audit verify|export`), the client commands (`creds`, `creds serve`, `console`,
+//! `exec`) and `version`; and `bench-seed`, hidden, for the load benchmarks in `bench/`.
 
 /// The client commands: talk to a rolegate server for credentials and console links.
 mod client;
@@ -53,6 +53,8 @@ struct GlobalArgs {
     master_key_file: Option<PathBuf>,
 }
 
+// Parsed once per process: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP service.
@@ -80,9 +82,28 @@ enum Command {
         command: AuditCommand,
     },
     /// Get temporary AWS credentials for an organisation from a rolegate server.
-    Creds(client::args::CredsArgs),
+    Creds(client::args::CredsCommand),
     /// Print an AWS console sign-in URL for an organisation, from a rolegate server.
     Console(client::args::ConsoleArgs),
+    /// Run one command with an organisation's AWS credentials in its environment.
+    ///
+    /// Sets AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+    /// AWS_CREDENTIAL_EXPIRATION, AWS_REGION/AWS_DEFAULT_REGION and ROLEGATE_EXEC_ORG for the
+    /// command only, and removes AWS_PROFILE and every other variable an SDK would read for
+    /// credentials (and ROLEGATE_TOKEN/ROLEGATE_API_KEY). rolegate then becomes the command:
+    /// signals and the exit status are the command's own. With --server-mode the command
+    /// gets a local endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI and
+    /// AWS_CONTAINER_AUTHORIZATION_TOKEN) that refreshes credentials ahead of expiry;
+    /// rolegate stays to serve it, forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT, and exits
+    /// with the command's status (128 + N if signal N killed it). Refuses to run inside
+    /// another `rolegate exec` (ROLEGATE_EXEC_ORG is set) unless --force.
+    #[command(after_help = "\
+Examples:
+  rolegate exec --org acme-corp -- aws sts get-caller-identity
+  rolegate exec --org acme-corp --access-level operator --reason 'INC-42' -- terraform plan
+  rolegate exec --org acme-corp --server-mode -- terraform apply   # outlives one session
+  rolegate exec --org acme-corp -- \"$SHELL\"                         # a shell for one org")]
+    Exec(client::args::ExecArgs),
     /// Print the version.
     Version,
     /// For benchmarks only (bench/run --scale): register many orgs and append many audit
@@ -164,15 +185,32 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let ok = std::process::ExitCode::SUCCESS;
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Creds(args) => {
+        Command::Creds(client::args::CredsCommand {
+            serve: Some(client::args::CredsSubcommand::Serve(args)),
+            ..
+        }) => {
+            drop(out);
+            client::ecs::serve(&args, &|k| std::env::var(k).ok(), Arc::new(SystemClock)).await?;
+        }
+        Command::Creds(client::args::CredsCommand { serve: None, args }) => {
             let format = client::args::Format::parse(&args.format, args.profile.as_deref())
                 .unwrap_or_else(|m| usage_error("creds", m));
+            // clap requires --org unless `serve` is given.
+            let Some(org) = args.org.as_deref() else {
+                usage_error("creds", "--org is required".to_owned())
+            };
             drop(out);
-            client::creds(&args, format, &|k| std::env::var(k).ok(), &SystemClock).await?;
+            let env = |k: &str| std::env::var(k).ok();
+            client::creds(&args, org, format, &env, &SystemClock).await?;
         }
         Command::Console(args) => {
             drop(out);
             client::console(&args, &|k| std::env::var(k).ok()).await?;
+        }
+        Command::Exec(args) => {
+            drop(out);
+            let env = |k: &str| std::env::var(k).ok();
+            return client::exec::run(&args, &env, Arc::new(SystemClock)).await;
         }
         Command::Version => writeln!(out, "rolegate {}", env!("CARGO_PKG_VERSION"))?,
         Command::Keygen => writeln!(
@@ -301,4 +339,57 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
     }
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creds_takes_flags_or_serve_but_not_both() {
+        assert!(Cli::try_parse_from(["rolegate", "creds", "--org", "acme"]).is_ok());
+        assert!(Cli::try_parse_from(["rolegate", "creds", "serve", "--org", "acme"]).is_ok());
+        assert!(Cli::try_parse_from(["rolegate", "creds"]).is_err());
+        assert!(Cli::try_parse_from(["rolegate", "creds", "serve"]).is_err());
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_or_without_a_double_dash() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Command::Exec(e)) => Some(e.command),
+            _ => None,
+        };
+        let want: Vec<std::ffi::OsString> = ["aws", "s3", "ls", "--recursive"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        assert_eq!(
+            parse(&[
+                "rolegate",
+                "exec",
+                "--org",
+                "a",
+                "--",
+                "aws",
+                "s3",
+                "ls",
+                "--recursive"
+            ]),
+            Some(want.clone())
+        );
+        assert_eq!(
+            parse(&[
+                "rolegate",
+                "exec",
+                "--org",
+                "a",
+                "aws",
+                "s3",
+                "ls",
+                "--recursive"
+            ]),
+            Some(want)
+        );
+        assert_eq!(parse(&["rolegate", "exec", "--org", "a"]), None);
+    }
 }
