@@ -1,6 +1,7 @@
 //! The `rolegate` binary: `serve`, offline admin commands (`keygen`, `admin token`,
 //! `rekey`, `audit verify|export`), the client commands (`creds`, `creds serve`, `console`,
-//! `exec`) and `version`; and `bench-seed`, hidden, for the load benchmarks in `bench/`.
+//! `exec`, `profiles generate`) and `version`; and `bench-seed`, hidden, for the load
+//! benchmarks in `bench/`.
 
 /// The client commands: talk to a rolegate server for credentials and console links.
 mod client;
@@ -104,12 +105,34 @@ Examples:
   rolegate exec --org acme-corp --server-mode -- terraform apply   # outlives one session
   rolegate exec --org acme-corp -- \"$SHELL\"                         # a shell for one org")]
     Exec(client::args::ExecArgs),
+    /// AWS config profiles for the organisations you may use.
+    Profiles {
+        #[command(subcommand)]
+        command: ProfilesCommand,
+    },
     /// Print the version.
     Version,
     /// For benchmarks only (bench/run --scale): register many orgs and append many audit
     /// events directly to the store, through the domain code. Never on a production store.
     #[command(hide = true)]
     BenchSeed(bench_seed::SeedArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProfilesCommand {
+    /// Write a `[profile PREFIX<org>-<level>]` into ~/.aws/config for every organisation and
+    /// access level the server lets you use, each with a credential_process that runs this
+    /// binary, and the region.
+    ///
+    /// Only the section between rolegate's begin and end comments is rewritten; every other
+    /// line stays as it is. The file is replaced atomically, and not touched when nothing
+    /// changed. Organisations not yet validated are skipped.
+    #[command(after_help = "\
+Examples:
+  rolegate profiles generate --region eu-west-1
+  aws --profile rg-acme-corp-readonly sts get-caller-identity
+  rolegate profiles generate --prefix acme- --access-level readonly --dry-run")]
+    Generate(client::args::GenerateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +234,12 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             drop(out);
             let env = |k: &str| std::env::var(k).ok();
             return client::exec::run(&args, &env, Arc::new(SystemClock)).await;
+        }
+        Command::Profiles {
+            command: ProfilesCommand::Generate(args),
+        } => {
+            drop(out);
+            client::profiles::generate(&args, &|k| std::env::var(k).ok()).await?;
         }
         Command::Version => writeln!(out, "rolegate {}", env!("CARGO_PKG_VERSION"))?,
         Command::Keygen => writeln!(

@@ -1,6 +1,6 @@
 //! The command-line arguments of the client commands (`creds`, `creds serve`, `console`,
-//! `exec`), and the `--format` parser (`aws-profile` takes a profile name, the other formats
-//! none).
+//! `exec`, `profiles generate`), and the `--format` parser (`aws-profile` takes a profile
+//! name, the other formats none).
 
 use std::convert::Infallible;
 use std::ffi::OsString;
@@ -129,6 +129,30 @@ pub struct ExecArgs {
         allow_hyphen_values = true
     )]
     pub command: Vec<OsString>,
+}
+
+/// Arguments of `rolegate profiles generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Profile names are PREFIX + org + `-` + level.
+    #[arg(long, value_name = "PREFIX", default_value = "rg-")]
+    pub prefix: String,
+    /// Only these access levels (repeatable) [default: every level the server grants].
+    #[arg(long = "access-level", value_name = "LEVEL")]
+    pub access_levels: Vec<String>,
+    /// The region written into each profile [default: the server's for the org, else
+    /// $AWS_REGION or $AWS_DEFAULT_REGION].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Print the section instead of writing it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The AWS config file to update [default: $AWS_CONFIG_FILE or ~/.aws/config]. (Not
+    /// --config-file, which names rolegate's client config.)
+    #[arg(long, value_name = "PATH")]
+    pub aws_config_file: Option<PathBuf>,
 }
 
 /// Arguments of `rolegate creds`.

@@ -1,12 +1,12 @@
-//! The client commands, `rolegate creds`, `creds serve`, `console` and `exec`: they ask a
-//! rolegate server for credentials or a console link, and hand them over in the form the
-//! caller needs. Secrets go to stdout, to
+//! The client commands, `rolegate creds`, `creds serve`, `console`, `exec` and `profiles
+//! generate`: they ask a rolegate server for credentials, a console link or the orgs the
+//! caller may use, and hand them over in the form the caller needs. Secrets go to stdout, to
 //! 0600 files, to a child's environment or to a loopback endpoint that wants a token; never
 //! to stderr or a process's arguments. stderr gets codes, messages and request ids.
 
 /// The command-line arguments and the `--format` parser.
 pub mod args;
-/// Atomic 0600 file replacement, shared by the cache and the credentials-file writer.
+/// Atomic file replacement, shared by the cache and the AWS file writers.
 mod atomic;
 /// The `[NAME]` section writer for `~/.aws/credentials`.
 pub mod aws_profile;
@@ -20,6 +20,8 @@ pub mod exec;
 pub mod format;
 /// The HTTP calls and the server's error shape.
 pub mod http;
+/// `rolegate profiles generate`: rolegate's section of `~/.aws/config`.
+pub mod profiles;
 /// Settings resolution: flags, then environment, then the client config file.
 pub mod settings;
 

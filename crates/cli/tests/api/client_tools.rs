@@ -1,6 +1,7 @@
-//! `rolegate exec` and `rolegate creds serve`, driven as a user would, with the venv's real
-//! AWS CLI and boto3 against moto.
+//! `rolegate exec`, `rolegate creds serve` and `rolegate profiles generate`, driven as a
+//! user would, with the venv's real AWS CLI and boto3 against moto.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt as _;
 
-use crate::client::{Setup, arn_of, assert_clean, setup};
+use crate::client::{Setup, arn_of, assert_clean, mode, mtime, setup};
 use crate::onboarding::CUSTOMER;
 use crate::process::BIN;
 use crate::support::{moto_url, venv_bin};
@@ -323,4 +324,92 @@ async fn creds_serve_refuses_a_non_loopback_address() {
             stderr(&out)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn profiles_generate_writes_working_profiles_and_a_second_run_changes_nothing() {
+    let s = setup("cli-gen-org").await;
+    let mine = "# written by hand\n[profile mine]\nregion = eu-west-1\n";
+    let config = s.write_private("aws-config", mine);
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let generate = || {
+        let mut cmd = s.command(BIN);
+        cmd.args([
+            "profiles",
+            "generate",
+            "--region",
+            "us-east-1",
+            "--config-file",
+        ])
+        .arg(s.path("rolegate.toml"));
+        cmd
+    };
+    let out = generate().output().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let profile = format!("rg-{}-readonly", s.org);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&profile),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.starts_with(&format!("{mine}\n# BEGIN rolegate profiles")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("[profile {profile}]\n")), "{text}");
+    // An org API key may use the default level only.
+    assert_eq!(text.matches("[profile rg-").count(), 1, "{text}");
+    assert!(!text.contains(&s.api_key));
+    assert_eq!(mode(&config), 0o640, "the mode is kept");
+
+    let arn = s.aws_whoami(Some(&profile)).await;
+    assert!(arn.starts_with(&s.role_arn_prefix()), "{arn}");
+
+    // Again: same bytes, same mtime (not rewritten), and it says so.
+    let (before, bytes) = (mtime(&config), std::fs::read(&config).unwrap());
+    std::thread::sleep(Duration::from_millis(20));
+    let out = generate().output().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("up to date"));
+    assert_eq!(std::fs::read(&config).unwrap(), bytes);
+    assert_eq!(mtime(&config), before);
+
+    // Hand-written lines after the section survive a rewrite too.
+    let later = "\n[profile later]\nregion = ap-south-1\n";
+    std::fs::write(&config, format!("{text}{later}")).unwrap();
+    let mut cmd = generate();
+    cmd.args(["--prefix", "acme-"]);
+    let out = cmd.output().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again = std::fs::read_to_string(&config).unwrap();
+    assert!(again.starts_with(mine) && again.ends_with(later), "{again}");
+    assert!(again.contains(&format!("[profile acme-{}-readonly]", s.org)));
+    assert!(!again.contains(&format!("[profile {profile}]")), "{again}");
+    assert_eq!(again.matches("# BEGIN rolegate profiles").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_gets_a_profile_per_level_in_a_dry_run() {
+    let s = setup("cli-genop-org").await;
+    let mut cmd = s.command(BIN);
+    cmd.args(["profiles", "generate", "--dry-run", "--server", &s.app.base])
+        .env("ROLEGATE_TOKEN", &s.app.admin_token)
+        .env("AWS_REGION", "eu-central-1");
+    let out = cmd.output().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for level in ["operator", "readonly"] {
+        assert!(
+            text.contains(&format!(
+                "[profile rg-{org}-{level}]\ncredential_process = {BIN} creds --server {base}/ --org {org} \
+                 --access-level {level} --format credential-process\nregion = eu-central-1\n",
+                org = s.org,
+                base = s.app.base
+            )),
+            "{text}"
+        );
+    }
+    assert!(!text.contains(&s.app.admin_token));
+    assert!(!s.path("aws-config").exists(), "a dry run writes nothing");
 }
