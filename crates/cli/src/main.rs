@@ -1,7 +1,7 @@
 //! The `rolegate` binary: `serve`, offline admin commands (`keygen`, `admin token`,
 //! `rekey`, `audit verify|export`), the client commands (`creds`, `creds serve`, `console`,
-//! `exec`, `profiles generate`) and `version`; and `bench-seed`, hidden, for the load
-//! benchmarks in `bench/`.
+//! `exec`, `profiles generate`), `completions`, `man` and `version`; and `bench-seed`,
+//! hidden, for the load benchmarks in `bench/`.
 
 /// The client commands: talk to a rolegate server for credentials and console links.
 mod client;
@@ -59,14 +59,25 @@ struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP service.
+    #[command(after_help = "\
+Examples:
+  rolegate serve --listen 0.0.0.0:8080 --config /etc/rolegate/rolegate.toml
+  ROLEGATE_STORE=redis://127.0.0.1:6379 rolegate serve --listen 127.0.0.1:0")]
     Serve {
         /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free port).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
     /// Print a new random base64 master key.
+    #[command(after_help = "\
+Examples:
+  rolegate keygen                                              # one base64 key on stdout
+  (umask 077; rolegate keygen >> /etc/rolegate/master.keys)    # newest key last: it seals")]
     Keygen,
     /// Administrative commands that work offline, directly against the store.
+    #[command(after_help = "\
+Examples:
+  rolegate admin token --data-dir /var/lib/rolegate")]
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
@@ -76,15 +87,34 @@ enum Command {
     /// Cached credentials sealed under an older key are dropped (the next request mints new
     /// ones). Idempotency records are left to expire: keep the old key in the ring for
     /// `idempotency_ttl_secs` after a rekey. Nonces and locks hold no data.
+    #[command(after_help = "\
+Examples:
+  rolegate keygen >> master.keys && rolegate rekey --master-key-file master.keys")]
     Rekey,
     /// The audit log.
+    #[command(after_help = "\
+Examples:
+  rolegate audit verify --data-dir /var/lib/rolegate
+  rolegate audit export --since 2026-01-01T00:00:00Z > audit.jsonl")]
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
     /// Get temporary AWS credentials for an organisation from a rolegate server.
+    #[command(after_help = "\
+Examples:
+  rolegate creds --org acme-corp                                # the server's JSON
+  eval \"$(rolegate creds --org acme-corp --format env)\"       # export AWS_* in this shell
+  rolegate creds --org acme-corp --format aws-profile acme      # a ~/.aws/credentials profile
+  # in ~/.aws/config (or let `rolegate profiles generate` write it):
+  #   credential_process = rolegate creds --org acme-corp --format credential-process
+  rolegate creds serve --org acme-corp                          # a local endpoint for SDKs")]
     Creds(client::args::CredsCommand),
     /// Print an AWS console sign-in URL for an organisation, from a rolegate server.
+    #[command(after_help = "\
+Examples:
+  rolegate console --org acme-corp
+  xdg-open \"$(rolegate console --org acme-corp --destination https://console.aws.amazon.com/s3/)\"")]
     Console(client::args::ConsoleArgs),
     /// Run one command with an organisation's AWS credentials in its environment.
     ///
@@ -106,11 +136,34 @@ Examples:
   rolegate exec --org acme-corp -- \"$SHELL\"                         # a shell for one org")]
     Exec(client::args::ExecArgs),
     /// AWS config profiles for the organisations you may use.
+    #[command(after_help = "\
+Examples:
+  rolegate profiles generate --region eu-west-1")]
     Profiles {
         #[command(subcommand)]
         command: ProfilesCommand,
     },
+    /// Print a shell completion script.
+    #[command(after_help = "\
+Examples:
+  rolegate completions bash > ~/.local/share/bash-completion/completions/rolegate
+  rolegate completions zsh > \"${fpath[1]}/_rolegate\"
+  rolegate completions fish > ~/.config/fish/completions/rolegate.fish")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff).
+    #[command(after_help = "\
+Examples:
+  rolegate man > ~/.local/share/man/man1/rolegate.1 && man rolegate
+  rolegate man | man -l -")]
+    Man,
     /// Print the version.
+    #[command(after_help = "\
+Examples:
+  rolegate version")]
     Version,
     /// For benchmarks only (bench/run --scale): register many orgs and append many audit
     /// events directly to the store, through the domain code. Never on a production store.
@@ -139,6 +192,10 @@ Examples:
 enum AdminCommand {
     /// Issue a new admin token: creates the admin user, or rotates its token if it exists.
     /// Prints the token on stdout.
+    #[command(after_help = "\
+Examples:
+  rolegate admin token                       # the user `admin`
+  rolegate admin token --user-id ops-admin --data-dir /var/lib/rolegate")]
     Token {
         /// The admin's user id.
         #[arg(long, default_value = "admin")]
@@ -149,8 +206,14 @@ enum AdminCommand {
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Walk the hash chain and report every broken link. Exits 1 if any.
+    #[command(after_help = "\
+Examples:
+  rolegate audit verify --config /etc/rolegate/rolegate.toml || alert 'audit chain broken'")]
     Verify,
     /// Stream events as JSON lines.
+    #[command(after_help = "\
+Examples:
+  rolegate audit export --since 2026-01-01T00:00:00Z | jq 'select(.action == \"credentials.issue\")'")]
     Export {
         /// Only events at or after this RFC 3339 time.
         #[arg(long)]
@@ -241,6 +304,11 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             drop(out);
             client::profiles::generate(&args, &|k| std::env::var(k).ok()).await?;
         }
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "rolegate", &mut out);
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command()).render(&mut out)?,
         Command::Version => writeln!(out, "rolegate {}", env!("CARGO_PKG_VERSION"))?,
         Command::Keygen => writeln!(
             out,
@@ -373,6 +441,33 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn visit(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        // clap's generated `help` subcommands are not ours to document.
+        let ours = |s: &&clap::Command| !s.is_hide_set() && s.get_name() != "help";
+        for sub in cmd.get_subcommands().filter(ours) {
+            let path = format!("{path} {}", sub.get_name());
+            let help = sub
+                .get_after_help()
+                .or_else(|| sub.get_after_long_help())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            if !help.contains("Examples:\n  rolegate ") {
+                missing.push(path.clone());
+            }
+            visit(sub, &path, missing);
+        }
+    }
+
+    #[test]
+    fn the_cli_is_consistent_and_every_subcommand_shows_an_example() {
+        Cli::command().debug_assert();
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        visit(&cmd, "rolegate", &mut missing);
+        assert!(missing.is_empty(), "no example in --help: {missing:?}");
+    }
 
     #[test]
     fn creds_takes_flags_or_serve_but_not_both() {

@@ -1,5 +1,5 @@
-//! `rolegate exec`, `rolegate creds serve` and `rolegate profiles generate`, driven as a
-//! user would, with the venv's real AWS CLI and boto3 against moto.
+//! `rolegate exec`, `rolegate creds serve`, `rolegate profiles generate`, `completions` and
+//! `man`, driven as a user would, with the venv's real AWS CLI and boto3 against moto.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -412,4 +412,59 @@ async fn an_operator_gets_a_profile_per_level_in_a_dry_run() {
     }
     assert!(!text.contains(&s.app.admin_token));
     assert!(!s.path("aws-config").exists(), "a dry run writes nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn completion_scripts_and_the_man_page_are_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = tokio::process::Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = String::from_utf8(out.stdout).unwrap();
+        for sub in ["exec", "profiles", "completions", "serve"] {
+            assert!(script.contains(sub), "{shell} completes no {sub}");
+        }
+        let path = dir.path().join(format!("rolegate.{shell}"));
+        std::fs::write(&path, &script).unwrap();
+        // Parse-check with the shell itself, where installed (bash always is).
+        let has_shell = std::process::Command::new(shell)
+            .arg("-c")
+            .arg("true")
+            .output()
+            .is_ok();
+        if shell == "bash" || has_shell {
+            let check = std::process::Command::new(shell)
+                .arg("-n")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(check.status.success(), "{shell} -n: {}", stderr(&check));
+        }
+    }
+    let out = tokio::process::Command::new(BIN)
+        .arg("man")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH rolegate"),
+        "{page}"
+    );
+    assert!(page.contains("exec") && page.contains("profiles"));
+    let out = tokio::process::Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
 }
