@@ -75,6 +75,17 @@ mod tests {
     }
 
     #[test]
+    fn write_with_mode_gives_the_file_that_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        write_with_mode(&path, b"one", 0o640).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        assert_eq!(std::fs::read(&path).unwrap(), b"one");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
     fn a_private_dir_open_to_others_is_tightened() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();

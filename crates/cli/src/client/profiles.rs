@@ -613,6 +613,54 @@ mod tests {
         assert_eq!(shell_word("").unwrap(), "''");
     }
 
+    /// A stand-in server whose `GET /api/orgs` answers `pages[cursor]`.
+    async fn stand_in(pages: serde_json::Value) -> ApiClient {
+        use axum::extract::Query;
+        let app = axum::Router::new().route(
+            "/api/orgs",
+            axum::routing::get(
+                move |Query(q): Query<std::collections::HashMap<String, String>>| {
+                    let key = q.get("cursor").cloned().unwrap_or_default();
+                    let page = pages[key.as_str()].clone();
+                    async move { axum::Json(page) }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        ApiClient::new(settings::ClientSettings {
+            server: format!("http://{addr}/").parse().unwrap(),
+            credential: settings::Credential::ApiKey("rgk_x".to_owned().into()),
+            warnings: Vec::new(),
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_page_is_read_and_a_stuck_cursor_is_an_error() {
+        let client = stand_in(serde_json::json!({
+            "": {"orgs": [{"org_name": "acme", "status": "validated"}], "next_cursor": "acme"},
+            "acme": {"orgs": [{"org_name": "beta"}], "next_cursor": "beta"},
+            "beta": {"orgs": [{"org_name": "zeta", "access_levels": ["readonly"]}], "next_cursor": null},
+        }))
+        .await;
+        let orgs = all_orgs(&client).await.unwrap();
+        let names: Vec<&str> = orgs.iter().map(|o| o.org_name.as_str()).collect();
+        assert_eq!(names, ["acme", "beta", "zeta"]);
+        assert_eq!(
+            orgs[2].access_levels.as_deref(),
+            Some(&["readonly".to_owned()][..])
+        );
+        let stuck = stand_in(serde_json::json!({
+            "": {"orgs": [], "next_cursor": "acme"},
+            "acme": {"orgs": [], "next_cursor": "acme"},
+        }))
+        .await;
+        let e = all_orgs(&stuck).await.unwrap_err();
+        assert!(e.to_string().contains("repeats its paging cursor"), "{e}");
+    }
+
     #[test]
     fn the_config_path_honours_aws_config_file() {
         let env = |k: &str| match k {
