@@ -1,6 +1,7 @@
 //! The `rolegate` binary: `serve`, offline admin commands (`keygen`, `admin token`,
-//! `rekey`, `audit verify|export`), the client commands (`creds`, `console`) and `version`;
-//! and `bench-seed`, hidden, for the load benchmarks in `bench/`.
+//! `rekey`, `audit verify|export`), the client commands (`creds`, `creds serve`, `console`,
+//! `exec`, `profiles generate`), `completions`, `man` and `version`; and `bench-seed`,
+//! hidden, for the load benchmarks in `bench/`.
 
 /// The client commands: talk to a rolegate server for credentials and console links.
 mod client;
@@ -53,13 +54,26 @@ struct GlobalArgs {
     master_key_file: Option<PathBuf>,
 }
 
+// Parsed once per process: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP service.
+    #[command(after_help = "\
+Examples:
+  rolegate serve --listen 0.0.0.0:8443 --tls-cert-file cert.pem --tls-key-file key.pem
+  ROLEGATE_STORE=redis://127.0.0.1:6379 rolegate serve --listen 127.0.0.1:0")]
     Serve(ServeArgs),
     /// Print a new random base64 master key.
+    #[command(after_help = "\
+Examples:
+  rolegate keygen                                              # one base64 key on stdout
+  (umask 077; rolegate keygen >> /etc/rolegate/master.keys)    # newest key last: it seals")]
     Keygen,
     /// Administrative commands that work offline, directly against the store.
+    #[command(after_help = "\
+Examples:
+  rolegate admin token --data-dir /var/lib/rolegate")]
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
@@ -69,17 +83,83 @@ enum Command {
     /// Cached credentials sealed under an older key are dropped (the next request mints new
     /// ones). Idempotency records are left to expire: keep the old key in the ring for
     /// `idempotency_ttl_secs` after a rekey. Nonces and locks hold no data.
+    #[command(after_help = "\
+Examples:
+  rolegate keygen >> master.keys && rolegate rekey --master-key-file master.keys")]
     Rekey,
     /// The audit log.
+    #[command(after_help = "\
+Examples:
+  rolegate audit verify --data-dir /var/lib/rolegate
+  rolegate audit export --since 2026-01-01T00:00:00Z > audit.jsonl")]
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
     /// Get temporary AWS credentials for an organisation from a rolegate server.
-    Creds(client::args::CredsArgs),
+    #[command(after_help = "\
+Examples:
+  rolegate creds --org acme-corp                                # the server's JSON
+  eval \"$(rolegate creds --org acme-corp --format env)\"       # export AWS_* in this shell
+  rolegate creds --org acme-corp --format aws-profile acme      # a ~/.aws/credentials profile
+  # in ~/.aws/config (or let `rolegate profiles generate` write it):
+  #   credential_process = rolegate creds --org acme-corp --format credential-process
+  rolegate creds serve --org acme-corp                          # a local endpoint for SDKs")]
+    Creds(client::args::CredsCommand),
     /// Print an AWS console sign-in URL for an organisation, from a rolegate server.
+    #[command(after_help = "\
+Examples:
+  rolegate console --org acme-corp
+  xdg-open \"$(rolegate console --org acme-corp --destination https://console.aws.amazon.com/s3/)\"")]
     Console(client::args::ConsoleArgs),
+    /// Run one command with an organisation's AWS credentials in its environment.
+    ///
+    /// Sets AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+    /// AWS_CREDENTIAL_EXPIRATION, AWS_REGION/AWS_DEFAULT_REGION and ROLEGATE_EXEC_ORG for the
+    /// command only, and removes AWS_PROFILE and every other variable an SDK would read for
+    /// credentials (and ROLEGATE_TOKEN/ROLEGATE_API_KEY). rolegate then becomes the command:
+    /// signals and the exit status are the command's own. With --server-mode the command
+    /// gets a local endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI and
+    /// AWS_CONTAINER_AUTHORIZATION_TOKEN) that refreshes credentials ahead of expiry;
+    /// rolegate stays to serve it, forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT, and exits
+    /// with the command's status (128 + N if signal N killed it). Refuses to run inside
+    /// another `rolegate exec` (ROLEGATE_EXEC_ORG is set) unless --force.
+    #[command(after_help = "\
+Examples:
+  rolegate exec --org acme-corp -- aws sts get-caller-identity
+  rolegate exec --org acme-corp --access-level operator --reason 'INC-42' -- terraform plan
+  rolegate exec --org acme-corp --server-mode -- terraform apply   # outlives one session
+  rolegate exec --org acme-corp -- \"$SHELL\"                         # a shell for one org")]
+    Exec(client::args::ExecArgs),
+    /// AWS config profiles for the organisations you may use.
+    #[command(after_help = "\
+Examples:
+  rolegate profiles generate --region eu-west-1")]
+    Profiles {
+        #[command(subcommand)]
+        command: ProfilesCommand,
+    },
+    /// Print a shell completion script.
+    #[command(after_help = "\
+Examples:
+  rolegate completions bash > ~/.local/share/bash-completion/completions/rolegate
+  rolegate completions zsh > \"${fpath[1]}/_rolegate\"
+  rolegate completions fish > ~/.config/fish/completions/rolegate.fish")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff).
+    #[command(after_help = "\
+Examples:
+  rolegate man > ~/.local/share/man/man1/rolegate.1 && man rolegate
+  rolegate man | man -l -")]
+    Man,
     /// Print the version.
+    #[command(after_help = "\
+Examples:
+  rolegate version")]
     Version,
     /// For benchmarks only (bench/run --scale): register many orgs and append many audit
     /// events directly to the store, through the domain code. Never on a production store.
@@ -141,9 +221,30 @@ impl ServeArgs {
 }
 
 #[derive(Debug, Subcommand)]
+enum ProfilesCommand {
+    /// Write a `[profile PREFIX<org>-<level>]` into ~/.aws/config for every organisation and
+    /// access level the server lets you use, each with a credential_process that runs this
+    /// binary, and the region.
+    ///
+    /// Only the section between rolegate's begin and end comments is rewritten; every other
+    /// line stays as it is. The file is replaced atomically, and not touched when nothing
+    /// changed. Organisations not yet validated are skipped.
+    #[command(after_help = "\
+Examples:
+  rolegate profiles generate --region eu-west-1
+  aws --profile rg-acme-corp-readonly sts get-caller-identity
+  rolegate profiles generate --prefix acme- --access-level readonly --dry-run")]
+    Generate(client::args::GenerateArgs),
+}
+
+#[derive(Debug, Subcommand)]
 enum AdminCommand {
     /// Issue a new admin token: creates the admin user, or rotates its token if it exists.
     /// Prints the token on stdout.
+    #[command(after_help = "\
+Examples:
+  rolegate admin token                       # the user `admin`
+  rolegate admin token --user-id ops-admin --data-dir /var/lib/rolegate")]
     Token {
         /// The admin's user id.
         #[arg(long, default_value = "admin")]
@@ -154,8 +255,14 @@ enum AdminCommand {
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Walk the hash chain and report every broken link. Exits 1 if any.
+    #[command(after_help = "\
+Examples:
+  rolegate audit verify --config /etc/rolegate/rolegate.toml || alert 'audit chain broken'")]
     Verify,
     /// Stream events as JSON lines.
+    #[command(after_help = "\
+Examples:
+  rolegate audit export --since 2026-01-01T00:00:00Z | jq 'select(.action == \"credentials.issue\")'")]
     Export {
         /// Only events at or after this RFC 3339 time.
         #[arg(long)]
@@ -212,16 +319,44 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let ok = std::process::ExitCode::SUCCESS;
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Creds(args) => {
+        Command::Creds(client::args::CredsCommand {
+            serve: Some(client::args::CredsSubcommand::Serve(args)),
+            ..
+        }) => {
+            drop(out);
+            client::ecs::serve(&args, &|k| std::env::var(k).ok(), Arc::new(SystemClock)).await?;
+        }
+        Command::Creds(client::args::CredsCommand { serve: None, args }) => {
             let format = client::args::Format::parse(&args.format, args.profile.as_deref())
                 .unwrap_or_else(|m| usage_error("creds", m));
+            // clap requires --org unless `serve` is given.
+            let Some(org) = args.org.as_deref() else {
+                usage_error("creds", "--org is required".to_owned())
+            };
             drop(out);
-            client::creds(&args, format, &|k| std::env::var(k).ok(), &SystemClock).await?;
+            let env = |k: &str| std::env::var(k).ok();
+            client::creds(&args, org, format, &env, &SystemClock).await?;
         }
         Command::Console(args) => {
             drop(out);
             client::console(&args, &|k| std::env::var(k).ok()).await?;
         }
+        Command::Exec(args) => {
+            drop(out);
+            let env = |k: &str| std::env::var(k).ok();
+            return client::exec::run(&args, &env, Arc::new(SystemClock)).await;
+        }
+        Command::Profiles {
+            command: ProfilesCommand::Generate(args),
+        } => {
+            drop(out);
+            client::profiles::generate(&args, &|k| std::env::var(k).ok()).await?;
+        }
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "rolegate", &mut out);
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command()).render(&mut out)?,
         Command::Version => writeln!(out, "rolegate {}", env!("CARGO_PKG_VERSION"))?,
         Command::Keygen => writeln!(
             out,
@@ -354,4 +489,84 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
     }
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn visit(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        // clap's generated `help` subcommands are not ours to document.
+        let ours = |s: &&clap::Command| !s.is_hide_set() && s.get_name() != "help";
+        for sub in cmd.get_subcommands().filter(ours) {
+            let path = format!("{path} {}", sub.get_name());
+            let help = sub
+                .get_after_help()
+                .or_else(|| sub.get_after_long_help())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            if !help.contains("Examples:\n  rolegate ") {
+                missing.push(path.clone());
+            }
+            visit(sub, &path, missing);
+        }
+    }
+
+    #[test]
+    fn the_cli_is_consistent_and_every_subcommand_shows_an_example() {
+        Cli::command().debug_assert();
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        visit(&cmd, "rolegate", &mut missing);
+        assert!(missing.is_empty(), "no example in --help: {missing:?}");
+    }
+
+    #[test]
+    fn creds_takes_flags_or_serve_but_not_both() {
+        assert!(Cli::try_parse_from(["rolegate", "creds", "--org", "acme"]).is_ok());
+        assert!(Cli::try_parse_from(["rolegate", "creds", "serve", "--org", "acme"]).is_ok());
+        assert!(Cli::try_parse_from(["rolegate", "creds"]).is_err());
+        assert!(Cli::try_parse_from(["rolegate", "creds", "serve"]).is_err());
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_or_without_a_double_dash() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Command::Exec(e)) => Some(e.command),
+            _ => None,
+        };
+        let want: Vec<std::ffi::OsString> = ["aws", "s3", "ls", "--recursive"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        assert_eq!(
+            parse(&[
+                "rolegate",
+                "exec",
+                "--org",
+                "a",
+                "--",
+                "aws",
+                "s3",
+                "ls",
+                "--recursive"
+            ]),
+            Some(want.clone())
+        );
+        assert_eq!(
+            parse(&[
+                "rolegate",
+                "exec",
+                "--org",
+                "a",
+                "aws",
+                "s3",
+                "ls",
+                "--recursive"
+            ]),
+            Some(want)
+        );
+        assert_eq!(parse(&["rolegate", "exec", "--org", "a"]), None);
+    }
 }

@@ -11,6 +11,8 @@ mod audit;
 mod bench_seed;
 /// The `rolegate creds` / `console` client binary, read by the real AWS CLI and boto3.
 mod client;
+/// `rolegate exec`, `creds serve`, `profiles generate`, completions and the man page.
+mod client_tools;
 /// Credential vending: attribution, cache, single-flight, STS errors, validate, console.
 mod credentials;
 /// Malformed input and the error shape (foundation issue, section 7).
