@@ -105,6 +105,11 @@ enum AdminCommand {
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Walk the hash chain and report every broken link. Exits 1 if any.
+    ///
+    /// Walks the stored events by listing them (never by counting up to the head), so it is
+    /// bounded by what is stored; a record under `audit/ev/` that is not an event of the
+    /// chain (not 20 digits, or beyond the head) is reported by its key. At most 1,000
+    /// problems are listed, the rest counted.
     Verify,
     /// Stream events as JSON lines.
     Export {

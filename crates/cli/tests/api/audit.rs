@@ -426,7 +426,58 @@ async fn forwarded_hops_cannot_dodge_the_failure_limit(engine: Engine) {
     assert_eq!(other.status, 401);
 }
 
+/// The binary's offline commands against `app`'s store (the CLI runs only on SQLite here:
+/// the Redis harness prefixes are per app, but the binary is the same for both).
+fn cli(app: &crate::support::TestApp, args: &[&str]) -> std::process::Output {
+    Command::new(crate::process::BIN)
+        .args([
+            "--data-dir",
+            app.data_dir.to_str().unwrap(),
+            "--store",
+            &app.store,
+        ])
+        .args(args)
+        .env("ROLEGATE_MASTER_KEY", &app.master_key)
+        .output()
+        .unwrap()
+}
+
+/// Defect 11: a raw write of a key no event has (here one past u64's range) is reported by
+/// its key, and verify stays bounded.
+async fn verify_reports_a_forged_event_key_by_name(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let forged = "audit/ev/99999999999999999999";
+    let store = app.vault().await.store().clone();
+    assert!(
+        store
+            .commit(Txn::new().put(forged, b"forged".to_vec()))
+            .await
+            .unwrap()
+    );
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        audit::verify(&app.vault().await),
+    )
+    .await
+    .expect("verify must finish")
+    .unwrap();
+    assert_eq!(
+        report.breaks,
+        vec![ChainBreak::BadKey {
+            key: forged.to_owned()
+        }]
+    );
+    assert_eq!(report.events, 1, "the bootstrap event is still walked");
+    if engine == Engine::Sqlite {
+        let out = cli(&app, &["audit", "verify"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(text.contains(forged), "{text}");
+    }
+}
+
 crate::both_engines!(
+    verify_reports_a_forged_event_key_by_name,
     forwarded_hops_cannot_dodge_the_failure_limit,
     the_query_filters_pages_and_scopes_to_the_caller,
     state_changes_are_chained_and_verify,

@@ -263,21 +263,62 @@ impl Audit {
     }
 }
 
-/// The first problem `verify` found.
+/// At most this many breaks are listed; the rest are counted in [`ChainBreak::More`], so a
+/// store full of forged records cannot make the report (or its printing) unbounded.
+pub const MAX_BREAKS: usize = 1_000;
+
+/// One problem `verify` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainBreak {
-    Missing { seq: u64 },
-    Unreadable { seq: u64, reason: String },
-    HashMismatch { seq: u64 },
-    PrevMismatch { seq: u64 },
-    SeqMismatch { key: String, seq: u64 },
-    HeadMismatch { head_seq: u64, last_seq: u64 },
+    Missing {
+        seq: u64,
+    },
+    /// Events `first..=last` are missing (reported as one break, however long the gap).
+    MissingRange {
+        first: u64,
+        last: u64,
+    },
+    Unreadable {
+        seq: u64,
+        reason: String,
+    },
+    HashMismatch {
+        seq: u64,
+    },
+    PrevMismatch {
+        seq: u64,
+    },
+    SeqMismatch {
+        key: String,
+        seq: u64,
+    },
+    HeadMismatch {
+        head_seq: u64,
+        last_seq: u64,
+    },
+    /// A record under `audit/ev/` whose key is not an event key (exactly 20 digits, from
+    /// 1 up): forged, never written by rolegate.
+    BadKey {
+        key: String,
+    },
+    /// A well-formed event key beyond the chain head: forged, or the head was rolled back.
+    BeyondHead {
+        key: String,
+        head_seq: u64,
+    },
+    /// More breaks than [`MAX_BREAKS`]; this many were not listed.
+    More {
+        count: u64,
+    },
 }
 
 impl std::fmt::Display for ChainBreak {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Missing { seq } => write!(f, "event {seq} is missing (deleted)"),
+            Self::MissingRange { first, last } => {
+                write!(f, "events {first} to {last} are missing (deleted)")
+            }
             Self::Unreadable { seq, reason } => {
                 write!(f, "event {seq} cannot be opened (edited?): {reason}")
             }
@@ -296,6 +337,15 @@ impl std::fmt::Display for ChainBreak {
                     "chain head says {head_seq} events but the log ends at {last_seq}"
                 )
             }
+            Self::BadKey { key } => write!(
+                f,
+                "record {key} is not an event key (20 digits from 1 up): forged"
+            ),
+            Self::BeyondHead { key, head_seq } => write!(
+                f,
+                "record {key} lies beyond the chain head (event {head_seq}): forged, or the head was rolled back"
+            ),
+            Self::More { count } => write!(f, "{count} more problem(s) not listed"),
         }
     }
 }
@@ -303,13 +353,62 @@ impl std::fmt::Display for ChainBreak {
 /// The result of walking the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
+    /// Events of the chain walked (records under `audit/ev/` that are not event keys of
+    /// this chain are reported as breaks, not counted).
     pub events: u64,
     pub breaks: Vec<ChainBreak>,
 }
 
+/// The sequence number of an event key's suffix: exactly 20 ASCII digits, at least 1.
+fn event_seq(suffix: &str) -> Option<u64> {
+    if suffix.len() != 20 || !suffix.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    suffix.parse::<u64>().ok().filter(|&s| s > 0)
+}
+
+/// Breaks, at most [`MAX_BREAKS`] of them listed.
+#[derive(Default)]
+struct Breaks {
+    list: Vec<ChainBreak>,
+    more: u64,
+}
+
+impl Breaks {
+    fn push(&mut self, b: ChainBreak) {
+        if self.list.len() < MAX_BREAKS {
+            self.list.push(b);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// Events `first..=last` are missing (nothing when the range is empty).
+    fn gap(&mut self, first: u64, last: u64) {
+        match first.cmp(&last) {
+            std::cmp::Ordering::Less => self.push(ChainBreak::MissingRange { first, last }),
+            std::cmp::Ordering::Equal => self.push(ChainBreak::Missing { seq: first }),
+            std::cmp::Ordering::Greater => {}
+        }
+    }
+
+    fn finish(mut self) -> Vec<ChainBreak> {
+        if self.more > 0 {
+            self.list.push(ChainBreak::More { count: self.more });
+        }
+        self.list
+    }
+}
+
 /// Walks the whole chain and reports every broken link, first one first.
+///
+/// Bounded by what is stored: it walks the records under `audit/ev/` by listing them, page
+/// by page, and never counts its way towards a sequence number it was told (a gap, however
+/// long, is one break). A record whose key is not an event key, or lies beyond the head, is
+/// reported by its key and not walked.
 pub async fn verify(vault: &Vault) -> Result<VerifyReport, Error> {
-    let mut breaks = Vec::new();
+    let mut breaks = Breaks::default();
+    let mut head = vault.get::<AuditHead>(HEAD_KEY).await?.map(|v| v.value);
     let mut expected_seq = 1u64;
     let mut prev_hash = GENESIS.to_owned();
     let mut after: Option<String> = None;
@@ -320,11 +419,27 @@ pub async fn verify(vault: &Vault) -> Result<VerifyReport, Error> {
             .list(EVENT_PREFIX, after.as_deref(), 500)
             .await?;
         for (key, raw) in &page.items {
+            let Some(key_seq) = key.strip_prefix(EVENT_PREFIX).and_then(event_seq) else {
+                breaks.push(ChainBreak::BadKey { key: key.clone() });
+                continue;
+            };
+            if let Some(h) = &head
+                && key_seq > h.seq
+            {
+                // The head may have moved since it was read (a live server appending):
+                // read it again before calling the record foreign.
+                head = vault.get::<AuditHead>(HEAD_KEY).await?.map(|v| v.value);
+                if let Some(h) = head.as_ref().filter(|h| key_seq > h.seq) {
+                    breaks.push(ChainBreak::BeyondHead {
+                        key: key.clone(),
+                        head_seq: h.seq,
+                    });
+                    continue;
+                }
+            }
             count += 1;
-            let key_seq: u64 = key[EVENT_PREFIX.len()..].parse().unwrap_or(0);
-            while expected_seq < key_seq {
-                breaks.push(ChainBreak::Missing { seq: expected_seq });
-                expected_seq += 1;
+            if key_seq > expected_seq {
+                breaks.gap(expected_seq, key_seq - 1);
                 prev_hash = String::new();
             }
             let event: AuditEvent = match vault.open(key, raw) {
@@ -359,25 +474,16 @@ pub async fn verify(vault: &Vault) -> Result<VerifyReport, Error> {
         }
     }
     let last_seq = expected_seq - 1;
-    if let Some(head) = vault.get::<AuditHead>(HEAD_KEY).await? {
-        while expected_seq <= head.value.seq {
-            breaks.push(ChainBreak::Missing { seq: expected_seq });
-            expected_seq += 1;
-        }
-        if head.value.seq < last_seq {
-            breaks.push(ChainBreak::HeadMismatch {
-                head_seq: head.value.seq,
-                last_seq,
-            });
-        }
-    } else if count > 0 {
-        breaks.push(ChainBreak::HeadMismatch {
+    match &head {
+        Some(h) => breaks.gap(expected_seq, h.seq),
+        None if count > 0 => breaks.push(ChainBreak::HeadMismatch {
             head_seq: 0,
             last_seq,
-        });
+        }),
+        None => {}
     }
     Ok(VerifyReport {
         events: count,
-        breaks,
+        breaks: breaks.finish(),
     })
 }

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
@@ -265,4 +265,50 @@ async fn query_pages_follow_the_cursor_to_the_end_with_and_without_filters() {
         }
         assert_eq!(seen, want, "action {action:?}, limit {limit}");
     }
+}
+
+/// Defect 11 of the security review: a record under `audit/ev/` whose key is not an event
+/// key of this chain (beyond the head, or not exactly 20 digits) must be reported by its
+/// key, and must not make `verify` count its way up to it.
+#[tokio::test]
+async fn verify_is_bounded_and_names_a_forged_event_key() {
+    let (services, store) = testing::services().await;
+    assert!(
+        services
+            .records
+            .audit()
+            .commit_batch(Txn::new(), &entries(0, 3))
+            .await
+            .unwrap()
+    );
+    let forged = [
+        "audit/ev/99999999999999999999",
+        "audit/ev/00000000000002000000",
+        "audit/ev/7",
+        "audit/ev/0000000000000000000x",
+        "audit/ev/18446744073709551615",
+    ];
+    for key in forged {
+        store.poke(key, b"forged".to_vec());
+    }
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        verify(services.records.vault()),
+    )
+    .await
+    .expect("verify must finish")
+    .unwrap();
+    for key in forged {
+        assert!(
+            report.breaks.iter().any(|b| b.to_string().contains(key)),
+            "{key} not named in {:?}",
+            report.breaks.iter().take(5).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(report.events, 3, "the real chain is still walked");
+    assert_eq!(
+        report.breaks.len(),
+        forged.len(),
+        "one break per forged key, and nothing else"
+    );
 }
