@@ -187,14 +187,29 @@ impl Application {
         &self.state
     }
 
-    /// Serves until SIGINT/SIGTERM.
+    /// Serves until SIGINT/SIGTERM. Meanwhile a background task writes an audit checkpoint
+    /// to the log every minute and after every 10,000 events, and one more on the way out.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let audit = self.state.services.records.audit().clone();
+        let checkpoints = AbortOnDrop(tokio::spawn(audit.clone().run_checkpoints()));
         let svc = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, svc)
+        let served = axum::serve(self.listener, svc)
             .with_graceful_shutdown(shutdown_signal())
-            .await
+            .await;
+        drop(checkpoints);
+        audit.emit_checkpoint().await;
+        served
+    }
+}
+
+/// A background task that stops with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

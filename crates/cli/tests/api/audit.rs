@@ -476,7 +476,147 @@ async fn verify_reports_a_forged_event_key_by_name(engine: Engine) {
     }
 }
 
+/// Defect 10: a checkpoint taken with `rolegate audit checkpoint`, then the store rolled
+/// back (the old head restored, the newer events deleted): plain `verify` cannot see it,
+/// `verify --checkpoint` fails and names the gap, and a forged checkpoint is refused.
+async fn verify_with_a_checkpoint_names_a_rollback(engine: Engine) {
+    let app = spawn_app(engine).await;
+    for i in 0..2 {
+        assert_eq!(
+            app.register(&app.admin_token, &format!("cp-{i}"))
+                .await
+                .status,
+            201
+        );
+    }
+    let store = app.vault().await.store().clone();
+    let old_head = store.get(audit::HEAD_KEY).await.unwrap().unwrap();
+    for i in 2..5 {
+        assert_eq!(
+            app.register(&app.admin_token, &format!("cp-{i}"))
+                .await
+                .status,
+            201
+        );
+    }
+    let out = cli(&app, &["audit", "checkpoint"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    let cp: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(cp["seq"], 6, "{cp}");
+    for field in ["head", "time", "key_id", "mac"] {
+        assert!(cp[field].is_string(), "{field} in {cp}");
+    }
+    let file = app.data_dir.join("checkpoint.json");
+    std::fs::write(&file, &line).unwrap();
+    let file_arg = file.to_str().unwrap();
+    let out = cli(&app, &["audit", "verify", "--checkpoint", file_arg]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Roll the store back to the old head and delete the newer events.
+    let mut txn = Txn::new().put(audit::HEAD_KEY, old_head);
+    for seq in 4..=6 {
+        txn = txn.delete(audit::event_key(seq));
+    }
+    assert!(store.commit(txn).await.unwrap());
+    let out = cli(&app, &["audit", "verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "without a checkpoint the rollback is a consistent chain: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = cli(&app, &["audit", "verify", "--checkpoint", file_arg]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("store is behind the checkpoint: checkpoint seq 6, store head seq 3"),
+        "{text}"
+    );
+
+    // A forged checkpoint (its seq edited) is refused before anything is compared.
+    std::fs::write(&file, line.replace("\"seq\":6", "\"seq\":3")).unwrap();
+    let out = cli(&app, &["audit", "verify", "--checkpoint", file_arg]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not authentic"), "{err}");
+}
+
+/// The server writes a checkpoint to its log at start and on the way out (JSON, target
+/// `rolegate::audit::checkpoint`), and that log is itself a `--checkpoint` file.
+#[test]
+fn serve_logs_checkpoints_that_verify_accepts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = rolegate_crypto::MasterKey::generate().to_base64();
+    let server = crate::process::start_with(
+        tmp.path(),
+        "sqlite",
+        &key,
+        &[
+            (
+                "ROLEGATE_LOG_LEVEL",
+                "warn,rolegate::audit::checkpoint=info",
+            ),
+            ("ROLEGATE_LOG_FORMAT", "json"),
+        ],
+    );
+    // Let it install its signal handler (a request is served after that) before SIGTERM.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let r = reqwest::get(format!("{}/api/health", server.base))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    });
+    drop(rt);
+    let (stdout, _) = server.stop();
+    let checkpoints: Vec<serde_json::Value> = stdout
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["target"] == "rolegate::audit::checkpoint")
+        .collect();
+    assert!(checkpoints.len() >= 2, "{stdout:#?}");
+    let last = checkpoints.last().unwrap();
+    assert_eq!(last["seq"], 1, "the bootstrap admin's event: {last}");
+    for field in ["head", "time", "key_id", "mac"] {
+        assert!(last[field].is_string(), "{field} in {last}");
+    }
+    let log = tmp.path().join("rolegate.log");
+    std::fs::write(&log, stdout.join("\n")).unwrap();
+    let out = Command::new(crate::process::BIN)
+        .args([
+            "--data-dir",
+            tmp.path().to_str().unwrap(),
+            "audit",
+            "verify",
+        ])
+        .arg("--checkpoint")
+        .arg(&log)
+        .env("ROLEGATE_MASTER_KEY", &key)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 crate::both_engines!(
+    verify_with_a_checkpoint_names_a_rollback,
     verify_reports_a_forged_event_key_by_name,
     forwarded_hops_cannot_dodge_the_failure_limit,
     the_query_filters_pages_and_scopes_to_the_caller,

@@ -19,6 +19,8 @@ pub use crate::model::{AuditEvent, AuditHead, Outcome};
 
 /// Group commit for events that accompany no other write.
 mod batch;
+/// Signed checkpoints of the head, written to the log, against storage rollback.
+pub mod checkpoint;
 /// Appends, batches and `verify` against an in-memory store.
 #[cfg(test)]
 mod tests;
@@ -94,6 +96,10 @@ pub struct Audit {
     flushing: std::sync::atomic::AtomicBool,
     /// Itself, for the flusher task, which must outlive any one request.
     me: std::sync::Weak<Audit>,
+    /// Events appended since the last checkpoint (see `checkpoint`).
+    since_checkpoint: std::sync::atomic::AtomicU64,
+    /// Wakes the checkpoint task early, after `CHECKPOINT_EVENTS` events.
+    checkpoint_due: tokio::sync::Notify,
 }
 
 impl Audit {
@@ -106,6 +112,8 @@ impl Audit {
             queue: std::sync::Mutex::default(),
             flushing: std::sync::atomic::AtomicBool::new(false),
             me: me.clone(),
+            since_checkpoint: std::sync::atomic::AtomicU64::new(0),
+            checkpoint_due: tokio::sync::Notify::new(),
         })
     }
 
@@ -207,6 +215,7 @@ impl Audit {
             full = full.put(HEAD_KEY, head_raw.clone());
             if self.vault.commit(full).await? {
                 *cached = Some((head, head_raw));
+                self.appended(events.len());
                 return Ok(true);
             }
             // Either another replica moved the head, or the action's conditions failed.
@@ -306,6 +315,22 @@ pub enum ChainBreak {
         key: String,
         head_seq: u64,
     },
+    /// The head's hash is not the hash of the last event (it was rewritten, or the head
+    /// belongs to another history).
+    HeadHashMismatch {
+        seq: u64,
+    },
+    /// The store's head is older than an authentic checkpoint: rolled back, or events
+    /// deleted together with the head.
+    BehindCheckpoint {
+        checkpoint_seq: u64,
+        head_seq: u64,
+    },
+    /// The store's event at an authentic checkpoint's sequence number is not the one the
+    /// checkpoint names (missing, or a rewritten history).
+    DivergesFromCheckpoint {
+        seq: u64,
+    },
     /// More breaks than [`MAX_BREAKS`]; this many were not listed.
     More {
         count: u64,
@@ -344,6 +369,22 @@ impl std::fmt::Display for ChainBreak {
             Self::BeyondHead { key, head_seq } => write!(
                 f,
                 "record {key} lies beyond the chain head (event {head_seq}): forged, or the head was rolled back"
+            ),
+            Self::HeadHashMismatch { seq } => write!(
+                f,
+                "chain head's hash is not the hash of event {seq}, the last one (rewritten?)"
+            ),
+            Self::BehindCheckpoint {
+                checkpoint_seq,
+                head_seq,
+            } => write!(
+                f,
+                "store is behind the checkpoint: checkpoint seq {checkpoint_seq}, store head seq {head_seq} (rolled back, or events {} to {checkpoint_seq} deleted)",
+                head_seq + 1
+            ),
+            Self::DivergesFromCheckpoint { seq } => write!(
+                f,
+                "store diverges from the checkpoint at seq {seq}: its event {seq} is not the one the checkpoint names (rewritten history)"
             ),
             Self::More { count } => write!(f, "{count} more problem(s) not listed"),
         }
@@ -407,12 +448,26 @@ impl Breaks {
 /// long, is one break). A record whose key is not an event key, or lies beyond the head, is
 /// reported by its key and not walked.
 pub async fn verify(vault: &Vault) -> Result<VerifyReport, Error> {
+    verify_with(vault, None).await
+}
+
+/// [`verify`], then the store compared with `checkpoint` (see [`checkpoint`]), whose MAC is
+/// checked first: a forged checkpoint is an error, and nothing is walked.
+pub async fn verify_with(
+    vault: &Vault,
+    checkpoint: Option<&checkpoint::Checkpoint>,
+) -> Result<VerifyReport, Error> {
+    if let Some(cp) = checkpoint {
+        cp.authenticate(vault)?;
+    }
     let mut breaks = Breaks::default();
     let mut head = vault.get::<AuditHead>(HEAD_KEY).await?.map(|v| v.value);
     let mut expected_seq = 1u64;
     let mut prev_hash = GENESIS.to_owned();
     let mut after: Option<String> = None;
     let mut count = 0u64;
+    // The hash of the last event walked, when it could be opened.
+    let mut last_hash: Option<String> = None;
     loop {
         let page = vault
             .store()
@@ -442,6 +497,7 @@ pub async fn verify(vault: &Vault) -> Result<VerifyReport, Error> {
                 breaks.gap(expected_seq, key_seq - 1);
                 prev_hash = String::new();
             }
+            last_hash = None;
             let event: AuditEvent = match vault.open(key, raw) {
                 Ok(e) => e,
                 Err(e) => {
@@ -466,6 +522,7 @@ pub async fn verify(vault: &Vault) -> Result<VerifyReport, Error> {
                 breaks.push(ChainBreak::PrevMismatch { seq: key_seq });
             }
             prev_hash = event.hash.clone();
+            last_hash = Some(event.hash);
             expected_seq = key_seq + 1;
         }
         match page.next {
@@ -475,12 +532,20 @@ pub async fn verify(vault: &Vault) -> Result<VerifyReport, Error> {
     }
     let last_seq = expected_seq - 1;
     match &head {
+        Some(h) if h.seq == last_seq && last_hash.as_ref().is_some_and(|l| *l != h.hash) => {
+            breaks.push(ChainBreak::HeadHashMismatch { seq: h.seq });
+        }
         Some(h) => breaks.gap(expected_seq, h.seq),
         None if count > 0 => breaks.push(ChainBreak::HeadMismatch {
             head_seq: 0,
             last_seq,
         }),
         None => {}
+    }
+    if let Some(cp) = checkpoint {
+        for b in checkpoint::compare(vault, cp).await? {
+            breaks.push(b);
+        }
     }
     Ok(VerifyReport {
         events: count,
