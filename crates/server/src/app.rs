@@ -187,18 +187,22 @@ impl Application {
         &self.state
     }
 
-    /// Serves until SIGINT/SIGTERM. Meanwhile a background task writes an audit checkpoint
-    /// to the log every minute and after every 10,000 events, and one more on the way out.
+    /// Serves until SIGINT/SIGTERM. Meanwhile background tasks write an audit checkpoint
+    /// to the log every minute and after every 10,000 events, and the aggregated events of
+    /// failed logins and rejected callbacks when their minute ends; on the way out, the
+    /// failures still being counted are written, then one more checkpoint.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let audit = self.state.services.records.audit().clone();
         let checkpoints = AbortOnDrop(tokio::spawn(audit.clone().run_checkpoints()));
+        let failures = AbortOnDrop(tokio::spawn(audit.clone().run_failure_flusher()));
         let svc = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, svc)
             .with_graceful_shutdown(shutdown_signal())
             .await;
-        drop(checkpoints);
+        drop((checkpoints, failures));
+        audit.flush_failures(true).await;
         audit.emit_checkpoint().await;
         served
     }

@@ -187,9 +187,10 @@ async fn parallel_writers_on_two_replicas_neither_fork_nor_gap(engine: Engine) {
 
 /// Events with no write of their own (here: failed logins) are group-committed; a burst on
 /// two replicas, mixed with ordinary audited writes, still makes one gapless chain with
-/// every event in it exactly once.
+/// every event in it exactly once. (Each failure comes from a source of its own: repeated
+/// failures from one source in a minute are aggregated, see the test after this one.)
 async fn group_committed_appends_on_two_replicas_neither_fork_nor_gap(engine: Engine) {
-    let toml = "[rate_limits]\nauth_failures_per_ip = { burst = 1000, period_secs = 60 }\n";
+    let toml = "trust_forwarded_for = true\n[rate_limits]\nauth_failures_per_ip = { burst = 1000, period_secs = 60 }\n";
     let a = Arc::new(
         spawn_with(
             engine,
@@ -224,6 +225,7 @@ async fn group_committed_appends_on_two_replicas_neither_fork_nor_gap(engine: En
                     app.client
                         .get(app.url("/api/orgs"))
                         .header("x-request-id", format!("burst-{i}"))
+                        .header("x-forwarded-for", format!("198.51.100.{i}"))
                         .bearer_auth("rgt_wrong"),
                 )
                 .await
@@ -615,7 +617,101 @@ fn serve_logs_checkpoints_that_verify_accepts() {
     );
 }
 
+/// Defect 12: an IPv6 client holds a whole /64, so the failure limit counts per /64 (an
+/// IPv4 address is its own source).
+async fn ipv6_sources_in_one_64_share_the_failure_limit(engine: Engine) {
+    let app = spawn_with(
+        engine,
+        AppOptions {
+            toml: "trust_forwarded_for = true\n[rate_limits]\nauth_failures_per_ip = { burst = 2, period_secs = 60 }\n".into(),
+            manual_clock: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for from in [
+        "2001:db8:1:2::1",
+        "2001:db8:1:2::2",
+        "2001:db8:1:2:ffff:ffff:ffff:ffff",
+        "2001:db8:1:3::1",
+        "203.0.113.7",
+        "203.0.113.8",
+    ] {
+        let r = app
+            .send(
+                app.client
+                    .get(app.url("/api/orgs"))
+                    .header("x-api-key", "rgk_guess")
+                    .header("x-forwarded-for", from),
+            )
+            .await;
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses, [401, 401, 429, 401, 401, 401]);
+}
+
+/// Defect 12: repeated failures from one source within a minute are one aggregated event
+/// with a count: the first is written at once, the rest when the minute ends.
+async fn a_burst_of_failures_is_one_aggregated_event(engine: Engine) {
+    let app = spawn_with(
+        engine,
+        AppOptions {
+            toml: "[rate_limits]\nauth_failures_per_ip = { burst = 1000, period_secs = 60 }\n"
+                .into(),
+            manual_clock: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    for i in 0..50 {
+        let r = app
+            .send(
+                app.client
+                    .get(app.url("/api/orgs"))
+                    .bearer_auth(if i % 2 == 0 { "rgt_wrong" } else { "rgk_wrong" }),
+            )
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    let failed = |events: Vec<audit::AuditEvent>| -> Vec<audit::AuditEvent> {
+        events
+            .into_iter()
+            .filter(|e| e.action == "auth.failed")
+            .collect()
+    };
+    assert!(failed(app.audit_events().await).len() <= 2);
+    // The minute ends (injected clock); the flusher writes the rest within a few seconds.
+    app.clock.advance_ms(61_000);
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        events = failed(app.audit_events().await);
+        let total: u64 = events
+            .iter()
+            .filter_map(|e| e.details["count"].as_u64())
+            .sum();
+        if total >= 50 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(events.len() <= 2, "{events:#?}");
+    let total: u64 = events
+        .iter()
+        .filter_map(|e| e.details["count"].as_u64())
+        .sum();
+    assert_eq!(total, 50, "{events:#?}");
+    let last = events.last().unwrap();
+    assert_eq!(last.details["window_secs"], 60);
+    assert_eq!(last.outcome, audit::Outcome::Failure);
+    assert_eq!(last.source_ip.as_deref(), Some("127.0.0.1"));
+    let report = audit::verify(&app.vault().await).await.unwrap();
+    assert!(report.breaks.is_empty(), "{:?}", report.breaks);
+}
+
 crate::both_engines!(
+    ipv6_sources_in_one_64_share_the_failure_limit,
+    a_burst_of_failures_is_one_aggregated_event,
     verify_with_a_checkpoint_names_a_rollback,
     verify_reports_a_forged_event_key_by_name,
     forwarded_hops_cannot_dodge_the_failure_limit,

@@ -21,6 +21,8 @@ pub use crate::model::{AuditEvent, AuditHead, Outcome};
 mod batch;
 /// Signed checkpoints of the head, written to the log, against storage rollback.
 pub mod checkpoint;
+/// Failed logins and rejected callbacks, aggregated per source and minute.
+pub mod failures;
 /// Appends, batches and `verify` against an in-memory store.
 #[cfg(test)]
 mod tests;
@@ -100,6 +102,8 @@ pub struct Audit {
     since_checkpoint: std::sync::atomic::AtomicU64,
     /// Wakes the checkpoint task early, after `CHECKPOINT_EVENTS` events.
     checkpoint_due: tokio::sync::Notify,
+    /// Failures being counted, per (action, source) (see `failures`).
+    failures: std::sync::Mutex<std::collections::HashMap<(&'static str, String), failures::Window>>,
 }
 
 impl Audit {
@@ -114,6 +118,7 @@ impl Audit {
             me: me.clone(),
             since_checkpoint: std::sync::atomic::AtomicU64::new(0),
             checkpoint_due: tokio::sync::Notify::new(),
+            failures: std::sync::Mutex::default(),
         })
     }
 
