@@ -1,7 +1,7 @@
 //! The `rolegate` binary: `serve`, offline admin commands (`keygen`, `admin token`,
-//! `rekey`, `audit verify|export`), the client commands (`creds`, `creds serve`, `console`,
-//! `exec`, `profiles generate`), `completions`, `man` and `version`; and `bench-seed`,
-//! hidden, for the load benchmarks in `bench/`.
+//! `rekey`, `audit verify|checkpoint|export`), the client commands (`creds`, `creds serve`,
+//! `console`, `exec`, `profiles generate`), `completions`, `man` and `version`; and
+//! `bench-seed`, hidden, for the load benchmarks in `bench/`.
 
 /// The client commands: talk to a rolegate server for credentials and console links.
 mod client;
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use rolegate_core::Caller;
+use rolegate_core::audit::checkpoint::Checkpoint;
 use rolegate_core::clock::SystemClock;
 use rolegate_core::ids::{Role, UserId};
 use rolegate_core::users::CreateUserCommand;
@@ -59,6 +60,10 @@ struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP service.
+    ///
+    /// It writes an audit checkpoint (the chain head, signed) to the log at start, every
+    /// minute, after every 10,000 events and on the way out: info lines with target
+    /// rolegate::audit::checkpoint, for `audit verify --checkpoint`.
     #[command(after_help = "\
 Examples:
   rolegate serve --listen 0.0.0.0:8443 --tls-cert-file cert.pem --tls-key-file key.pem
@@ -255,10 +260,36 @@ Examples:
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Walk the hash chain and report every broken link. Exits 1 if any.
+    ///
+    /// Walks the stored events by listing them (never by counting up to the head), so it is
+    /// bounded by what is stored; a record under `audit/ev/` that is not an event of the
+    /// chain (not 20 digits, or beyond the head) is reported by its key. At most 1,000
+    /// problems are listed, the rest counted. The head must match the last event.
+    ///
+    /// A store rolled back to an older head, with the newer events deleted, is a consistent
+    /// chain: only a checkpoint taken before the rollback reveals it. With `--checkpoint`,
+    /// the checkpoint's MAC is checked first (a forged one is refused, exit 2), then the
+    /// store must hold its head: "store is behind the checkpoint" or "diverges at seq N"
+    /// otherwise (exit 1).
     #[command(after_help = "\
 Examples:
-  rolegate audit verify --config /etc/rolegate/rolegate.toml || alert 'audit chain broken'")]
-    Verify,
+  rolegate audit verify --config /etc/rolegate/rolegate.toml || alert 'audit chain broken'
+  rolegate audit verify --checkpoint /var/log/rolegate/checkpoints.jsonl")]
+    Verify {
+        /// A file with checkpoints, one per line: the output of `rolegate audit checkpoint`
+        /// or the server's JSON log (lines with target rolegate::audit::checkpoint; other
+        /// lines are skipped). The newest one (highest seq) is authenticated and compared.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Print the current checkpoint as one JSON line: the head's sequence number and hash,
+    /// the time, the master key id and an HMAC-SHA256 under a key derived from the master
+    /// key. Keep it (or the server's log, which has one every minute and every 10,000
+    /// events) outside the store, for `audit verify --checkpoint`.
+    #[command(after_help = "\
+Examples:
+  rolegate audit checkpoint >> /secure/elsewhere/rolegate-checkpoints.jsonl")]
+    Checkpoint,
     /// Stream events as JSON lines.
     #[command(after_help = "\
 Examples:
@@ -298,6 +329,22 @@ fn usage_error(subcommand: &str, message: String) -> ! {
     };
     cmd.error(clap::error::ErrorKind::InvalidValue, message)
         .exit()
+}
+
+/// The newest checkpoint in `path` (highest seq). Its MAC is checked by `verify`.
+fn read_checkpoint(path: &std::path::Path) -> anyhow::Result<Checkpoint> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--checkpoint: cannot read {}", path.display()))?;
+    Checkpoint::parse_all(&text)
+        .into_iter()
+        .max_by_key(|c| c.seq)
+        .with_context(|| {
+            format!(
+                "--checkpoint: no checkpoint in {} (expected the output of `rolegate audit checkpoint` or log lines with target {})",
+                path.display(),
+                rolegate_core::audit::checkpoint::LOG_TARGET
+            )
+        })
 }
 
 #[tokio::main]
@@ -429,13 +476,14 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             )?;
         }
         Command::Audit {
-            command: AuditCommand::Verify,
+            command: AuditCommand::Verify { checkpoint },
         } => {
+            let checkpoint = checkpoint.as_deref().map(read_checkpoint).transpose()?;
             let settings = settings(&cli.global, None)?;
             let services = open_services(&settings, false, Arc::new(SystemClock)).await?;
             let report = services
                 .audit
-                .verify(&Caller::system("audit-verify"))
+                .verify(&Caller::system("audit-verify"), checkpoint.as_ref())
                 .await?;
             if report.breaks.is_empty() {
                 writeln!(out, "audit chain intact: {} events", report.events)?;
@@ -452,6 +500,17 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 )?;
                 return Ok(std::process::ExitCode::from(1));
             }
+        }
+        Command::Audit {
+            command: AuditCommand::Checkpoint,
+        } => {
+            let settings = settings(&cli.global, None)?;
+            let services = open_services(&settings, false, Arc::new(SystemClock)).await?;
+            let cp = services
+                .audit
+                .checkpoint(&Caller::system("audit-checkpoint"))
+                .await?;
+            writeln!(out, "{}", cp.to_json())?;
         }
         Command::Audit {
             command: AuditCommand::Export { since },
