@@ -324,7 +324,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::routes::onboarding::public_router());
     if state.settings.metrics_enabled {
         open = open.routes(crate::authorize::documented(
-            routes!(crate::metrics::render),
+            routes!(crate::routes::metrics::render),
             rolegate_core::policy::Action::ReadMetrics,
         ));
     }
@@ -340,7 +340,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::new(rolegate_core::Code::NotFound, "no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), crate::timeouts::limit))
         .layer(middleware::from_fn(render_errors))
-        .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track_http))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::routes::metrics::track_http))
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::Args;
 use secrecy::SecretString;
 
-use super::aws_profile::ProfileName;
+use super::profile_name::ProfileName;
 
 /// Where the server is and how to authenticate. Each falls back to the environment, then to
 /// the client config file.

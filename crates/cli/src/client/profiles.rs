@@ -16,9 +16,9 @@ use anyhow::Context as _;
 
 use super::args::GenerateArgs;
 use super::atomic;
-use super::aws_profile::ProfileName;
 use super::format::shell_quote;
 use super::http::{ApiClient, OrgSummary};
+use super::profile_name::ProfileName;
 use super::settings::{self, Env};
 use super::{connect, warn};
 
