@@ -1,5 +1,6 @@
 //! The `rolegate` binary: `serve`, offline admin commands (`keygen`, `admin token`,
-//! `rekey`, `audit verify|export`, `store copy`), the client commands (`creds`, `console`) and `version`;
+//! `rekey`, `audit verify|checkpoint|export`, `store copy`), the client commands (`creds`,
+//! `creds serve`, `console`, `exec`, `profiles generate`), `completions`, `man` and `version`;
 //! and `bench-seed`, hidden, for the load benchmarks in `bench/`.
 
 /// The client commands: talk to a rolegate server for credentials and console links.
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use rolegate_core::Caller;
+use rolegate_core::audit::checkpoint::Checkpoint;
 use rolegate_core::clock::SystemClock;
 use rolegate_core::ids::{Role, UserId};
 use rolegate_core::users::CreateUserCommand;
@@ -55,13 +57,30 @@ struct GlobalArgs {
     master_key_file: Option<PathBuf>,
 }
 
+// Parsed once per process: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP service.
+    ///
+    /// It writes an audit checkpoint (the chain head, signed) to the log at start, every
+    /// minute, after every 10,000 events and on the way out: info lines with target
+    /// rolegate::audit::checkpoint, for `audit verify --checkpoint`.
+    #[command(after_help = "\
+Examples:
+  rolegate serve --listen 0.0.0.0:8443 --tls-cert-file cert.pem --tls-key-file key.pem
+  ROLEGATE_STORE=redis://127.0.0.1:6379 rolegate serve --listen 127.0.0.1:0")]
     Serve(ServeArgs),
     /// Print a new random base64 master key.
+    #[command(after_help = "\
+Examples:
+  rolegate keygen                                              # one base64 key on stdout
+  (umask 077; rolegate keygen >> /etc/rolegate/master.keys)    # newest key last: it seals")]
     Keygen,
     /// Administrative commands that work offline, directly against the store.
+    #[command(after_help = "\
+Examples:
+  rolegate admin token --data-dir /var/lib/rolegate")]
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
@@ -71,22 +90,91 @@ enum Command {
     /// Cached credentials sealed under an older key are dropped (the next request mints new
     /// ones). Idempotency records are left to expire: keep the old key in the ring for
     /// `idempotency_ttl_secs` after a rekey. Nonces and locks hold no data.
+    #[command(after_help = "\
+Examples:
+  rolegate keygen >> master.keys && rolegate rekey --master-key-file master.keys")]
     Rekey,
     /// The audit log.
+    #[command(after_help = "\
+Examples:
+  rolegate audit verify --data-dir /var/lib/rolegate
+  rolegate audit export --since 2026-01-01T00:00:00Z > audit.jsonl")]
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
     /// Move a store between engines (for example SQLite to PostgreSQL).
+    #[command(after_help = "\
+Examples:
+  rolegate store copy --from sqlite --to-file /run/secrets/pg-url --data-dir /var/lib/rolegate")]
     Store {
         #[command(subcommand)]
         command: StoreCommand,
     },
     /// Get temporary AWS credentials for an organisation from a rolegate server.
-    Creds(client::args::CredsArgs),
+    #[command(after_help = "\
+Examples:
+  rolegate creds --org acme-corp                                # the server's JSON
+  eval \"$(rolegate creds --org acme-corp --format env)\"       # export AWS_* in this shell
+  rolegate creds --org acme-corp --format aws-profile acme      # a ~/.aws/credentials profile
+  # in ~/.aws/config (or let `rolegate profiles generate` write it):
+  #   credential_process = rolegate creds --org acme-corp --format credential-process
+  rolegate creds serve --org acme-corp                          # a local endpoint for SDKs")]
+    Creds(client::args::CredsCommand),
     /// Print an AWS console sign-in URL for an organisation, from a rolegate server.
+    #[command(after_help = "\
+Examples:
+  rolegate console --org acme-corp
+  xdg-open \"$(rolegate console --org acme-corp --destination https://console.aws.amazon.com/s3/)\"")]
     Console(client::args::ConsoleArgs),
+    /// Run one command with an organisation's AWS credentials in its environment.
+    ///
+    /// Sets AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+    /// AWS_CREDENTIAL_EXPIRATION, AWS_REGION/AWS_DEFAULT_REGION and ROLEGATE_EXEC_ORG for the
+    /// command only, and removes AWS_PROFILE and every other variable an SDK would read for
+    /// credentials (and ROLEGATE_TOKEN/ROLEGATE_API_KEY). rolegate then becomes the command:
+    /// signals and the exit status are the command's own. With --server-mode the command
+    /// gets a local endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI and
+    /// AWS_CONTAINER_AUTHORIZATION_TOKEN) that refreshes credentials ahead of expiry;
+    /// rolegate stays to serve it, forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT, and exits
+    /// with the command's status (128 + N if signal N killed it). Refuses to run inside
+    /// another `rolegate exec` (ROLEGATE_EXEC_ORG is set) unless --force.
+    #[command(after_help = "\
+Examples:
+  rolegate exec --org acme-corp -- aws sts get-caller-identity
+  rolegate exec --org acme-corp --access-level operator --reason 'INC-42' -- terraform plan
+  rolegate exec --org acme-corp --server-mode -- terraform apply   # outlives one session
+  rolegate exec --org acme-corp -- \"$SHELL\"                         # a shell for one org")]
+    Exec(client::args::ExecArgs),
+    /// AWS config profiles for the organisations you may use.
+    #[command(after_help = "\
+Examples:
+  rolegate profiles generate --region eu-west-1")]
+    Profiles {
+        #[command(subcommand)]
+        command: ProfilesCommand,
+    },
+    /// Print a shell completion script.
+    #[command(after_help = "\
+Examples:
+  rolegate completions bash > ~/.local/share/bash-completion/completions/rolegate
+  rolegate completions zsh > \"${fpath[1]}/_rolegate\"
+  rolegate completions fish > ~/.config/fish/completions/rolegate.fish")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff).
+    #[command(after_help = "\
+Examples:
+  rolegate man > ~/.local/share/man/man1/rolegate.1 && man rolegate
+  rolegate man | man -l -")]
+    Man,
     /// Print the version.
+    #[command(after_help = "\
+Examples:
+  rolegate version")]
     Version,
     /// For benchmarks only (bench/run --scale): register many orgs and append many audit
     /// events directly to the store, through the domain code. Never on a production store.
@@ -148,9 +236,30 @@ impl ServeArgs {
 }
 
 #[derive(Debug, Subcommand)]
+enum ProfilesCommand {
+    /// Write a `[profile PREFIX<org>-<level>]` into ~/.aws/config for every organisation and
+    /// access level the server lets you use, each with a credential_process that runs this
+    /// binary, and the region.
+    ///
+    /// Only the section between rolegate's begin and end comments is rewritten; every other
+    /// line stays as it is. The file is replaced atomically, and not touched when nothing
+    /// changed. Organisations not yet validated are skipped.
+    #[command(after_help = "\
+Examples:
+  rolegate profiles generate --region eu-west-1
+  aws --profile rg-acme-corp-readonly sts get-caller-identity
+  rolegate profiles generate --prefix acme- --access-level readonly --dry-run")]
+    Generate(client::args::GenerateArgs),
+}
+
+#[derive(Debug, Subcommand)]
 enum AdminCommand {
     /// Issue a new admin token: creates the admin user, or rotates its token if it exists.
     /// Prints the token on stdout.
+    #[command(after_help = "\
+Examples:
+  rolegate admin token                       # the user `admin`
+  rolegate admin token --user-id ops-admin --data-dir /var/lib/rolegate")]
     Token {
         /// The admin's user id.
         #[arg(long, default_value = "admin")]
@@ -167,6 +276,11 @@ enum StoreCommand {
     ///
     /// A store URL with a password must not go in the process arguments: give it through
     /// --from-file / --to-file or ROLEGATE_COPY_FROM / ROLEGATE_COPY_TO instead.
+    #[command(after_help = "\
+Examples:
+  rolegate store copy --from sqlite --to-file /run/secrets/pg-url   # one node to replicas
+  ROLEGATE_COPY_TO=postgres://rolegate@127.0.0.1/rolegate rolegate store copy --from sqlite
+  rolegate store copy --from-file old-url --to-file new-url --force  # over a partial copy")]
     Copy(CopyArgs),
 }
 
@@ -220,8 +334,40 @@ fn copy_url(name: &str, inline: Option<&String>, file: Option<&PathBuf>) -> anyh
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Walk the hash chain and report every broken link. Exits 1 if any.
-    Verify,
+    ///
+    /// Walks the stored events by listing them (never by counting up to the head), so it is
+    /// bounded by what is stored; a record under `audit/ev/` that is not an event of the
+    /// chain (not 20 digits, or beyond the head) is reported by its key. At most 1,000
+    /// problems are listed, the rest counted. The head must match the last event.
+    ///
+    /// A store rolled back to an older head, with the newer events deleted, is a consistent
+    /// chain: only a checkpoint taken before the rollback reveals it. With `--checkpoint`,
+    /// the checkpoint's MAC is checked first (a forged one is refused, exit 2), then the
+    /// store must hold its head: "store is behind the checkpoint" or "diverges at seq N"
+    /// otherwise (exit 1).
+    #[command(after_help = "\
+Examples:
+  rolegate audit verify --config /etc/rolegate/rolegate.toml || alert 'audit chain broken'
+  rolegate audit verify --checkpoint /var/log/rolegate/checkpoints.jsonl")]
+    Verify {
+        /// A file with checkpoints, one per line: the output of `rolegate audit checkpoint`
+        /// or the server's JSON log (lines with target rolegate::audit::checkpoint; other
+        /// lines are skipped). The newest one (highest seq) is authenticated and compared.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Print the current checkpoint as one JSON line: the head's sequence number and hash,
+    /// the time, the master key id and an HMAC-SHA256 under a key derived from the master
+    /// key. Keep it (or the server's log, which has one every minute and every 10,000
+    /// events) outside the store, for `audit verify --checkpoint`.
+    #[command(after_help = "\
+Examples:
+  rolegate audit checkpoint >> /secure/elsewhere/rolegate-checkpoints.jsonl")]
+    Checkpoint,
     /// Stream events as JSON lines.
+    #[command(after_help = "\
+Examples:
+  rolegate audit export --since 2026-01-01T00:00:00Z | jq 'select(.action == \"credentials.issue\")'")]
     Export {
         /// Only events at or after this RFC 3339 time.
         #[arg(long)]
@@ -259,6 +405,22 @@ fn usage_error(subcommand: &str, message: String) -> ! {
         .exit()
 }
 
+/// The newest checkpoint in `path` (highest seq). Its MAC is checked by `verify`.
+fn read_checkpoint(path: &std::path::Path) -> anyhow::Result<Checkpoint> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--checkpoint: cannot read {}", path.display()))?;
+    Checkpoint::parse_all(&text)
+        .into_iter()
+        .max_by_key(|c| c.seq)
+        .with_context(|| {
+            format!(
+                "--checkpoint: no checkpoint in {} (expected the output of `rolegate audit checkpoint` or log lines with target {})",
+                path.display(),
+                rolegate_core::audit::checkpoint::LOG_TARGET
+            )
+        })
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -278,16 +440,44 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let ok = std::process::ExitCode::SUCCESS;
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Creds(args) => {
+        Command::Creds(client::args::CredsCommand {
+            serve: Some(client::args::CredsSubcommand::Serve(args)),
+            ..
+        }) => {
+            drop(out);
+            client::ecs::serve(&args, &|k| std::env::var(k).ok(), Arc::new(SystemClock)).await?;
+        }
+        Command::Creds(client::args::CredsCommand { serve: None, args }) => {
             let format = client::args::Format::parse(&args.format, args.profile.as_deref())
                 .unwrap_or_else(|m| usage_error("creds", m));
+            // clap requires --org unless `serve` is given.
+            let Some(org) = args.org.as_deref() else {
+                usage_error("creds", "--org is required".to_owned())
+            };
             drop(out);
-            client::creds(&args, format, &|k| std::env::var(k).ok(), &SystemClock).await?;
+            let env = |k: &str| std::env::var(k).ok();
+            client::creds(&args, org, format, &env, &SystemClock).await?;
         }
         Command::Console(args) => {
             drop(out);
             client::console(&args, &|k| std::env::var(k).ok()).await?;
         }
+        Command::Exec(args) => {
+            drop(out);
+            let env = |k: &str| std::env::var(k).ok();
+            return client::exec::run(&args, &env, Arc::new(SystemClock)).await;
+        }
+        Command::Profiles {
+            command: ProfilesCommand::Generate(args),
+        } => {
+            drop(out);
+            client::profiles::generate(&args, &|k| std::env::var(k).ok()).await?;
+        }
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "rolegate", &mut out);
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command()).render(&mut out)?,
         Command::Version => writeln!(out, "rolegate {}", env!("CARGO_PKG_VERSION"))?,
         Command::Keygen => writeln!(
             out,
@@ -396,13 +586,14 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             )?;
         }
         Command::Audit {
-            command: AuditCommand::Verify,
+            command: AuditCommand::Verify { checkpoint },
         } => {
+            let checkpoint = checkpoint.as_deref().map(read_checkpoint).transpose()?;
             let settings = settings(&cli.global, None)?;
             let services = open_services(&settings, false, Arc::new(SystemClock)).await?;
             let report = services
                 .audit
-                .verify(&Caller::system("audit-verify"))
+                .verify(&Caller::system("audit-verify"), checkpoint.as_ref())
                 .await?;
             if report.breaks.is_empty() {
                 writeln!(out, "audit chain intact: {} events", report.events)?;
@@ -419,6 +610,17 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 )?;
                 return Ok(std::process::ExitCode::from(1));
             }
+        }
+        Command::Audit {
+            command: AuditCommand::Checkpoint,
+        } => {
+            let settings = settings(&cli.global, None)?;
+            let services = open_services(&settings, false, Arc::new(SystemClock)).await?;
+            let cp = services
+                .audit
+                .checkpoint(&Caller::system("audit-checkpoint"))
+                .await?;
+            writeln!(out, "{}", cp.to_json())?;
         }
         Command::Audit {
             command: AuditCommand::Export { since },
@@ -456,4 +658,84 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
     }
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn visit(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        // clap's generated `help` subcommands are not ours to document.
+        let ours = |s: &&clap::Command| !s.is_hide_set() && s.get_name() != "help";
+        for sub in cmd.get_subcommands().filter(ours) {
+            let path = format!("{path} {}", sub.get_name());
+            let help = sub
+                .get_after_help()
+                .or_else(|| sub.get_after_long_help())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            if !help.contains("Examples:\n  rolegate ") {
+                missing.push(path.clone());
+            }
+            visit(sub, &path, missing);
+        }
+    }
+
+    #[test]
+    fn the_cli_is_consistent_and_every_subcommand_shows_an_example() {
+        Cli::command().debug_assert();
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        visit(&cmd, "rolegate", &mut missing);
+        assert!(missing.is_empty(), "no example in --help: {missing:?}");
+    }
+
+    #[test]
+    fn creds_takes_flags_or_serve_but_not_both() {
+        assert!(Cli::try_parse_from(["rolegate", "creds", "--org", "acme"]).is_ok());
+        assert!(Cli::try_parse_from(["rolegate", "creds", "serve", "--org", "acme"]).is_ok());
+        assert!(Cli::try_parse_from(["rolegate", "creds"]).is_err());
+        assert!(Cli::try_parse_from(["rolegate", "creds", "serve"]).is_err());
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_or_without_a_double_dash() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Command::Exec(e)) => Some(e.command),
+            _ => None,
+        };
+        let want: Vec<std::ffi::OsString> = ["aws", "s3", "ls", "--recursive"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        assert_eq!(
+            parse(&[
+                "rolegate",
+                "exec",
+                "--org",
+                "a",
+                "--",
+                "aws",
+                "s3",
+                "ls",
+                "--recursive"
+            ]),
+            Some(want.clone())
+        );
+        assert_eq!(
+            parse(&[
+                "rolegate",
+                "exec",
+                "--org",
+                "a",
+                "aws",
+                "s3",
+                "ls",
+                "--recursive"
+            ]),
+            Some(want)
+        );
+        assert_eq!(parse(&["rolegate", "exec", "--org", "a"]), None);
+    }
 }

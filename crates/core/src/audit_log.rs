@@ -8,6 +8,7 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::audit::checkpoint::Checkpoint;
 use crate::audit::{self, AuditEvent, EVENT_PREFIX, ORG_INDEX_PREFIX, VerifyReport, event_key};
 use crate::error::Error;
 use crate::ids::OrgName;
@@ -242,12 +243,25 @@ impl AuditLog {
         Ok(ExportPage { events, next })
     }
 
-    /// Walks the whole chain (`rolegate audit verify`).
-    pub async fn verify(&self, caller: &Caller) -> Result<VerifyReport, Error> {
+    /// Walks the whole chain (`rolegate audit verify`), and with `checkpoint` compares the
+    /// store with it after checking its MAC (a forged checkpoint is an error).
+    pub async fn verify(
+        &self,
+        caller: &Caller,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<VerifyReport, Error> {
         self.records
             .authorize(caller, Action::ExportAudit, &Facts::default())
             .await?;
-        audit::verify(self.records.vault()).await
+        audit::verify_with(self.records.vault(), checkpoint).await
+    }
+
+    /// The store's current head, signed (`rolegate audit checkpoint`).
+    pub async fn checkpoint(&self, caller: &Caller) -> Result<Checkpoint, Error> {
+        self.records
+            .authorize(caller, Action::ExportAudit, &Facts::default())
+            .await?;
+        self.records.audit().checkpoint().await
     }
 
     async fn scan_all(&self, q: &AuditQuery) -> Result<AuditPage, Error> {

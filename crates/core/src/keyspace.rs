@@ -295,9 +295,32 @@ pub fn credential_lock(digest_hex: &str) -> String {
 /// Rate-limit buckets: a namespace of their own in every engine (never listed, never
 /// sealed: a bucket holds only a time).
 pub mod rate {
+    use std::net::{IpAddr, Ipv6Addr};
+
+    /// The source a per-address limit counts against: an IPv4 address as it is, an IPv6
+    /// address as its /64 (one subscriber usually holds a whole /64, so counting per exact
+    /// address would give it 2^64 budgets). An IPv4-mapped IPv6 address counts as its IPv4
+    /// address; anything that is not an address (`unknown`) is kept as it is.
     #[must_use]
-    pub fn auth_failures(source: &str) -> String {
-        format!("rl/authfail/{source}")
+    pub fn source(ip: &str) -> String {
+        match ip.parse::<IpAddr>() {
+            Ok(IpAddr::V4(v4)) => v4.to_string(),
+            Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = v6.segments();
+                    let prefix = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                    format!("{prefix}/64")
+                }
+            },
+            Err(_) => ip.to_owned(),
+        }
+    }
+
+    /// Failed authentications from `ip` (counted per [`source`]).
+    #[must_use]
+    pub fn auth_failures(ip: &str) -> String {
+        format!("rl/authfail/{}", source(ip))
     }
     #[must_use]
     pub fn credentials_per_principal(actor: &str) -> String {
@@ -311,9 +334,10 @@ pub mod rate {
     pub fn validate_per_principal(actor: &str) -> String {
         format!("rl/validate-principal/{actor}")
     }
+    /// Callbacks from `ip` (counted per [`source`]).
     #[must_use]
     pub fn callback_per_ip(ip: &str) -> String {
-        format!("rl/callback-ip/{ip}")
+        format!("rl/callback-ip/{}", source(ip))
     }
     #[must_use]
     pub fn callback_per_org(org: &str) -> String {
@@ -348,6 +372,36 @@ mod tests {
         ] {
             assert_eq!(family_of(&key), Some(family), "{key}");
         }
+    }
+
+    #[test]
+    fn per_address_limits_count_ipv6_per_64() {
+        for (a, b) in [
+            ("2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            ("2001:DB8:1:2::1", "2001:db8:1:2::2"),
+            ("::ffff:192.0.2.1", "192.0.2.1"),
+        ] {
+            assert_eq!(rate::auth_failures(a), rate::auth_failures(b), "{a} {b}");
+            assert_eq!(
+                rate::callback_per_ip(a),
+                rate::callback_per_ip(b),
+                "{a} {b}"
+            );
+        }
+        for (a, b) in [
+            ("2001:db8:1:2::1", "2001:db8:1:3::1"),
+            ("192.0.2.1", "192.0.2.2"),
+        ] {
+            assert_ne!(rate::auth_failures(a), rate::auth_failures(b), "{a} {b}");
+            assert_ne!(
+                rate::callback_per_ip(a),
+                rate::callback_per_ip(b),
+                "{a} {b}"
+            );
+        }
+        assert_eq!(rate::source("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(rate::source("192.0.2.1"), "192.0.2.1");
+        assert_eq!(rate::source("unknown"), "unknown");
     }
 
     #[test]

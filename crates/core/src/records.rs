@@ -166,13 +166,15 @@ impl Records {
     }
 
     /// Records an event about a request that has no authenticated caller (a failed login, a
-    /// rejected callback); group-committed like [`Records::record`].
+    /// rejected callback): the first from its source (an IPv4 address or an IPv6 /64) in a
+    /// minute is group-committed like [`Records::record`], later ones in that minute are
+    /// counted and written as one aggregated event when it ends (`audit::failures`).
     pub async fn record_unauthenticated(
         &self,
         ctx: &RequestContext,
         audit: AuditRecord,
     ) -> Result<(), Error> {
-        self.inner.audit.append(ctx, audit).await
+        self.inner.audit.append_failure(ctx, audit).await
     }
 
     /// The update loop (see the module docs). `NotFound` when the record does not exist.

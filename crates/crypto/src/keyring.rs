@@ -68,6 +68,27 @@ impl MasterKey {
     }
 }
 
+/// The root of a master key's MAC subkeys: derived from the key under its own label, so it
+/// is never the sealing key, and each purpose's key is derived from it under another label.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+struct MacRoot([u8; 32]);
+
+impl MacRoot {
+    const LABEL: &'static str = "rolegate/keyring/mac-root/v1";
+
+    fn of(key: &MasterKey) -> Self {
+        Self(key.derive(Self::LABEL))
+    }
+
+    /// HMAC-SHA256 of `msg` under this root's subkey for `purpose`.
+    fn mac(&self, purpose: &str, msg: &[u8]) -> [u8; 32] {
+        let mut subkey = crate::digest::hmac_sha256(&self.0, purpose.as_bytes());
+        let tag = crate::digest::hmac_sha256(&subkey, msg);
+        subkey.zeroize();
+        tag
+    }
+}
+
 impl fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "MasterKey({})", self.id())
@@ -87,6 +108,21 @@ impl fmt::Display for KeyId {
     }
 }
 
+impl KeyId {
+    /// Parses the 8 lowercase or uppercase hex digits [`KeyId`]'s `Display` writes.
+    #[must_use]
+    pub fn from_hex(text: &str) -> Option<Self> {
+        if text.len() != 8 || !text.is_ascii() {
+            return None;
+        }
+        let mut id = [0u8; 4];
+        for (i, b) in id.iter_mut().enumerate() {
+            *b = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self(id))
+    }
+}
+
 impl fmt::Debug for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "KeyId({self})")
@@ -101,6 +137,8 @@ impl fmt::Debug for KeyId {
 /// header edited to another key id, fails to open.
 pub struct Keyring {
     keys: Vec<(KeyId, Aes256Gcm)>,
+    /// Each key's MAC root, in the same order as `keys`.
+    macs: Vec<(KeyId, MacRoot)>,
 }
 
 impl fmt::Debug for Keyring {
@@ -115,15 +153,44 @@ impl Keyring {
     /// Builds a ring from keys, oldest first. Duplicate keys are kept once.
     pub fn new(keys: &[MasterKey]) -> Result<Self, CryptoError> {
         let mut ring: Vec<(KeyId, Aes256Gcm)> = Vec::with_capacity(keys.len());
+        let mut macs: Vec<(KeyId, MacRoot)> = Vec::with_capacity(keys.len());
         for key in keys {
             let id = key.id();
             ring.retain(|(existing, _)| *existing != id);
+            macs.retain(|(existing, _)| *existing != id);
             ring.push((id, Aes256Gcm::new((&key.0).into())));
+            macs.push((id, MacRoot::of(key)));
         }
         if ring.is_empty() {
             return Err(CryptoError::EmptyKeyring);
         }
-        Ok(Self { keys: ring })
+        Ok(Self { keys: ring, macs })
+    }
+
+    /// HMAC-SHA256 of `msg` under the current key's subkey for `purpose` (a label such as
+    /// `"rolegate/audit-checkpoint/v1"`; never the sealing key itself), and that key's id.
+    #[must_use]
+    pub fn mac(&self, purpose: &str, msg: &[u8]) -> (KeyId, [u8; 32]) {
+        // `new` refuses an empty ring and fills `macs` with `keys`, so there is a last one.
+        let (id, root) = &self.macs[self.macs.len() - 1];
+        (*id, root.mac(purpose, msg))
+    }
+
+    /// Whether `tag` is [`Keyring::mac`] of `msg` for `purpose` under key `id` (compared in
+    /// constant time). `UnknownKey` when that key is not in the ring.
+    pub fn verify_mac(
+        &self,
+        id: KeyId,
+        purpose: &str,
+        msg: &[u8],
+        tag: &[u8],
+    ) -> Result<bool, CryptoError> {
+        let (_, root) = self
+            .macs
+            .iter()
+            .find(|(k, _)| *k == id)
+            .ok_or(CryptoError::UnknownKey(id))?;
+        Ok(crate::digest::ct_eq(&root.mac(purpose, msg), tag))
     }
 
     /// Key ids, oldest first.
@@ -241,6 +308,29 @@ mod tests {
             ring1.open("k", &sealed_new),
             Err(CryptoError::UnknownKey(new.id()))
         );
+    }
+
+    #[test]
+    fn macs_are_per_purpose_and_verify_under_older_keys() {
+        let old = MasterKey::generate();
+        let ring1 = Keyring::new(std::slice::from_ref(&old)).unwrap();
+        let (id, tag) = ring1.mac("p", b"msg");
+        assert_eq!(id, old.id());
+        assert!(ring1.verify_mac(id, "p", b"msg", &tag).unwrap());
+        assert!(!ring1.verify_mac(id, "q", b"msg", &tag).unwrap());
+        assert!(!ring1.verify_mac(id, "p", b"msh", &tag).unwrap());
+        assert_ne!(tag, crate::digest::hmac_sha256(&old.0, b"msg"));
+        let ring2 = Keyring::new(&[old, MasterKey::generate()]).unwrap();
+        assert!(ring2.verify_mac(id, "p", b"msg", &tag).unwrap());
+        assert_ne!(ring2.mac("p", b"msg").0, id);
+        let other = MasterKey::generate().id();
+        assert_eq!(
+            ring2.verify_mac(other, "p", b"msg", &tag),
+            Err(CryptoError::UnknownKey(other))
+        );
+        assert_eq!(KeyId::from_hex(&id.to_string()), Some(id));
+        assert_eq!(KeyId::from_hex("xyz"), None);
+        assert_eq!(KeyId::from_hex("é1234567"), None);
     }
 
     #[test]

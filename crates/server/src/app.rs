@@ -205,7 +205,10 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM (over TLS when configured; SIGHUP then reloads the
-    /// certificate).
+    /// certificate). Meanwhile background tasks write an audit checkpoint to the log every
+    /// minute and after every 10,000 events, and the aggregated events of failed logins and
+    /// rejected callbacks when their minute ends; on the way out, the failures still being
+    /// counted are written, then one more checkpoint.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let tls = match &self.tls {
             Some(certs) => {
@@ -214,15 +217,31 @@ impl Application {
             }
             None => None,
         };
+        let audit = self.state.services.records.audit().clone();
+        let checkpoints = AbortOnDrop(tokio::spawn(audit.clone().run_checkpoints()));
+        let failures = AbortOnDrop(tokio::spawn(audit.clone().run_failure_flusher()));
         let header_timeout = self.state.settings.timeouts.header_read;
-        crate::serve::run(
+        let served = crate::serve::run(
             self.listener,
             self.router,
             tls,
             header_timeout,
             shutdown_signal(),
         )
-        .await
+        .await;
+        drop((checkpoints, failures));
+        audit.flush_failures(true).await;
+        audit.emit_checkpoint().await;
+        served
+    }
+}
+
+/// A background task that stops with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -305,7 +324,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::routes::onboarding::public_router());
     if state.settings.metrics_enabled {
         open = open.routes(crate::authorize::documented(
-            routes!(crate::metrics::render),
+            routes!(crate::routes::metrics::render),
             rolegate_core::policy::Action::ReadMetrics,
         ));
     }
@@ -321,7 +340,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::new(rolegate_core::Code::NotFound, "no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), crate::timeouts::limit))
         .layer(middleware::from_fn(render_errors))
-        .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track_http))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::routes::metrics::track_http))
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(

@@ -154,8 +154,10 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     }
 }
 
-/// Records a failed attempt against the source IP and answers 401, or 429 once that IP has
-/// used up its failure budget (then it is no longer audited, to keep floods out of the log).
+/// Records a failed attempt against the source (an IPv4 address or an IPv6 /64) and answers
+/// 401, or 429 once that source has used up its failure budget. Either way the failure is
+/// audited through the aggregation of `audit::failures`: the first from a source in a
+/// minute is an event of its own, the rest of that minute one event with their count.
 pub(crate) async fn failed(
     state: &AppState,
     ctx: &RequestContext,
@@ -164,21 +166,26 @@ pub(crate) async fn failed(
     kind: &str,
 ) -> Response {
     let limit = state.settings.rate_limits.auth_failures_per_ip;
-    match state
+    let limited = match state
         .services
         .records
         .rate_step(&keyspace::rate::auth_failures(ip), limit)
         .await
     {
-        Ok(d) if !d.allowed => {
-            return crate::ratelimit::rejected(&state.metrics, "auth_failures_per_ip", &d)
-                .into_response();
+        Ok(d) if !d.allowed => Some(d),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limiter unavailable");
+            None
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "rate limiter unavailable"),
-    }
+    };
+    let code = if limited.is_some() {
+        "rate_limited"
+    } else {
+        "unauthorized"
+    };
     let record = AuditRecord::new("auth.failed")
-        .failure("unauthorized")
+        .failure(code)
         .details(serde_json::json!({"credential": kind}));
     if let Err(e) = state
         .services
@@ -189,5 +196,10 @@ pub(crate) async fn failed(
         // The request is refused anyway; a failed audit of a refusal must not turn into a 5xx.
         tracing::error!(error = %e, "could not audit a failed authentication");
     }
-    err.into_response()
+    match limited {
+        Some(d) => {
+            crate::ratelimit::rejected(&state.metrics, "auth_failures_per_ip", &d).into_response()
+        }
+        None => err.into_response(),
+    }
 }

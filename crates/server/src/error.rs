@@ -9,6 +9,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use rolegate_core::ports::RateDecision;
 use rolegate_core::{Code, Error as CoreError};
 use serde::Serialize;
 
@@ -55,6 +56,31 @@ impl ApiError {
             field: Some(field.to_owned()),
             ..Self::new(Code::InvalidField, message)
         }
+    }
+
+    /// 429 `rate_limited` for a denied rate-limit step, with `Retry-After` and the IETF
+    /// `RateLimit-Limit/-Remaining/-Reset` headers (not counted: `ratelimit::rejected` counts).
+    #[must_use]
+    pub fn rate_limited(d: &RateDecision) -> Self {
+        let secs = |ms: u64| ms.div_ceil(1000).max(1).to_string();
+        let hv = |v: String| HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""));
+        Self::new(
+            Code::RateLimited,
+            "too many requests; retry after the time in Retry-After",
+        )
+        .with_header(header::RETRY_AFTER, hv(secs(d.retry_after_ms)))
+        .with_header(
+            header::HeaderName::from_static("ratelimit-limit"),
+            hv(d.limit.to_string()),
+        )
+        .with_header(
+            header::HeaderName::from_static("ratelimit-remaining"),
+            hv(d.remaining.to_string()),
+        )
+        .with_header(
+            header::HeaderName::from_static("ratelimit-reset"),
+            hv(secs(d.reset_after_ms)),
+        )
     }
 
     pub fn internal() -> Self {
@@ -121,7 +147,7 @@ impl From<CoreError> for ApiError {
                 }
                 e
             }
-            CoreError::RateLimited { decision, .. } => crate::ratelimit::too_many(&decision),
+            CoreError::RateLimited { decision, .. } => Self::rate_limited(&decision),
             CoreError::Contention => Self::new(code, "too much contention; retry")
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
             CoreError::AuditUnavailable(source) => {

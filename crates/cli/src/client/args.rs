@@ -1,13 +1,15 @@
-//! The command-line arguments of `rolegate creds` and `rolegate console`, and the `--format`
-//! parser (`aws-profile` takes a profile name, the other formats none).
+//! The command-line arguments of the client commands (`creds`, `creds serve`, `console`,
+//! `exec`, `profiles generate`), and the `--format` parser (`aws-profile` takes a profile
+//! name, the other formats none).
 
 use std::convert::Infallible;
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::Args;
 use secrecy::SecretString;
 
-use super::aws_profile::ProfileName;
+use super::profile_name::ProfileName;
 
 /// Where the server is and how to authenticate. Each falls back to the environment, then to
 /// the client config file.
@@ -42,14 +44,130 @@ fn secret(s: &str) -> Result<SecretString, Infallible> {
     Ok(SecretString::from(s))
 }
 
+/// `rolegate creds`: its flags, or the `serve` subcommand.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct CredsCommand {
+    #[command(subcommand)]
+    pub serve: Option<CredsSubcommand>,
+    #[command(flatten)]
+    pub args: CredsArgs,
+}
+
+/// The subcommands of `rolegate creds`.
+#[derive(Debug, clap::Subcommand)]
+pub enum CredsSubcommand {
+    /// Serve credentials on a local endpoint in the ECS container-credentials format,
+    /// refreshed ahead of expiry, for SDKs and long-running tools.
+    ///
+    /// Prints two `export` lines (AWS_CONTAINER_CREDENTIALS_FULL_URI and
+    /// AWS_CONTAINER_AUTHORIZATION_TOKEN) on stdout, then serves until interrupted. Every
+    /// request must carry the token; the endpoint listens on loopback only.
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
+}
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  rolegate creds serve --org acme-corp
+      # prints, then serves until Ctrl-C:
+      #   export AWS_CONTAINER_CREDENTIALS_FULL_URI='http://127.0.0.1:43117/'
+      #   export AWS_CONTAINER_AUTHORIZATION_TOKEN='…'
+      # run those two lines in the shell of the tool that needs credentials.
+  rolegate creds serve --org acme-corp --access-level operator --listen 127.0.0.1:9911
+  rolegate exec --server-mode --org acme-corp -- terraform apply   # one command, server included";
+
+/// Which credentials to get: shared by `creds serve` and `exec`.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The organisation whose AWS account the credentials are for.
+    #[arg(long, value_name = "ORG")]
+    pub org: String,
+    /// The access level (the role) to assume [default: the server's default level].
+    #[arg(long, value_name = "LEVEL")]
+    pub access_level: Option<String>,
+    /// Lifetime of each set of credentials in seconds [default: the server's].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub duration: Option<u32>,
+    /// Why you need them; recorded in the audit log.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Directory of the local credential cache [env: ROLEGATE_CACHE_DIR] [default:
+    /// $XDG_CACHE_HOME/rolegate or ~/.cache/rolegate].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Arguments of `rolegate creds serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The loopback address to listen on; port 0 picks a free port. Other addresses are
+    /// refused.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: String,
+}
+
+/// Arguments of `rolegate exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Run even though ROLEGATE_EXEC_ORG is set (inside another `rolegate exec`).
+    #[arg(long)]
+    pub force: bool,
+    /// Give the command a local container-credentials endpoint (refreshed ahead of expiry)
+    /// instead of static keys, for commands that outlive one set of credentials.
+    #[arg(long)]
+    pub server_mode: bool,
+    /// The command and its arguments (after `--`).
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// Arguments of `rolegate profiles generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Profile names are PREFIX + org + `-` + level.
+    #[arg(long, value_name = "PREFIX", default_value = "rg-")]
+    pub prefix: String,
+    /// Only these access levels (repeatable) [default: every level the server grants].
+    #[arg(long = "access-level", value_name = "LEVEL")]
+    pub access_levels: Vec<String>,
+    /// The region written into each profile [default: the server's for the org, else
+    /// $AWS_REGION or $AWS_DEFAULT_REGION].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Print the section instead of writing it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The AWS config file to update [default: $AWS_CONFIG_FILE or ~/.aws/config]. (Not
+    /// --config-file, which names rolegate's client config.)
+    #[arg(long, value_name = "PATH")]
+    pub aws_config_file: Option<PathBuf>,
+}
+
 /// Arguments of `rolegate creds`.
 #[derive(Debug, Args)]
 pub struct CredsArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
     /// The organisation whose AWS account the credentials are for.
-    #[arg(long, value_name = "ORG")]
-    pub org: String,
+    #[arg(long, value_name = "ORG", required = true)]
+    pub org: Option<String>,
     /// The access level to assume [default: the server's default level]. An org API key
     /// may use only the levels granted to API keys (by default just the default level).
     #[arg(long, value_name = "LEVEL")]

@@ -1,5 +1,6 @@
 //! Writes a file so that readers see the old content or the new, never a part: a 0600
-//! temporary file in the same directory, synced, then renamed over the target.
+//! temporary file in the same directory, synced, given its final mode, then renamed over the
+//! target.
 
 use std::fs::DirBuilder;
 use std::io::Write as _;
@@ -21,6 +22,11 @@ pub fn ensure_dir(dir: &Path, private: bool) -> std::io::Result<()> {
 
 /// Replaces `path` with `contents`, mode 0600.
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_with_mode(path, contents, 0o600)
+}
+
+/// Replaces `path` with `contents`, with permission bits `mode`.
+pub fn write_with_mode(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -34,6 +40,10 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         .set_permissions(std::fs::Permissions::from_mode(0o600))?;
     tmp.write_all(contents)?;
     tmp.as_file().sync_all()?;
+    if mode & 0o7777 != 0o600 {
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
+    }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
@@ -62,6 +72,17 @@ mod tests {
             std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
             1
         );
+    }
+
+    #[test]
+    fn write_with_mode_gives_the_file_that_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        write_with_mode(&path, b"one", 0o640).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        assert_eq!(std::fs::read(&path).unwrap(), b"one");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

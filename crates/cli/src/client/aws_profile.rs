@@ -13,6 +13,7 @@ use secrecy::ExposeSecret as _;
 use super::atomic;
 use super::format::expiration;
 use super::http::Credentials;
+pub use super::profile_name::ProfileName;
 use super::settings::Env;
 
 /// The keys rolegate writes, in this order. `x_security_token_expires` is informational
@@ -23,31 +24,6 @@ const KEYS: [&str; 4] = [
     "aws_session_token",
     "x_security_token_expires",
 ];
-
-/// A profile name that is safe as an ini section header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProfileName(String);
-
-impl ProfileName {
-    /// Letters, digits and `-_.@+`, at most 64 characters.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.@+".contains(c));
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(format!(
-                "profile name {s:?} must be 1 to 64 letters, digits or -_.@+"
-            ))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// `$AWS_SHARED_CREDENTIALS_FILE` (with `~/` expanded), else `~/.aws/credentials`.
 pub fn credentials_path(env: Env<'_>) -> Option<PathBuf> {

@@ -1,5 +1,5 @@
-//! The two calls the client makes, `POST /api/credentials` and `POST
-//! /api/credentials/console`, and the server's error shape turned into [`ClientError`].
+//! The calls the client makes, `POST /api/credentials`, `POST /api/credentials/console` and
+//! `GET /api/orgs`, and the server's error shape turned into [`ClientError`].
 
 use std::time::Duration;
 
@@ -76,6 +76,29 @@ fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error>
 #[derive(Debug, Deserialize)]
 pub struct ConsoleLink {
     pub url: SecretString,
+}
+
+/// One organisation as `GET /api/orgs` lists it: only what the client reads. Everything
+/// here comes from the server and is validated before it reaches a file.
+#[derive(Debug, Deserialize)]
+pub struct OrgSummary {
+    pub org_name: String,
+    #[serde(default)]
+    pub status: String,
+    /// The levels this caller may use on the org; `None` from a server older than the field.
+    #[serde(default)]
+    pub access_levels: Option<Vec<String>>,
+    /// The region for the org's credentials, if the server names one here.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// One page of `GET /api/orgs`.
+#[derive(Debug, Deserialize)]
+pub struct OrgPage {
+    pub orgs: Vec<OrgSummary>,
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// Why a call failed. No variant holds a credential.
@@ -189,24 +212,41 @@ impl ApiClient {
         self.post("api/credentials/console", body).await
     }
 
+    /// `GET /api/orgs`, one page of at most 500, after `cursor`.
+    pub async fn orgs(&self, cursor: Option<&str>) -> Result<OrgPage, ClientError> {
+        let mut url = self.url("api/orgs")?;
+        url.query_pairs_mut().append_pair("limit", "500");
+        if let Some(c) = cursor {
+            url.query_pairs_mut().append_pair("cursor", c);
+        }
+        self.send(self.http.get(url)).await
+    }
+
+    fn url(&self, path: &str) -> Result<Url, ClientError> {
+        self.server.join(path).map_err(|_| ClientError::Unexpected {
+            server: self.server.to_string(),
+            status: 0,
+            request_id: "none".to_owned(),
+        })
+    }
+
     async fn post<B: Serialize, T: for<'de> Deserialize<'de>>(
         &self,
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
+        let url = self.url(path)?;
+        self.send(self.http.post(url).json(body)).await
+    }
+
+    async fn send<T: for<'de> Deserialize<'de>>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
         let transport = |source: reqwest::Error| ClientError::Transport {
             server: self.server.to_string(),
             source: source.without_url(),
         };
-        let url = self
-            .server
-            .join(path)
-            .map_err(|_| ClientError::Unexpected {
-                server: self.server.to_string(),
-                status: 0,
-                request_id: "none".to_owned(),
-            })?;
-        let request = self.http.post(url).json(body);
         let request = match &self.credential {
             Credential::Token(t) => request.bearer_auth(t.expose_secret()),
             Credential::ApiKey(k) => request.header("x-api-key", k.expose_secret()),

@@ -1,19 +1,29 @@
-//! The client commands, `rolegate creds` and `rolegate console`: they ask a rolegate server
-//! for credentials or a console link and print them in the form the caller needs. Secrets go
-//! to stdout or to 0600 files only; stderr gets codes, messages and request ids.
+//! The client commands, `rolegate creds`, `creds serve`, `console`, `exec` and `profiles
+//! generate`: they ask a rolegate server for credentials, a console link or the orgs the
+//! caller may use, and hand them over in the form the caller needs. Secrets go to stdout, to
+//! 0600 files, to a child's environment or to a loopback endpoint that wants a token; never
+//! to stderr or a process's arguments. stderr gets codes, messages and request ids.
 
 /// The command-line arguments and the `--format` parser.
 pub mod args;
-/// Atomic 0600 file replacement, shared by the cache and the credentials-file writer.
+/// Atomic file replacement, shared by the cache and the AWS file writers.
 mod atomic;
 /// The `[NAME]` section writer for `~/.aws/credentials`.
 pub mod aws_profile;
 /// The credential_process cache, refreshed ahead of expiry.
 pub mod cache;
+/// `rolegate creds serve`: the local ECS container-credentials endpoint.
+pub mod ecs;
+/// `rolegate exec`: one command with credentials in its environment.
+pub mod exec;
 /// Output formats: json, shell exports, credential_process JSON.
 pub mod format;
 /// The HTTP calls and the server's error shape.
 pub mod http;
+/// A validated AWS profile name.
+pub mod profile_name;
+/// `rolegate profiles generate`: rolegate's section of `~/.aws/config`.
+pub mod profiles;
 /// Settings resolution: flags, then environment, then the client config file.
 pub mod settings;
 
@@ -23,9 +33,9 @@ use anyhow::Context as _;
 use rolegate_core::clock::Clock;
 use secrecy::ExposeSecret as _;
 
-use self::args::{ConsoleArgs, CredsArgs, Format};
+use self::args::{ConsoleArgs, CredsArgs, Format, TargetArgs};
 use self::cache::{Cache, CacheKey};
-use self::http::{ApiClient, ConsoleRequest, CredentialsRequest};
+use self::http::{ApiClient, ClientError, ConsoleRequest, Credentials, CredentialsRequest};
 use self::settings::Env;
 
 /// Prints a warning on stderr. Callers pass text that holds no secret.
@@ -42,42 +52,109 @@ fn connect(connection: &args::ConnectionArgs, env: Env<'_>) -> anyhow::Result<Ap
     Ok(ApiClient::new(settings)?)
 }
 
+/// One org's credentials from one server for one principal, through the local cache:
+/// what `creds --format credential-process`, `creds serve` and `exec` share, so that they
+/// reuse each other's cached credentials.
+#[derive(Debug)]
+pub struct Source {
+    client: ApiClient,
+    cache: Cache,
+    org: String,
+    access_level: Option<String>,
+    duration: Option<u32>,
+    reason: Option<String>,
+}
+
+impl Source {
+    /// Resolves the connection settings and the cache directory.
+    pub fn new(
+        connection: &args::ConnectionArgs,
+        target: &TargetArgs,
+        env: Env<'_>,
+    ) -> anyhow::Result<Self> {
+        let client = connect(connection, env)?;
+        let cache = Cache::locate(target.cache_dir.as_deref(), env)
+            .context("no cache directory: set HOME, XDG_CACHE_HOME or --cache-dir")?;
+        Ok(Self {
+            client,
+            cache,
+            org: target.org.clone(),
+            access_level: target.access_level.clone(),
+            duration: target.duration,
+            reason: target.reason.clone(),
+        })
+    }
+
+    pub fn org(&self) -> &str {
+        &self.org
+    }
+
+    /// Cached credentials while they have more than the refresh window left, else fresh
+    /// ones (stored for next time). Warnings go to stderr.
+    pub async fn get(
+        &self,
+        clock: &dyn Clock,
+        force_refresh: bool,
+    ) -> Result<Credentials, ClientError> {
+        let key = CacheKey {
+            server: self.client.server().as_str(),
+            org: &self.org,
+            access_level: self.access_level.as_deref(),
+            principal: self.client.credential().digest(),
+            duration: self.duration,
+        };
+        let lookup = self
+            .cache
+            .get_or_fetch(&key, clock.now(), force_refresh, |force| {
+                let body = self.request(force || force_refresh);
+                async move { self.client.credentials(&body).await }
+            })
+            .await?;
+        lookup.warnings.iter().for_each(|w| warn(w));
+        Ok(lookup.credentials)
+    }
+
+    fn request(&self, force_refresh: bool) -> CredentialsRequest<'_> {
+        CredentialsRequest {
+            org_name: &self.org,
+            access_level: self.access_level.as_deref(),
+            duration_seconds: self.duration,
+            reason: self.reason.as_deref(),
+            force_refresh,
+        }
+    }
+}
+
 /// `rolegate creds`: fetches credentials and prints or writes them in `format`.
 pub async fn creds(
     args: &CredsArgs,
+    org: &str,
     format: Format,
     env: Env<'_>,
     clock: &dyn Clock,
 ) -> anyhow::Result<()> {
-    let client = connect(&args.connection, env)?;
-    let request = |force_refresh: bool| CredentialsRequest {
-        org_name: &args.org,
-        access_level: args.access_level.as_deref(),
-        duration_seconds: args.duration,
-        reason: args.reason.as_deref(),
-        force_refresh: force_refresh || args.force_refresh,
+    let target = TargetArgs {
+        org: org.to_owned(),
+        access_level: args.access_level.clone(),
+        duration: args.duration,
+        reason: args.reason.clone(),
+        cache_dir: args.cache_dir.clone(),
     };
     let credentials = if format == Format::CredentialProcess {
-        let cache = Cache::locate(args.cache_dir.as_deref(), env)
-            .context("no cache directory: set HOME, XDG_CACHE_HOME or --cache-dir")?;
-        let key = CacheKey {
-            server: client.server().as_str(),
-            org: &args.org,
-            access_level: args.access_level.as_deref(),
-            principal: client.credential().digest(),
-            duration: args.duration,
-        };
-        let lookup = cache
-            .get_or_fetch(&key, clock.now(), args.force_refresh, |force| {
-                let body = request(force);
-                let client = &client;
-                async move { client.credentials(&body).await }
-            })
-            .await?;
-        lookup.warnings.iter().for_each(|w| warn(w));
-        lookup.credentials
+        Source::new(&args.connection, &target, env)?
+            .get(clock, args.force_refresh)
+            .await?
     } else {
-        client.credentials(&request(false)).await?
+        let client = connect(&args.connection, env)?;
+        client
+            .credentials(&CredentialsRequest {
+                org_name: org,
+                access_level: args.access_level.as_deref(),
+                duration_seconds: args.duration,
+                reason: args.reason.as_deref(),
+                force_refresh: args.force_refresh,
+            })
+            .await?
     };
     let mut out = std::io::stdout().lock();
     match format {

@@ -187,9 +187,10 @@ async fn parallel_writers_on_two_replicas_neither_fork_nor_gap(engine: Engine) {
 
 /// Events with no write of their own (here: failed logins) are group-committed; a burst on
 /// two replicas, mixed with ordinary audited writes, still makes one gapless chain with
-/// every event in it exactly once.
+/// every event in it exactly once. (Each failure comes from a source of its own: repeated
+/// failures from one source in a minute are aggregated, see the test after this one.)
 async fn group_committed_appends_on_two_replicas_neither_fork_nor_gap(engine: Engine) {
-    let toml = "[rate_limits]\nauth_failures_per_ip = { burst = 1000, period_secs = 60 }\n";
+    let toml = "trust_forwarded_for = true\n[rate_limits]\nauth_failures_per_ip = { burst = 1000, period_secs = 60 }\n";
     let a = Arc::new(
         spawn_with(
             engine,
@@ -224,6 +225,7 @@ async fn group_committed_appends_on_two_replicas_neither_fork_nor_gap(engine: En
                     app.client
                         .get(app.url("/api/orgs"))
                         .header("x-request-id", format!("burst-{i}"))
+                        .header("x-forwarded-for", format!("198.51.100.{i}"))
                         .bearer_auth("rgt_wrong"),
                 )
                 .await
@@ -426,7 +428,292 @@ async fn forwarded_hops_cannot_dodge_the_failure_limit(engine: Engine) {
     assert_eq!(other.status, 401);
 }
 
+/// The binary's offline commands against `app`'s store (the CLI runs only on SQLite here:
+/// the Redis harness prefixes are per app, but the binary is the same for both).
+fn cli(app: &crate::support::TestApp, args: &[&str]) -> std::process::Output {
+    Command::new(crate::process::BIN)
+        .args([
+            "--data-dir",
+            app.data_dir.to_str().unwrap(),
+            "--store",
+            &app.store,
+        ])
+        .args(args)
+        .env("ROLEGATE_MASTER_KEY", &app.master_key)
+        .output()
+        .unwrap()
+}
+
+/// Defect 11: a raw write of a key no event has (here one past u64's range) is reported by
+/// its key, and verify stays bounded.
+async fn verify_reports_a_forged_event_key_by_name(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let forged = "audit/ev/99999999999999999999";
+    let store = app.vault().await.store().clone();
+    assert!(
+        store
+            .commit(Txn::new().put(forged, b"forged".to_vec()))
+            .await
+            .unwrap()
+    );
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        audit::verify(&app.vault().await),
+    )
+    .await
+    .expect("verify must finish")
+    .unwrap();
+    assert_eq!(
+        report.breaks,
+        vec![ChainBreak::BadKey {
+            key: forged.to_owned()
+        }]
+    );
+    assert_eq!(report.events, 1, "the bootstrap event is still walked");
+    if engine == Engine::Sqlite {
+        let out = cli(&app, &["audit", "verify"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(text.contains(forged), "{text}");
+    }
+}
+
+/// Defect 10: a checkpoint taken with `rolegate audit checkpoint`, then the store rolled
+/// back (the old head restored, the newer events deleted): plain `verify` cannot see it,
+/// `verify --checkpoint` fails and names the gap, and a forged checkpoint is refused.
+async fn verify_with_a_checkpoint_names_a_rollback(engine: Engine) {
+    let app = spawn_app(engine).await;
+    for i in 0..2 {
+        assert_eq!(
+            app.register(&app.admin_token, &format!("cp-{i}"))
+                .await
+                .status,
+            201
+        );
+    }
+    let store = app.vault().await.store().clone();
+    let old_head = store.get(audit::HEAD_KEY).await.unwrap().unwrap();
+    for i in 2..5 {
+        assert_eq!(
+            app.register(&app.admin_token, &format!("cp-{i}"))
+                .await
+                .status,
+            201
+        );
+    }
+    let out = cli(&app, &["audit", "checkpoint"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    let cp: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(cp["seq"], 6, "{cp}");
+    for field in ["head", "time", "key_id", "mac"] {
+        assert!(cp[field].is_string(), "{field} in {cp}");
+    }
+    let file = app.data_dir.join("checkpoint.json");
+    std::fs::write(&file, &line).unwrap();
+    let file_arg = file.to_str().unwrap();
+    let out = cli(&app, &["audit", "verify", "--checkpoint", file_arg]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Roll the store back to the old head and delete the newer events.
+    let mut txn = Txn::new().put(audit::HEAD_KEY, old_head);
+    for seq in 4..=6 {
+        txn = txn.delete(audit::event_key(seq));
+    }
+    assert!(store.commit(txn).await.unwrap());
+    let out = cli(&app, &["audit", "verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "without a checkpoint the rollback is a consistent chain: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = cli(&app, &["audit", "verify", "--checkpoint", file_arg]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("store is behind the checkpoint: checkpoint seq 6, store head seq 3"),
+        "{text}"
+    );
+
+    // A forged checkpoint (its seq edited) is refused before anything is compared.
+    std::fs::write(&file, line.replace("\"seq\":6", "\"seq\":3")).unwrap();
+    let out = cli(&app, &["audit", "verify", "--checkpoint", file_arg]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not authentic"), "{err}");
+}
+
+/// The server writes a checkpoint to its log at start and on the way out (JSON, target
+/// `rolegate::audit::checkpoint`), and that log is itself a `--checkpoint` file.
+#[test]
+fn serve_logs_checkpoints_that_verify_accepts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = rolegate_crypto::MasterKey::generate().to_base64();
+    let server = crate::process::start_with(
+        tmp.path(),
+        "sqlite",
+        &key,
+        &[
+            (
+                "ROLEGATE_LOG_LEVEL",
+                "warn,rolegate::audit::checkpoint=info",
+            ),
+            ("ROLEGATE_LOG_FORMAT", "json"),
+        ],
+    );
+    // Let it install its signal handler (a request is served after that) before SIGTERM.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let r = reqwest::get(format!("{}/api/health", server.base))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    });
+    drop(rt);
+    let (stdout, _) = server.stop();
+    let checkpoints: Vec<serde_json::Value> = stdout
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["target"] == "rolegate::audit::checkpoint")
+        .collect();
+    assert!(checkpoints.len() >= 2, "{stdout:#?}");
+    let last = checkpoints.last().unwrap();
+    assert_eq!(last["seq"], 1, "the bootstrap admin's event: {last}");
+    for field in ["head", "time", "key_id", "mac"] {
+        assert!(last[field].is_string(), "{field} in {last}");
+    }
+    let log = tmp.path().join("rolegate.log");
+    std::fs::write(&log, stdout.join("\n")).unwrap();
+    let out = Command::new(crate::process::BIN)
+        .args([
+            "--data-dir",
+            tmp.path().to_str().unwrap(),
+            "audit",
+            "verify",
+        ])
+        .arg("--checkpoint")
+        .arg(&log)
+        .env("ROLEGATE_MASTER_KEY", &key)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Defect 12: an IPv6 client holds a whole /64, so the failure limit counts per /64 (an
+/// IPv4 address is its own source).
+async fn ipv6_sources_in_one_64_share_the_failure_limit(engine: Engine) {
+    let app = spawn_with(
+        engine,
+        AppOptions {
+            toml: "trust_forwarded_for = true\n[rate_limits]\nauth_failures_per_ip = { burst = 2, period_secs = 60 }\n".into(),
+            manual_clock: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for from in [
+        "2001:db8:1:2::1",
+        "2001:db8:1:2::2",
+        "2001:db8:1:2:ffff:ffff:ffff:ffff",
+        "2001:db8:1:3::1",
+        "203.0.113.7",
+        "203.0.113.8",
+    ] {
+        let r = app
+            .send(
+                app.client
+                    .get(app.url("/api/orgs"))
+                    .header("x-api-key", "rgk_guess")
+                    .header("x-forwarded-for", from),
+            )
+            .await;
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses, [401, 401, 429, 401, 401, 401]);
+}
+
+/// Defect 12: repeated failures from one source within a minute are one aggregated event
+/// with a count: the first is written at once, the rest when the minute ends.
+async fn a_burst_of_failures_is_one_aggregated_event(engine: Engine) {
+    let app = spawn_with(
+        engine,
+        AppOptions {
+            toml: "[rate_limits]\nauth_failures_per_ip = { burst = 1000, period_secs = 60 }\n"
+                .into(),
+            manual_clock: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    for i in 0..50 {
+        let r = app
+            .send(
+                app.client
+                    .get(app.url("/api/orgs"))
+                    .bearer_auth(if i % 2 == 0 { "rgt_wrong" } else { "rgk_wrong" }),
+            )
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    let failed = |events: Vec<audit::AuditEvent>| -> Vec<audit::AuditEvent> {
+        events
+            .into_iter()
+            .filter(|e| e.action == "auth.failed")
+            .collect()
+    };
+    assert!(failed(app.audit_events().await).len() <= 2);
+    // The minute ends (injected clock); the flusher writes the rest within a few seconds.
+    app.clock.advance_ms(61_000);
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        events = failed(app.audit_events().await);
+        let total: u64 = events
+            .iter()
+            .filter_map(|e| e.details["count"].as_u64())
+            .sum();
+        if total >= 50 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(events.len() <= 2, "{events:#?}");
+    let total: u64 = events
+        .iter()
+        .filter_map(|e| e.details["count"].as_u64())
+        .sum();
+    assert_eq!(total, 50, "{events:#?}");
+    let last = events.last().unwrap();
+    assert_eq!(last.details["window_secs"], 60);
+    assert_eq!(last.outcome, audit::Outcome::Failure);
+    assert_eq!(last.source_ip.as_deref(), Some("127.0.0.1"));
+    let report = audit::verify(&app.vault().await).await.unwrap();
+    assert!(report.breaks.is_empty(), "{:?}", report.breaks);
+}
+
 crate::both_engines!(
+    ipv6_sources_in_one_64_share_the_failure_limit,
+    a_burst_of_failures_is_one_aggregated_event,
+    verify_with_a_checkpoint_names_a_rollback,
+    verify_reports_a_forged_event_key_by_name,
     forwarded_hops_cannot_dodge_the_failure_limit,
     the_query_filters_pages_and_scopes_to_the_caller,
     state_changes_are_chained_and_verify,

@@ -13,14 +13,14 @@ use crate::process::BIN;
 use crate::support::{Engine, TestApp, moto_url, venv_bin};
 
 /// A validated org, its API key in a 0600 client config file, and a temporary HOME.
-struct Setup {
-    app: TestApp,
-    org: String,
-    api_key: String,
-    home: tempfile::TempDir,
+pub(crate) struct Setup {
+    pub(crate) app: TestApp,
+    pub(crate) org: String,
+    pub(crate) api_key: String,
+    pub(crate) home: tempfile::TempDir,
 }
 
-async fn setup(org: &str) -> Setup {
+pub(crate) async fn setup(org: &str) -> Setup {
     let app = onboarding_app(Engine::Sqlite, false, false, "").await;
     let api_key = validated_org(&app, &app.admin_token, org).await;
     let home = tempfile::tempdir().unwrap();
@@ -38,11 +38,11 @@ async fn setup(org: &str) -> Setup {
 }
 
 impl Setup {
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.home.path().join(name)
     }
 
-    fn write_private(&self, name: &str, text: &str) -> PathBuf {
+    pub(crate) fn write_private(&self, name: &str, text: &str) -> PathBuf {
         let p = self.path(name);
         std::fs::write(&p, text).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -50,7 +50,7 @@ impl Setup {
     }
 
     /// The org role's assumed-role ARN prefix (the session name follows).
-    fn role_arn_prefix(&self) -> String {
+    pub(crate) fn role_arn_prefix(&self) -> String {
         format!(
             "arn:aws:sts::{CUSTOMER}:assumed-role/rolegate-{}/",
             self.org
@@ -67,7 +67,7 @@ impl Setup {
     }
 
     /// A process with HOME here, no inherited AWS or rolegate settings, AWS pointed at moto.
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
+    pub(crate) fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(program);
         for (k, _) in std::env::vars() {
             if k.starts_with("AWS_") || k.starts_with("ROLEGATE_") || k.starts_with("XDG_") {
@@ -92,7 +92,7 @@ impl Setup {
     }
 
     /// The AWS CLI's view of who `profile` is.
-    async fn aws_whoami(&self, profile: Option<&str>) -> String {
+    pub(crate) async fn aws_whoami(&self, profile: Option<&str>) -> String {
         let mut cmd = self.command(venv_bin("aws"));
         cmd.args(["sts", "get-caller-identity", "--output", "json"]);
         if let Some(p) = profile {
@@ -129,7 +129,7 @@ impl Setup {
     }
 }
 
-fn arn_of(out: std::process::Output) -> String {
+pub(crate) fn arn_of(out: std::process::Output) -> String {
     assert!(
         out.status.success(),
         "stdout: {}\nstderr: {}",
@@ -140,16 +140,16 @@ fn arn_of(out: std::process::Output) -> String {
     v["Arn"].as_str().unwrap().to_owned()
 }
 
-fn mode(p: &Path) -> u32 {
+pub(crate) fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
-fn mtime(p: &Path) -> SystemTime {
+pub(crate) fn mtime(p: &Path) -> SystemTime {
     std::fs::metadata(p).unwrap().modified().unwrap()
 }
 
 /// Asserts that `stderr` holds none of `secrets`.
-fn assert_clean(stderr: &[u8], secrets: &[&str]) {
+pub(crate) fn assert_clean(stderr: &[u8], secrets: &[&str]) {
     let text = String::from_utf8_lossy(stderr);
     for s in secrets.iter().filter(|s| !s.is_empty()) {
         assert!(!text.contains(s), "stderr leaks a secret: {text}");

@@ -12,6 +12,8 @@ mod audit;
 mod bench_seed;
 /// The `rolegate creds` / `console` client binary, read by the real AWS CLI and boto3.
 mod client;
+/// `rolegate exec`, `creds serve`, `profiles generate`, completions and the man page.
+mod client_tools;
 /// Credential vending: attribution, cache, single-flight, STS errors, validate, console.
 mod credentials;
 /// Durability on PostgreSQL: SIGKILL of rolegate, and PostgreSQL's own crash under load.

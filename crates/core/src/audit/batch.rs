@@ -130,6 +130,7 @@ impl Audit {
             txn = txn.put(HEAD_KEY, head_raw.clone());
             if self.vault.commit(txn).await.map_err(|e| e.to_string())? {
                 *cached = Some((head, head_raw));
+                self.appended(batch.len());
                 return Ok(());
             }
             // Appends have no conditions of their own: the head moved (another replica) or

@@ -16,12 +16,19 @@ use crate::principal::RequestContext;
 use crate::vault::Vault;
 
 pub use crate::model::{AuditEvent, AuditHead, Outcome};
+pub use verify::{ChainBreak, MAX_BREAKS, VerifyReport, verify, verify_with};
 
 /// Group commit for events that accompany no other write.
 mod batch;
-/// Appends, batches and `verify` against an in-memory store.
+/// Signed checkpoints of the head, written to the log, against storage rollback.
+pub mod checkpoint;
+/// Failed logins and rejected callbacks, aggregated per source and minute.
+pub mod failures;
 #[cfg(test)]
 mod tests;
+/// Appends, batches and `verify` against an in-memory store.
+/// Walking the chain: `verify` and what it reports.
+mod verify;
 
 /// The chain head's key.
 pub const HEAD_KEY: &str = keyspace::AUDIT_HEAD.prefix;
@@ -94,6 +101,12 @@ pub struct Audit {
     flushing: std::sync::atomic::AtomicBool,
     /// Itself, for the flusher task, which must outlive any one request.
     me: std::sync::Weak<Audit>,
+    /// Events appended since the last checkpoint (see `checkpoint`).
+    since_checkpoint: std::sync::atomic::AtomicU64,
+    /// Wakes the checkpoint task early, after `CHECKPOINT_EVENTS` events.
+    checkpoint_due: tokio::sync::Notify,
+    /// Failures being counted, per (action, source) (see `failures`).
+    failures: std::sync::Mutex<std::collections::HashMap<(&'static str, String), failures::Window>>,
 }
 
 impl Audit {
@@ -106,6 +119,9 @@ impl Audit {
             queue: std::sync::Mutex::default(),
             flushing: std::sync::atomic::AtomicBool::new(false),
             me: me.clone(),
+            since_checkpoint: std::sync::atomic::AtomicU64::new(0),
+            checkpoint_due: tokio::sync::Notify::new(),
+            failures: std::sync::Mutex::default(),
         })
     }
 
@@ -207,6 +223,7 @@ impl Audit {
             full = full.put(HEAD_KEY, head_raw.clone());
             if self.vault.commit(full).await? {
                 *cached = Some((head, head_raw));
+                self.appended(events.len());
                 return Ok(true);
             }
             // Either another replica moved the head, or the action's conditions failed.
@@ -261,123 +278,4 @@ impl Audit {
         }
         Ok(txn)
     }
-}
-
-/// The first problem `verify` found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChainBreak {
-    Missing { seq: u64 },
-    Unreadable { seq: u64, reason: String },
-    HashMismatch { seq: u64 },
-    PrevMismatch { seq: u64 },
-    SeqMismatch { key: String, seq: u64 },
-    HeadMismatch { head_seq: u64, last_seq: u64 },
-}
-
-impl std::fmt::Display for ChainBreak {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Missing { seq } => write!(f, "event {seq} is missing (deleted)"),
-            Self::Unreadable { seq, reason } => {
-                write!(f, "event {seq} cannot be opened (edited?): {reason}")
-            }
-            Self::HashMismatch { seq } => write!(f, "event {seq} does not match its hash (edited)"),
-            Self::PrevMismatch { seq } => write!(
-                f,
-                "event {seq} does not link to event {}",
-                seq.saturating_sub(1)
-            ),
-            Self::SeqMismatch { key, seq } => {
-                write!(f, "record {key} claims sequence number {seq}")
-            }
-            Self::HeadMismatch { head_seq, last_seq } => {
-                write!(
-                    f,
-                    "chain head says {head_seq} events but the log ends at {last_seq}"
-                )
-            }
-        }
-    }
-}
-
-/// The result of walking the chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyReport {
-    pub events: u64,
-    pub breaks: Vec<ChainBreak>,
-}
-
-/// Walks the whole chain and reports every broken link, first one first.
-pub async fn verify(vault: &Vault) -> Result<VerifyReport, Error> {
-    let mut breaks = Vec::new();
-    let mut expected_seq = 1u64;
-    let mut prev_hash = GENESIS.to_owned();
-    let mut after: Option<String> = None;
-    let mut count = 0u64;
-    loop {
-        let page = vault
-            .store()
-            .list(EVENT_PREFIX, after.as_deref(), 500)
-            .await?;
-        for (key, raw) in &page.items {
-            count += 1;
-            let key_seq: u64 = key[EVENT_PREFIX.len()..].parse().unwrap_or(0);
-            while expected_seq < key_seq {
-                breaks.push(ChainBreak::Missing { seq: expected_seq });
-                expected_seq += 1;
-                prev_hash = String::new();
-            }
-            let event: AuditEvent = match vault.open(key, raw) {
-                Ok(e) => e,
-                Err(e) => {
-                    breaks.push(ChainBreak::Unreadable {
-                        seq: key_seq,
-                        reason: e.to_string(),
-                    });
-                    expected_seq = key_seq + 1;
-                    prev_hash = String::new();
-                    continue;
-                }
-            };
-            if event.seq != key_seq {
-                breaks.push(ChainBreak::SeqMismatch {
-                    key: key.clone(),
-                    seq: event.seq,
-                });
-            }
-            if event.compute_hash() != event.hash {
-                breaks.push(ChainBreak::HashMismatch { seq: key_seq });
-            } else if !prev_hash.is_empty() && event.prev != prev_hash {
-                breaks.push(ChainBreak::PrevMismatch { seq: key_seq });
-            }
-            prev_hash = event.hash.clone();
-            expected_seq = key_seq + 1;
-        }
-        match page.next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
-    let last_seq = expected_seq - 1;
-    if let Some(head) = vault.get::<AuditHead>(HEAD_KEY).await? {
-        while expected_seq <= head.value.seq {
-            breaks.push(ChainBreak::Missing { seq: expected_seq });
-            expected_seq += 1;
-        }
-        if head.value.seq < last_seq {
-            breaks.push(ChainBreak::HeadMismatch {
-                head_seq: head.value.seq,
-                last_seq,
-            });
-        }
-    } else if count > 0 {
-        breaks.push(ChainBreak::HeadMismatch {
-            head_seq: 0,
-            last_seq,
-        });
-    }
-    Ok(VerifyReport {
-        events: count,
-        breaks,
-    })
 }

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
@@ -265,4 +265,197 @@ async fn query_pages_follow_the_cursor_to_the_end_with_and_without_filters() {
         }
         assert_eq!(seen, want, "action {action:?}, limit {limit}");
     }
+}
+
+/// Defect 11 of the security review: a record under `audit/ev/` whose key is not an event
+/// key of this chain (beyond the head, or not exactly 20 digits) must be reported by its
+/// key, and must not make `verify` count its way up to it.
+#[tokio::test]
+async fn verify_is_bounded_and_names_a_forged_event_key() {
+    let (services, store) = testing::services().await;
+    assert!(
+        services
+            .records
+            .audit()
+            .commit_batch(Txn::new(), &entries(0, 3))
+            .await
+            .unwrap()
+    );
+    let forged = [
+        "audit/ev/99999999999999999999",
+        "audit/ev/00000000000002000000",
+        "audit/ev/7",
+        "audit/ev/0000000000000000000x",
+        "audit/ev/18446744073709551615",
+    ];
+    for key in forged {
+        store.poke(key, b"forged".to_vec());
+    }
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        verify(services.records.vault()),
+    )
+    .await
+    .expect("verify must finish")
+    .unwrap();
+    for key in forged {
+        assert!(
+            report.breaks.iter().any(|b| b.to_string().contains(key)),
+            "{key} not named in {:?}",
+            report.breaks.iter().take(5).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(report.events, 3, "the real chain is still walked");
+    assert_eq!(
+        report.breaks.len(),
+        forged.len(),
+        "one break per forged key, and nothing else"
+    );
+}
+
+/// Defect 10 of the security review, without a checkpoint: the head must match the last
+/// event. Here the last event is replaced by one with a consistent hash of its own (as a
+/// rollback-and-rewrite would leave it); only the head still remembers the original.
+#[tokio::test]
+async fn verify_compares_the_head_with_the_last_event() {
+    let (services, store) = testing::services().await;
+    let vault = services.records.vault();
+    assert!(
+        services
+            .records
+            .audit()
+            .commit_batch(Txn::new(), &entries(0, 5))
+            .await
+            .unwrap()
+    );
+    let key = event_key(5);
+    let mut ev = vault.get::<AuditEvent>(&key).await.unwrap().unwrap().value;
+    ev.actor = "user:someone-else".to_owned();
+    ev.hash = ev.compute_hash();
+    store.poke(&key, vault.seal(&key, &ev).unwrap());
+    let report = verify(vault).await.unwrap();
+    assert_eq!(report.breaks, vec![ChainBreak::HeadHashMismatch { seq: 5 }]);
+    assert!(
+        report.breaks[0].to_string().contains("head"),
+        "{}",
+        report.breaks[0]
+    );
+}
+
+/// Defect 10 of the security review: a rolled-back store (an older head, the newer events
+/// deleted) is a consistent chain that plain `verify` cannot tell from the real one; an
+/// authentic checkpoint taken before the rollback names the gap, and then the rewrite.
+#[tokio::test]
+async fn a_checkpoint_detects_a_rolled_back_and_a_rewritten_store() {
+    use checkpoint::Checkpoint;
+
+    let (services, store) = testing::services().await;
+    let vault = services.records.vault();
+    let audit = services.records.audit();
+    assert!(
+        audit
+            .commit_batch(Txn::new(), &entries(0, 3))
+            .await
+            .unwrap()
+    );
+    let old_head = vault.store().get(HEAD_KEY).await.unwrap().unwrap();
+    assert!(
+        audit
+            .commit_batch(Txn::new(), &entries(3, 5))
+            .await
+            .unwrap()
+    );
+    let cp = audit.checkpoint().await.unwrap();
+    assert_eq!(cp.seq, 8);
+    assert!(
+        verify_with(vault, Some(&cp))
+            .await
+            .unwrap()
+            .breaks
+            .is_empty()
+    );
+    // The checkpoint survives a trip through its JSON line and through a log line.
+    let log_line = serde_json::json!({
+        "timestamp": "x", "level": "INFO", "target": checkpoint::LOG_TARGET,
+        "message": "audit checkpoint", "seq": cp.seq, "head": cp.head, "time": cp.time,
+        "key_id": cp.key_id, "mac": cp.mac,
+    });
+    let text = format!("not json\n{}\n{log_line}\n", cp.to_json());
+    assert_eq!(Checkpoint::parse_all(&text), vec![cp.clone(), cp.clone()]);
+
+    // Roll back: the old head, events 4..=8 deleted.
+    store.poke(HEAD_KEY, old_head);
+    let mut txn = Txn::new();
+    for seq in 4..=8 {
+        txn = txn.delete(event_key(seq));
+    }
+    assert!(vault.commit(txn).await.unwrap());
+    assert!(
+        verify(vault).await.unwrap().breaks.is_empty(),
+        "without a checkpoint the rollback is invisible"
+    );
+    let report = verify_with(vault, Some(&cp)).await.unwrap();
+    assert_eq!(
+        report.breaks,
+        vec![ChainBreak::BehindCheckpoint {
+            checkpoint_seq: 8,
+            head_seq: 3
+        }]
+    );
+    assert!(
+        report.breaks[0]
+            .to_string()
+            .contains("store is behind the checkpoint: checkpoint seq 8, store head seq 3"),
+        "{}",
+        report.breaks[0]
+    );
+
+    // Rewrite: another history from event 4 on, longer than the checkpoint.
+    let other = Audit::new(vault.clone(), Arc::new(SystemClock));
+    assert!(
+        other
+            .commit_batch(Txn::new(), &entries(100, 7))
+            .await
+            .unwrap()
+    );
+    let report = verify_with(vault, Some(&cp)).await.unwrap();
+    assert_eq!(
+        report.breaks,
+        vec![ChainBreak::DivergesFromCheckpoint { seq: 8 }]
+    );
+    assert!(report.breaks[0].to_string().contains("diverges"));
+
+    // A forged checkpoint (here: its seq edited) is refused before anything is walked.
+    let forged = Checkpoint {
+        seq: 3,
+        ..cp.clone()
+    };
+    let err = verify_with(vault, Some(&forged)).await.unwrap_err();
+    assert!(err.to_string().contains("not authentic"), "{err}");
+    // So is one made under a key this ring does not hold.
+    let foreign = Vault::new(
+        vault.store().clone(),
+        Arc::new(rolegate_crypto::Keyring::new(&[rolegate_crypto::MasterKey::generate()]).unwrap()),
+    );
+    let theirs = Checkpoint::sign(&foreign, None, cp.time.clone());
+    let err = verify_with(vault, Some(&theirs)).await.unwrap_err();
+    assert!(err.to_string().contains("not in the keyring"), "{err}");
+}
+
+#[tokio::test]
+async fn the_checkpoint_task_is_woken_after_enough_events() {
+    let (services, _) = testing::services().await;
+    let audit = services.records.audit();
+    let woken = audit.checkpoint_due.notified();
+    tokio::pin!(woken);
+    audit.appended(usize::try_from(checkpoint::CHECKPOINT_EVENTS - 1).unwrap());
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(50), woken.as_mut())
+            .await
+            .is_err()
+    );
+    audit.appended(1);
+    tokio::time::timeout(std::time::Duration::from_secs(1), woken)
+        .await
+        .expect("woken at the threshold");
 }

@@ -193,7 +193,7 @@ impl Onboarding {
                 if let Some(org) = claimed_org(body) {
                     rec = rec.org(org.to_string());
                 }
-                self.records.audit().append(ctx, rec).await?;
+                self.records.record_unauthenticated(ctx, rec).await?;
                 Err(e)
             }
         }

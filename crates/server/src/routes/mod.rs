@@ -9,6 +9,8 @@ pub mod credentials;
 pub mod docs;
 /// Liveness and readiness.
 pub mod health;
+/// `GET /metrics` and the per-request counting middleware.
+pub mod metrics;
 /// Onboarding: the signed callback, links, binding reset.
 pub mod onboarding;
 /// Organisations.
