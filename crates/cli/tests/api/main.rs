@@ -37,3 +37,5 @@ mod process;
 mod sealing;
 /// Operators: creation, listing, disabling, token rotation, bootstrap.
 mod users;
+/// Workload identity: trust anchors, profiles, CreateSession against moto (issue 14).
+mod workload;
