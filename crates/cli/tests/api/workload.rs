@@ -17,8 +17,11 @@ use sha2::{Digest as _, Sha256};
 use time::{Duration, OffsetDateTime};
 
 use crate::credentials::creds_app;
+use crate::onboarding::onboarding_toml;
 use crate::onboarding::{CUSTOMER, validated_org};
-use crate::support::{Engine, Resp, TestApp, aws_cli, into_resp, moto_url};
+use crate::support::{
+    AppOptions, Engine, Resp, TestApp, aws_cli, into_resp, moto_url, spawn_with, venv_bin,
+};
 
 struct Ca {
     cert: rcgen::Certificate,
@@ -41,7 +44,9 @@ fn ca(name: &str) -> Ca {
 
 struct Leaf {
     der: Vec<u8>,
+    pem: String,
     key: EcdsaKeyPair,
+    key_pem: String,
     serial: u64,
 }
 
@@ -67,7 +72,9 @@ fn leaf(ca: &Ca, cn: &str, serial: u64, not_after: OffsetDateTime) -> Leaf {
     .unwrap();
     Leaf {
         der: cert.der().to_vec(),
+        pem: cert.pem(),
         key: ring_key,
+        key_pem: key.serialize_pem(),
         serial,
     }
 }
@@ -545,7 +552,124 @@ async fn anchors_and_profiles_are_checked_and_owner_only(engine: Engine) {
     assert_eq!(r.status, 404, "{:?}", r.body);
 }
 
+/// The official client: `iam-rolesanywhere-session` (PyPI), unchanged, pointed at rolegate's
+/// TLS listener with `endpoint=`, gets credentials and makes calls that land in the
+/// customer's account.
+async fn the_official_python_client_gets_credentials(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    // A server certificate for localhost from a throw-away CA, as the TLS tests make one.
+    let tls_ca_key = KeyPair::generate().unwrap();
+    let mut tls_ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    tls_ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    tls_ca
+        .distinguished_name
+        .push(DnType::CommonName, "rolegate TLS test CA");
+    let tls_ca = tls_ca.self_signed(&tls_ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &tls_ca, &tls_ca_key)
+        .unwrap();
+    let path = |name: &str| dir.path().join(name);
+    std::fs::write(path("server.pem"), server.pem()).unwrap();
+    std::fs::write(path("server.key"), server_key.serialize_pem()).unwrap();
+    std::fs::write(path("tls-ca.pem"), tls_ca.pem()).unwrap();
+    let toml = format!(
+        "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n{}",
+        path("server.pem").display(),
+        path("server.key").display(),
+        onboarding_toml(false, "")
+    );
+    let mut app = spawn_with(
+        engine,
+        AppOptions {
+            toml,
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    let port = app.base.rsplit(':').next().unwrap().to_owned();
+    app.base = format!("https://localhost:{port}");
+    app.client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(tls_ca.pem().as_bytes()).unwrap())
+        .tls_built_in_root_certs(false)
+        .build()
+        .unwrap();
+
+    let org = format!("wi-py-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let ca1 = ca("rolegate python CA");
+    let s = setup(&app, &org, &ca1).await;
+    let l = leaf(
+        &ca1,
+        "build-python-1",
+        2001,
+        OffsetDateTime::now_utc() + Duration::days(30),
+    );
+    std::fs::write(path("leaf.pem"), &l.pem).unwrap();
+    std::fs::write(path("leaf.key"), &l.key_pem).unwrap();
+    let script = r#"
+import json, sys
+from iam_rolesanywhere_session import IAMRolesAnywhereSession
+a = json.loads(sys.argv[1])
+session = IAMRolesAnywhereSession(
+    profile_arn=a["profile"], role_arn=a["role"], trust_anchor_arn=a["anchor"],
+    certificate=a["cert"], private_key=a["key"], region="us-east-1",
+    endpoint=a["endpoint"], verify=a["ca"], session_duration=900,
+).get_session()
+who = session.client("sts", endpoint_url=a["moto"]).get_caller_identity()
+ec2 = session.client("ec2", endpoint_url=a["moto"], region_name="us-east-1")
+pair = ec2.create_key_pair(KeyName=a["keyname"])
+print(json.dumps({"account": who["Account"], "arn": who["Arn"], "key": pair["KeyName"]}))
+"#;
+    let args = json!({
+        "profile": s.profile_arn, "role": s.role_arn, "anchor": s.anchor_arn,
+        "cert": path("leaf.pem"), "key": path("leaf.key"), "ca": path("tls-ca.pem"),
+        "endpoint": format!("localhost:{port}"), "moto": moto_url(), "keyname": org,
+    });
+    let out = std::process::Command::new(venv_bin("python"))
+        .arg("-c")
+        .arg(script)
+        .arg(args.to_string())
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["account"], CUSTOMER, "{v}");
+    assert_eq!(v["key"], org.as_str(), "{v}");
+    assert!(v["arn"].as_str().unwrap().contains("build-python-1"), "{v}");
+    // The key pair is in the customer's account, where rolegate's session put the call.
+    let (id, secret, token) = crate::support::customer_credentials(CUSTOMER);
+    let listed = aws_cli(
+        &[
+            "ec2",
+            "describe-key-pairs",
+            "--key-names",
+            &org,
+            "--output",
+            "json",
+        ],
+        Some((&id, &secret, &token)),
+    );
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+}
+
 crate::both_engines!(
+    the_official_python_client_gets_credentials,
     certificate_sessions_and_every_refusal,
     anchors_and_profiles_are_checked_and_owner_only,
 );
