@@ -111,6 +111,11 @@ Examples:
   #   credential_process = rolegate creds --org acme-corp --format credential-process
   rolegate creds serve --org acme-corp                          # a local endpoint for SDKs")]
     Creds(client::args::CredsCommand),
+    /// Certificates for trying workload identity (not for production).
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
     /// Print an AWS console sign-in URL for an organisation, from a rolegate server.
     #[command(after_help = "\
 Examples:
@@ -223,6 +228,20 @@ impl ServeArgs {
             ..RawSettings::default()
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCommand {
+    /// Make a throw-away CA and a client certificate it issued (ca.pem, ca.key, leaf.pem,
+    /// leaf.key; keys 0600), to try `POST /sessions` locally. NOT FOR PRODUCTION.
+    DevCa {
+        /// The directory to write into (files there must not exist yet).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The leaf certificate's CN (its SourceIdentity in CloudTrail).
+        #[arg(long, value_name = "NAME", default_value = "dev-workload")]
+        common_name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,6 +391,32 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }) => {
             drop(out);
             client::ecs::serve(&args, &|k| std::env::var(k).ok(), Arc::new(SystemClock)).await?;
+        }
+        Command::Creds(client::args::CredsCommand { serve: None, args })
+            if args.certificate.is_some() =>
+        {
+            let format = client::args::Format::parse(&args.format, None)
+                .unwrap_or_else(|m| usage_error("creds", m));
+            drop(out);
+            let env = |k: &str| std::env::var(k).ok();
+            client::creds_with_certificate(&args, format, &env, &SystemClock).await?;
+        }
+        Command::Pki {
+            command:
+                PkiCommand::DevCa {
+                    out: dir,
+                    common_name,
+                },
+        } => {
+            let files = client::workload::dev_ca(&dir, &common_name)?;
+            writeln!(
+                out,
+                "# rolegate dev CA: a THROW-AWAY CA for trying workload identity. NOT FOR PRODUCTION:\n# its key sits unprotected in {} and it signs whatever this command is told to.",
+                dir.display()
+            )?;
+            for f in files {
+                writeln!(out, "{}", f.display())?;
+            }
         }
         Command::Creds(client::args::CredsCommand { serve: None, args }) => {
             let format = client::args::Format::parse(&args.format, args.profile.as_deref())

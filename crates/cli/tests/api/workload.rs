@@ -190,12 +190,16 @@ fn body(s: &Setup) -> Vec<u8> {
 }
 
 async fn setup(app: &TestApp, org: &str, ca: &Ca) -> Setup {
+    setup_pem(app, org, &ca.cert.pem()).await
+}
+
+async fn setup_pem(app: &TestApp, org: &str, ca_pem: &str) -> Setup {
     validated_org(app, &app.admin_token, org).await;
     let r = app
         .post(
             &format!("/api/orgs/{org}/trust-anchors"),
             &app.admin_token,
-            json!({"name": "build-ca", "certificate_bundle_pem": ca.cert.pem()}),
+            json!({"name": "build-ca", "certificate_bundle_pem": ca_pem}),
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
@@ -269,6 +273,8 @@ async fn certificate_sessions_and_every_refusal(engine: Engine) {
         .await
         .unwrap();
     let _ = moto_recording("/moto-api/recorder/stop-recording").await;
+    // moto keeps the recording in a file in its working directory: leave none behind.
+    let _ = moto_recording("/moto-api/recorder/reset-recording").await;
     drop(recorder);
     assert_eq!(r.status, 201, "{:?}", r.body);
     assert_eq!(r.header("cache-control"), Some("no-store"));
@@ -668,7 +674,107 @@ print(json.dumps({"account": who["Account"], "arn": who["Arn"], "key": pair["Key
     );
 }
 
+/// rolegate's own client: `pki dev-ca` makes a CA and leaf, and `creds --certificate`
+/// signs CreateSession itself as the AWS CLI's `credential_process`, with no API key.
+async fn rolegate_creds_with_a_certificate_is_a_credential_process(engine: Engine) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let app = creds_app(engine, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let out = std::process::Command::new(crate::process::BIN)
+        .args(["pki", "dev-ca", "--out"])
+        .arg(&pki)
+        .args(["--common-name", "build-cli-1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NOT FOR PRODUCTION"));
+    let key = pki.join("leaf.key");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let org = format!("wi-cli-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let s = setup_pem(
+        &app,
+        &org,
+        &std::fs::read_to_string(pki.join("ca.pem")).unwrap(),
+    )
+    .await;
+    let config = dir.path().join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile wi]\ncredential_process = {} creds --server {} --certificate {} --private-key {} --trust-anchor {} --profile {} --format credential-process\n",
+            crate::process::BIN,
+            app.base,
+            pki.join("leaf.pem").display(),
+            key.display(),
+            s.anchor_arn,
+            s.profile_arn,
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(venv_bin("aws"))
+        .args([
+            "sts",
+            "get-caller-identity",
+            "--profile",
+            "wi",
+            "--output",
+            "json",
+        ])
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_ENDPOINT_URL", moto_url())
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("ROLEGATE_API_KEY")
+        .env_remove("ROLEGATE_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let who: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(who["Account"], CUSTOMER, "{who}");
+    assert!(
+        who["Arn"].as_str().unwrap().contains("build-cli-1"),
+        "{who}"
+    );
+
+    // A certificate the profile refuses: the client exits non-zero with the reason, and
+    // no key material on stderr.
+    let out = std::process::Command::new(crate::process::BIN)
+        .args(["pki", "dev-ca", "--out"])
+        .arg(dir.path().join("other"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = std::process::Command::new(crate::process::BIN)
+        .args(["creds", "--server", &app.base, "--certificate"])
+        .arg(dir.path().join("other/leaf.pem"))
+        .arg("--private-key")
+        .arg(dir.path().join("other/leaf.key"))
+        .args(["--trust-anchor", &s.anchor_arn, "--profile", &s.profile_arn])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("untrusted_issuer"), "{stderr}");
+    assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
+}
+
 crate::both_engines!(
+    rolegate_creds_with_a_certificate_is_a_credential_process,
     the_official_python_client_gets_credentials,
     certificate_sessions_and_every_refusal,
     anchors_and_profiles_are_checked_and_owner_only,

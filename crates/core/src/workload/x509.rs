@@ -295,7 +295,9 @@ pub fn verify_chain(
             E::CertRevoked => "certificate_revoked",
             E::CertExpired { .. } => "certificate_expired",
             E::CertNotValidYet { .. } => "certificate_not_yet_valid",
-            E::UnknownIssuer => "untrusted_issuer",
+            // No anchor names the issuer, or one does but did not sign it (another CA of
+            // the same name).
+            E::UnknownIssuer | E::InvalidSignatureForPublicKey => "untrusted_issuer",
             E::RequiredEkuNotFoundContext(_) => "client_auth_eku_missing",
             E::InvalidCrlSignatureForPublicKey
             | E::UnsupportedCrlSignatureAlgorithmContext(_)
