@@ -46,7 +46,7 @@ impl Principal {
                 ..
             } => format!(
                 "workload:{profile}:{}",
-                &cert_fingerprint[..cert_fingerprint.len().min(32)]
+                cert_fingerprint.chars().take(32).collect::<String>()
             ),
             Self::System { .. } => "system".to_owned(),
         }

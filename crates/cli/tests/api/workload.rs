@@ -426,6 +426,36 @@ async fn certificate_sessions_and_every_refusal(engine: Engine) {
     let r = post_session(&app, &signed_headers(&app, &good, now, &b), &b).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
 
+    // A role other than the bound one is refused (rolegate never assumes a named role).
+    let mut other_role: Value = serde_json::from_slice(&b).unwrap();
+    other_role["roleArn"] = json!(format!("arn:aws:iam::{CUSTOMER}:role/admin"));
+    let other_role = serde_json::to_vec(&other_role).unwrap();
+    let r = post_session(
+        &app,
+        &signed_headers(&app, &good, now, &other_role),
+        &other_role,
+    )
+    .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("role_not_bound"),
+        "{:?}",
+        r.body
+    );
+    let events = app.audit_events().await;
+    assert!(
+        events.iter().any(|e| e.action == "workload.session"
+            && e.code.as_deref() == Some("workload_auth_failed")
+            && e.details["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("role_not_bound")),
+        "role_not_bound not audited"
+    );
+
     // A CRL two hours past its nextUpdate (grace: one hour): the anchor fails closed.
     let r = app
         .send(

@@ -530,10 +530,11 @@ impl Credentials {
     /// failed either way; a failure to log it is only logged. Refusals by the policy were
     /// recorded when they were made.
     async fn audit_failure(&self, caller: &Caller, cmd: &IssueCommand, e: Error) -> Error {
-        if !matches!(
-            e,
-            Error::AuditUnavailable(_) | Error::Store(_) | Error::Forbidden { .. }
-        ) {
+        // A workload refused here (its roleArn is not the bound role) was not refused by the
+        // policy, so it is recorded here.
+        let policy_refusal =
+            matches!(&e, Error::Forbidden { code, .. } if *code != Code::WorkloadAuthFailed);
+        if !policy_refusal && !matches!(e, Error::AuditUnavailable(_) | Error::Store(_)) {
             let (action, mut extra) = match &cmd.workload {
                 Some(w) => (Action::CreateWorkloadSession, w.audit.clone()),
                 None => (Action::IssueCredentials, serde_json::Value::Null),

@@ -119,7 +119,10 @@ impl Workloads {
         let amz_date = header(req, "x-amz-date")
             .ok_or_else(|| refuse("malformed_date", "no X-Amz-Date header".into()))?;
         let signed_at = sigv4::parse_amz_date(amz_date).map_err(Verdict::Refused)?;
-        if !auth.scope().starts_with(&amz_date[..8]) {
+        if !auth
+            .scope()
+            .starts_with(amz_date.get(..8).unwrap_or(amz_date))
+        {
             return Err(refuse(
                 "malformed_authorization",
                 "the credential scope's date is not X-Amz-Date's".into(),
@@ -354,7 +357,7 @@ impl Workloads {
                 "arn:aws:rolesanywhere:{}:{}:subject/{}",
                 self.settings.region,
                 self.settings.account_id,
-                &leaf.fingerprint[..leaf.fingerprint.len().min(32)]
+                leaf.fingerprint.chars().take(32).collect::<String>()
             ),
             issued,
         }))
