@@ -136,7 +136,7 @@ struct Plan {
     /// The cross-replica fill lock of `cache_key`.
     lock_key: String,
     source_identity: String,
-    /// What the audit event is recorded under.
+    /// The action issuing (decides the audit event's name).
     action: Action,
 }
 
@@ -489,7 +489,13 @@ impl Credentials {
                 txn = txn.present(key.clone());
             }
         }
-        let audit = AuditRecord::new(plan.action.name())
+        // The issuance itself is `credentials.issue` (a console sign-in records its own event
+        // after it); a workload's is `workload.session`.
+        let name = match plan.action {
+            Action::CreateWorkloadSession => plan.action.name(),
+            _ => Action::IssueCredentials.name(),
+        };
+        let audit = AuditRecord::new(name)
             .org(cmd.org.to_string())
             .target(plan.role_arn.clone())
             .details(details);
