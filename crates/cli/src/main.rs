@@ -109,9 +109,15 @@ Examples:
   rolegate creds --org acme-corp --format aws-profile acme      # a ~/.aws/credentials profile
   # in ~/.aws/config (or let `rolegate profiles generate` write it):
   #   credential_process = rolegate creds --org acme-corp --format credential-process
-  rolegate creds serve --org acme-corp                          # a local endpoint for SDKs")]
+  rolegate creds serve --org acme-corp                          # a local endpoint for SDKs
+  # a workload with an X.509 certificate instead of an API key (docs/workload-identity.md):
+  rolegate creds --certificate leaf.pem --private-key leaf.key \\
+    --trust-anchor ANCHOR_ARN --profile PROFILE_ARN --format credential-process")]
     Creds(client::args::CredsCommand),
     /// Certificates for trying workload identity (not for production).
+    #[command(after_help = "\
+Examples:
+  rolegate pki dev-ca --out ./dev-pki --common-name build-agent-1")]
     Pki {
         #[command(subcommand)]
         command: PkiCommand,
@@ -234,6 +240,11 @@ impl ServeArgs {
 enum PkiCommand {
     /// Make a throw-away CA and a client certificate it issued (ca.pem, ca.key, leaf.pem,
     /// leaf.key; keys 0600), to try `POST /sessions` locally. NOT FOR PRODUCTION.
+    #[command(after_help = "\
+Examples:
+  rolegate pki dev-ca --out ./dev-pki --common-name build-agent-1
+  rolegate creds --server http://127.0.0.1:8080 --certificate ./dev-pki/leaf.pem \\
+    --private-key ./dev-pki/leaf.key --trust-anchor ANCHOR_ARN --profile PROFILE_ARN")]
     DevCa {
         /// The directory to write into (files there must not exist yet).
         #[arg(long, value_name = "DIR")]

@@ -416,6 +416,11 @@ pub mod rate {
     pub fn callback_per_ip(ip: &str) -> String {
         format!("rl/callback-ip/{}", source(ip))
     }
+    /// Workload sessions from `ip` (counted per [`source`]).
+    #[must_use]
+    pub fn sessions_per_ip(ip: &str) -> String {
+        format!("rl/sessions-ip/{}", source(ip))
+    }
     #[must_use]
     pub fn callback_per_org(org: &str) -> String {
         format!("rl/callback-org/{org}")

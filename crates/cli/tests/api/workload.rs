@@ -803,7 +803,30 @@ async fn rolegate_creds_with_a_certificate_is_a_credential_process(engine: Engin
     assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
 }
 
+/// Junk costs a source its budget before any parsing: the third request is 429.
+async fn sessions_are_rate_limited_per_source_before_verification(engine: Engine) {
+    let app = spawn_with(
+        engine,
+        AppOptions {
+            toml: "[rate_limits]\nsessions_per_ip = { burst = 2, period_secs = 3600 }\n".into(),
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let r = post_session(&app, &[], b"junk").await;
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses, vec![403, 403, 429]);
+    let reasons = refusal_reasons(&app.audit_events().await);
+    // Refusals that name no real anchor are aggregated per source like failed logins: the
+    // first is an event of its own, the rest of the minute one event with their count.
+    assert_eq!(reasons, vec!["malformed_authorization"], "{reasons:?}");
+}
+
 crate::both_engines!(
+    sessions_are_rate_limited_per_source_before_verification,
     rolegate_creds_with_a_certificate_is_a_credential_process,
     the_official_python_client_gets_credentials,
     certificate_sessions_and_every_refusal,

@@ -363,6 +363,7 @@ fn session_error(status: StatusCode, kind: &str, message: String) -> Response {
     responses(
         (status = 201, description = "The credentials.", body = CreateSessionResponse),
         (status = 403, description = "`AccessDeniedException`: the reason is in `message` and the audit log.", body = SessionError),
+        (status = 429, description = "`rate_limited` (per source IP, `rate_limits.sessions_per_ip`).", body = ErrorBody),
     )
 )]
 async fn create_session(
@@ -373,6 +374,17 @@ async fn create_session(
     body: Bytes,
 ) -> Response {
     let ip = source_ip(&state, &headers, Some(peer));
+    // Before any parsing or signature check, so that junk cannot buy unbounded work.
+    if let Err(e) = crate::ratelimit::step(
+        &state,
+        "sessions_per_ip",
+        rolegate_core::keyspace::rate::sessions_per_ip(&ip),
+        state.settings.rate_limits.sessions_per_ip,
+    )
+    .await
+    {
+        return e.into_response();
+    }
     let ctx = RequestContext {
         request_id: request_id(&headers),
         source_ip: Some(ip),
