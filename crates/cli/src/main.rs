@@ -119,8 +119,19 @@ Examples:
   rolegate creds --org acme-corp --format aws-profile acme      # a ~/.aws/credentials profile
   # in ~/.aws/config (or let `rolegate profiles generate` write it):
   #   credential_process = rolegate creds --org acme-corp --format credential-process
-  rolegate creds serve --org acme-corp                          # a local endpoint for SDKs")]
+  rolegate creds serve --org acme-corp                          # a local endpoint for SDKs
+  # a workload with an X.509 certificate instead of an API key (docs/workload-identity.md):
+  rolegate creds --certificate leaf.pem --private-key leaf.key \\
+    --trust-anchor ANCHOR_ARN --profile PROFILE_ARN --format credential-process")]
     Creds(client::args::CredsCommand),
+    /// Certificates for trying workload identity (not for production).
+    #[command(after_help = "\
+Examples:
+  rolegate pki dev-ca --out ./dev-pki --common-name build-agent-1")]
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
     /// Print an AWS console sign-in URL for an organisation, from a rolegate server.
     #[command(after_help = "\
 Examples:
@@ -233,6 +244,25 @@ impl ServeArgs {
             ..RawSettings::default()
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCommand {
+    /// Make a throw-away CA and a client certificate it issued (ca.pem, ca.key, leaf.pem,
+    /// leaf.key; keys 0600), to try `POST /sessions` locally. NOT FOR PRODUCTION.
+    #[command(after_help = "\
+Examples:
+  rolegate pki dev-ca --out ./dev-pki --common-name build-agent-1
+  rolegate creds --server http://127.0.0.1:8080 --certificate ./dev-pki/leaf.pem \\
+    --private-key ./dev-pki/leaf.key --trust-anchor ANCHOR_ARN --profile PROFILE_ARN")]
+    DevCa {
+        /// The directory to write into (files there must not exist yet).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The leaf certificate's CN (its SourceIdentity in CloudTrail).
+        #[arg(long, value_name = "NAME", default_value = "dev-workload")]
+        common_name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -446,6 +476,32 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }) => {
             drop(out);
             client::ecs::serve(&args, &|k| std::env::var(k).ok(), Arc::new(SystemClock)).await?;
+        }
+        Command::Creds(client::args::CredsCommand { serve: None, args })
+            if args.certificate.is_some() =>
+        {
+            let format = client::args::Format::parse(&args.format, None)
+                .unwrap_or_else(|m| usage_error("creds", m));
+            drop(out);
+            let env = |k: &str| std::env::var(k).ok();
+            client::creds_with_certificate(&args, format, &env, &SystemClock).await?;
+        }
+        Command::Pki {
+            command:
+                PkiCommand::DevCa {
+                    out: dir,
+                    common_name,
+                },
+        } => {
+            let files = client::workload::dev_ca(&dir, &common_name)?;
+            writeln!(
+                out,
+                "# rolegate dev CA: a THROW-AWAY CA for trying workload identity. NOT FOR PRODUCTION:\n# its key sits unprotected in {} and it signs whatever this command is told to.",
+                dir.display()
+            )?;
+            for f in files {
+                writeln!(out, "{}", f.display())?;
+            }
         }
         Command::Creds(client::args::CredsCommand { serve: None, args }) => {
             let format = client::args::Format::parse(&args.format, args.profile.as_deref())

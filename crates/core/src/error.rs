@@ -56,6 +56,7 @@ codes! {
     NonceReused = ("nonce_reused", 401, "callback: the nonce was already used (nonces are kept 15 minutes)"),
     Forbidden = ("forbidden", 403, "authenticated, but the policy does not allow this caller to do this (wrong role, another org's key, another operator's org)"),
     AccessLevelNotAllowed = ("access_level_not_allowed", 403, "the access level exists but is not granted to this caller; no STS call was made"),
+    WorkloadAuthFailed = ("workload_auth_failed", 403, "`POST /sessions`: the certificate, its chain or CRL, the signature, its date, a replay or the profile's conditions refused the workload; the message and the audit event name the reason"),
     AssumeRoleDenied = ("assume_role_denied", 403, "the customer's role refused AssumeRole: deleted, trust policy changed, or ExternalId no longer matching"),
     NotFound = ("not_found", 404, "no such route or resource"),
     MethodNotAllowed = ("method_not_allowed", 405, "wrong method (with `Allow`)"),

@@ -7,7 +7,8 @@ use std::marker::PhantomData;
 
 use crate::ids::{OrgName, UserId};
 use crate::model::{
-    ApiKeyEntry, AuditEvent, AuditHead, CachedCredentials, OrgRecord, TokenEntry, UserRecord,
+    ApiKeyEntry, AuditEvent, AuditHead, CachedCredentials, OrgRecord, TokenEntry,
+    TrustAnchorRecord, UserRecord, WorkloadProfileRecord,
 };
 
 /// What `rekey` does with a family's records when they are sealed under an older key.
@@ -148,6 +149,47 @@ family!(
     Skip
 );
 
+family!(
+    TRUST_ANCHOR,
+    "trust anchor",
+    "wi/anchor/",
+    "TrustAnchorRecord (wi/anchor/<org>/<uuid>)",
+    true,
+    Reseal
+);
+family!(
+    TRUST_ANCHOR_ID,
+    "trust anchor index",
+    "wi/anchor-id/",
+    "OrgName (wi/anchor-id/<uuid>)",
+    true,
+    Reseal
+);
+family!(
+    WORKLOAD_PROFILE,
+    "workload profile",
+    "wi/profile/",
+    "WorkloadProfileRecord (wi/profile/<org>/<uuid>)",
+    true,
+    Reseal
+);
+family!(
+    WORKLOAD_PROFILE_ID,
+    "workload profile index",
+    "wi/profile-id/",
+    "OrgName (wi/profile-id/<uuid>)",
+    true,
+    Reseal
+);
+family!(
+    SESSION_REPLAY,
+    "workload signature replay marker",
+    "wi/replay/",
+    "unsealed marker (wi/replay/<sha256 of the signature>), TTL",
+    false,
+    Skip
+);
+
 /// Every family kept in the key-value store, in the order of the table above.
 pub const FAMILIES: &[Family] = &[
     SYS_PEPPER,
@@ -164,6 +206,11 @@ pub const FAMILIES: &[Family] = &[
     NONCE,
     CREDENTIALS,
     CREDENTIAL_LOCK,
+    TRUST_ANCHOR,
+    TRUST_ANCHOR_ID,
+    WORKLOAD_PROFILE,
+    WORKLOAD_PROFILE_ID,
+    SESSION_REPLAY,
 ];
 
 /// The family `key` belongs to (the longest matching prefix), if any.
@@ -292,6 +339,36 @@ pub fn credential_lock(digest_hex: &str) -> String {
     format!("{}{digest_hex}", CREDENTIAL_LOCK.prefix)
 }
 
+#[must_use]
+pub fn trust_anchor(org: &OrgName, id: &str) -> Key<TrustAnchorRecord> {
+    Key::new(&TRUST_ANCHOR, &format!("{org}/{id}"))
+}
+#[must_use]
+pub fn trust_anchors_prefix(org: &OrgName) -> String {
+    format!("{}{org}/", TRUST_ANCHOR.prefix)
+}
+#[must_use]
+pub fn trust_anchor_id(id: &str) -> Key<OrgName> {
+    Key::new(&TRUST_ANCHOR_ID, id)
+}
+#[must_use]
+pub fn workload_profile(org: &OrgName, id: &str) -> Key<WorkloadProfileRecord> {
+    Key::new(&WORKLOAD_PROFILE, &format!("{org}/{id}"))
+}
+#[must_use]
+pub fn workload_profiles_prefix(org: &OrgName) -> String {
+    format!("{}{org}/", WORKLOAD_PROFILE.prefix)
+}
+#[must_use]
+pub fn workload_profile_id(id: &str) -> Key<OrgName> {
+    Key::new(&WORKLOAD_PROFILE_ID, id)
+}
+/// A used request signature; `digest` is the SHA-256 of its bytes.
+#[must_use]
+pub fn session_replay(digest_hex: &str) -> String {
+    format!("{}{digest_hex}", SESSION_REPLAY.prefix)
+}
+
 /// Rate-limit buckets: a namespace of their own in every engine (never listed, never
 /// sealed: a bucket holds only a time).
 pub mod rate {
@@ -339,6 +416,11 @@ pub mod rate {
     pub fn callback_per_ip(ip: &str) -> String {
         format!("rl/callback-ip/{}", source(ip))
     }
+    /// Workload sessions from `ip` (counted per [`source`]).
+    #[must_use]
+    pub fn sessions_per_ip(ip: &str) -> String {
+        format!("rl/sessions-ip/{}", source(ip))
+    }
     #[must_use]
     pub fn callback_per_org(org: &str) -> String {
         format!("rl/callback-org/{org}")
@@ -369,6 +451,14 @@ mod tests {
             (credentials(&org_name, "ab").to_string(), &CREDENTIALS),
             (credential_lock("ab"), &CREDENTIAL_LOCK),
             (pepper().to_string(), &SYS_PEPPER),
+            (trust_anchor(&org_name, "u").to_string(), &TRUST_ANCHOR),
+            (trust_anchor_id("u").to_string(), &TRUST_ANCHOR_ID),
+            (
+                workload_profile(&org_name, "u").to_string(),
+                &WORKLOAD_PROFILE,
+            ),
+            (workload_profile_id("u").to_string(), &WORKLOAD_PROFILE_ID),
+            (session_replay("ab"), &SESSION_REPLAY),
         ] {
             assert_eq!(family_of(&key), Some(family), "{key}");
         }

@@ -39,10 +39,18 @@ pub enum Grantee {
     Owners,
     /// Any admin.
     Admins,
+    /// Workloads authenticated by an X.509 certificate (`POST /sessions`), and then only
+    /// with the level their profile names.
+    Workloads,
 }
 
 impl Grantee {
-    pub const ALL: [Grantee; 3] = [Grantee::ApiKeys, Grantee::Owners, Grantee::Admins];
+    pub const ALL: [Grantee; 4] = [
+        Grantee::ApiKeys,
+        Grantee::Owners,
+        Grantee::Admins,
+        Grantee::Workloads,
+    ];
 
     /// The name used in configuration (`allow = ["api_keys", "owners", "admins"]`).
     #[must_use]
@@ -51,6 +59,7 @@ impl Grantee {
             Self::ApiKeys => "api_keys",
             Self::Owners => "owners",
             Self::Admins => "admins",
+            Self::Workloads => "workloads",
         }
     }
 
@@ -61,7 +70,9 @@ impl Grantee {
             .ok_or_else(|| {
                 bad(
                     "allow",
-                    format!("{s:?} is not one of \"api_keys\", \"owners\", \"admins\""),
+                    format!(
+                        "{s:?} is not one of \"api_keys\", \"owners\", \"admins\", \"workloads\""
+                    ),
                 )
             })
     }
@@ -385,8 +396,8 @@ impl CredentialPolicy {
     }
 }
 
-/// Who may use a level whose configuration says nothing: an org's API keys get only the
-/// default level; the owning operator and admins get every level.
+/// Who may use a level whose configuration says nothing: an org's API keys and workloads get
+/// only the default level; the owning operator and admins get every level.
 fn default_allow(is_default: bool) -> Vec<Grantee> {
     if is_default {
         Grantee::ALL.to_vec()

@@ -49,6 +49,8 @@ pub mod services;
 pub mod users;
 /// The sealing barrier between services and storage.
 pub mod vault;
+/// Workload identity: trust anchors, profiles, `POST /sessions` (issue 14).
+pub mod workload;
 
 /// In-memory test doubles: a `KvStore` that passes the store conformance suite, and an STS
 /// that is never reached.

@@ -36,6 +36,17 @@ pub enum Action {
     ConsoleSignin,
     ValidateCredentials,
     ReadMetrics,
+    /// Register, list, delete an org's trust anchors (CA bundles) and upload their CRLs.
+    CreateTrustAnchor,
+    ListTrustAnchors,
+    DeleteTrustAnchor,
+    UploadCrl,
+    /// Create, list, delete an org's workload profiles.
+    CreateWorkloadProfile,
+    ListWorkloadProfiles,
+    DeleteWorkloadProfile,
+    /// A workload's `POST /sessions`: credentials for a verified certificate.
+    CreateWorkloadSession,
 }
 
 impl Action {
@@ -60,6 +71,14 @@ impl Action {
         Action::ConsoleSignin,
         Action::ValidateCredentials,
         Action::ReadMetrics,
+        Action::CreateTrustAnchor,
+        Action::ListTrustAnchors,
+        Action::DeleteTrustAnchor,
+        Action::UploadCrl,
+        Action::CreateWorkloadProfile,
+        Action::ListWorkloadProfiles,
+        Action::DeleteWorkloadProfile,
+        Action::CreateWorkloadSession,
     ];
 
     /// The name audit events use for this action (a refusal is recorded under it).
@@ -85,6 +104,14 @@ impl Action {
             Self::ConsoleSignin => "credentials.console",
             Self::ValidateCredentials => "credentials.validate",
             Self::ReadMetrics => "metrics.read",
+            Self::CreateTrustAnchor => "trust_anchor.create",
+            Self::ListTrustAnchors => "trust_anchor.list",
+            Self::DeleteTrustAnchor => "trust_anchor.delete",
+            Self::UploadCrl => "trust_anchor.crl",
+            Self::CreateWorkloadProfile => "workload_profile.create",
+            Self::ListWorkloadProfiles => "workload_profile.list",
+            Self::DeleteWorkloadProfile => "workload_profile.delete",
+            Self::CreateWorkloadSession => "workload.session",
         }
     }
 
@@ -92,7 +119,10 @@ impl Action {
     /// grants decide too).
     #[must_use]
     pub const fn uses_access_level(self) -> bool {
-        matches!(self, Self::IssueCredentials | Self::ConsoleSignin)
+        matches!(
+            self,
+            Self::IssueCredentials | Self::ConsoleSignin | Self::CreateWorkloadSession
+        )
     }
 
     /// Who may do it, by kind of principal.
@@ -100,36 +130,55 @@ impl Action {
     pub const fn rules(self) -> Rules {
         use Rule::{Allow, Deny, OwnOrg, OwnerOfOrg, Scoped, Themselves};
         /// One argument per kind of principal, in the order of [`Rules`]' fields.
-        const fn r(admin: Rule, operator: Rule, org_key: Rule, stack: Rule, system: Rule) -> Rules {
+        const fn r(
+            admin: Rule,
+            operator: Rule,
+            org_key: Rule,
+            stack: Rule,
+            system: Rule,
+            workload: Rule,
+        ) -> Rules {
             Rules {
                 admin,
                 operator,
                 org_key,
                 stack,
                 system,
+                workload,
             }
         }
         match self {
-            Self::CreateUser => r(Allow, Deny, Deny, Deny, Allow),
-            Self::ListUsers => r(Allow, Scoped, Deny, Deny, Allow),
-            Self::ReadUser => r(Allow, Themselves, Deny, Deny, Allow),
-            Self::DisableUser => r(Allow, Deny, Deny, Deny, Allow),
-            Self::RotateUserToken => r(Allow, Themselves, Deny, Deny, Allow),
-            Self::RegisterOrg => r(Allow, Allow, Deny, Deny, Deny),
-            Self::ListOrgs => r(Allow, Scoped, Scoped, Deny, Allow),
-            Self::ReadOrg => r(Allow, OwnerOfOrg, OwnOrg, Deny, Allow),
+            Self::CreateUser => r(Allow, Deny, Deny, Deny, Allow, Deny),
+            Self::ListUsers => r(Allow, Scoped, Deny, Deny, Allow, Deny),
+            Self::ReadUser => r(Allow, Themselves, Deny, Deny, Allow, Deny),
+            Self::DisableUser => r(Allow, Deny, Deny, Deny, Allow, Deny),
+            Self::RotateUserToken => r(Allow, Themselves, Deny, Deny, Allow, Deny),
+            Self::RegisterOrg => r(Allow, Allow, Deny, Deny, Deny, Deny),
+            Self::ListOrgs => r(Allow, Scoped, Scoped, Deny, Allow, Deny),
+            Self::ReadOrg => r(Allow, OwnerOfOrg, OwnOrg, Deny, Allow, Deny),
             Self::RotateOrgApiKey | Self::OffboardOrg | Self::ResetBinding => {
-                r(Allow, OwnerOfOrg, Deny, Deny, Allow)
+                r(Allow, OwnerOfOrg, Deny, Deny, Allow, Deny)
             }
-            Self::IssueOnboardingLinks => r(Allow, OwnerOfOrg, Deny, Deny, Deny),
-            Self::ApplyCallback => r(Deny, Deny, Deny, OwnOrg, Deny),
-            Self::ReadAudit => r(Allow, Scoped, Deny, Deny, Allow),
-            Self::ExportAudit => r(Allow, Deny, Deny, Deny, Allow),
+            Self::IssueOnboardingLinks => r(Allow, OwnerOfOrg, Deny, Deny, Deny, Deny),
+            Self::ApplyCallback => r(Deny, Deny, Deny, OwnOrg, Deny, Deny),
+            Self::ReadAudit => r(Allow, Scoped, Deny, Deny, Allow, Deny),
+            Self::ExportAudit => r(Allow, Deny, Deny, Deny, Allow, Deny),
             // Credentials always name a person or a service: rolegate itself gets none.
             Self::IssueCredentials | Self::ConsoleSignin | Self::ValidateCredentials => {
-                r(Allow, OwnerOfOrg, OwnOrg, Deny, Deny)
+                r(Allow, OwnerOfOrg, OwnOrg, Deny, Deny, Deny)
             }
-            Self::ReadMetrics => r(Allow, Deny, Deny, Deny, Allow),
+            Self::ReadMetrics => r(Allow, Deny, Deny, Deny, Allow, Deny),
+            // Trust anchors and profiles decide who can become a workload: the org's owner
+            // and admins, never an API key (it could mint itself a certificate identity).
+            Self::CreateTrustAnchor
+            | Self::ListTrustAnchors
+            | Self::DeleteTrustAnchor
+            | Self::UploadCrl
+            | Self::CreateWorkloadProfile
+            | Self::ListWorkloadProfiles
+            | Self::DeleteWorkloadProfile => r(Allow, OwnerOfOrg, Deny, Deny, Deny, Deny),
+            // Only a verified certificate, and only for its own org.
+            Self::CreateWorkloadSession => r(Deny, Deny, Deny, Deny, Deny, OwnOrg),
         }
     }
 }
@@ -157,6 +206,7 @@ pub struct Rules {
     pub org_key: Rule,
     pub stack: Rule,
     pub system: Rule,
+    pub workload: Rule,
 }
 
 impl Rules {
@@ -174,6 +224,7 @@ impl Rules {
             Principal::OrgKey { .. } => self.org_key,
             Principal::Stack { .. } => self.stack,
             Principal::System { .. } => self.system,
+            Principal::Workload { .. } => self.workload,
         }
     }
 
@@ -202,6 +253,9 @@ impl Rules {
         }
         if self.stack != Rule::Deny {
             who.push("the org's onboarding stack (signed)");
+        }
+        if self.workload != Rule::Deny {
+            who.push("the org's workloads (X.509, signed)");
         }
         who.join(", ")
     }
@@ -281,7 +335,9 @@ pub fn authorize(caller: &Caller, action: Action, facts: &Facts<'_>) -> Result<(
         Rule::Allow | Rule::Scoped => {}
         Rule::OwnOrg => {
             let own = match p {
-                Principal::OrgKey { org, .. } | Principal::Stack { org } => Some(org),
+                Principal::OrgKey { org, .. }
+                | Principal::Stack { org }
+                | Principal::Workload { org, .. } => Some(org),
                 Principal::Operator { .. } | Principal::System { .. } => None,
             };
             match (own, facts.org) {
@@ -325,6 +381,7 @@ pub fn authorize(caller: &Caller, action: Action, facts: &Facts<'_>) -> Result<(
                 role: Role::Admin, ..
             } => Grantee::Admins,
             Principal::Operator { .. } => Grantee::Owners,
+            Principal::Workload { .. } => Grantee::Workloads,
             Principal::Stack { .. } | Principal::System { .. } => {
                 return deny(refusal(p, action));
             }
@@ -339,6 +396,7 @@ pub fn authorize(caller: &Caller, action: Action, facts: &Facts<'_>) -> Result<(
                 Grantee::ApiKeys => "this organisation's API keys",
                 Grantee::Owners => "the organisation's owner",
                 Grantee::Admins => "admins",
+                Grantee::Workloads => "workloads",
             };
             return Err(Denial {
                 code: Code::AccessLevelNotAllowed,
@@ -362,6 +420,7 @@ fn refusal(p: &Principal, action: Action) -> String {
         Principal::OrgKey { .. } => "API keys",
         Principal::Stack { .. } => "onboarding stacks",
         Principal::System { .. } => "rolegate itself",
+        Principal::Workload { .. } => "workloads",
     };
     format!(
         "{who} may not do {} (allowed: {})",
@@ -436,6 +495,59 @@ mod tests {
                 assert!(authorize(&stack, *a, &facts).is_err(), "{a:?}");
             }
         }
+    }
+
+    #[test]
+    fn workloads_only_create_sessions_for_their_org_at_levels_granted_to_workloads() {
+        let levels = CredentialPolicy::defaults("aws", "us-east-1".into());
+        let ro = levels.level(Some("readonly")).unwrap();
+        let opl = levels.level(Some("operator")).unwrap();
+        let acme = OrgName::parse("acme").unwrap();
+        let alice = UserId::parse("alice").unwrap();
+        let facts = Facts::org(&acme, Owner::Is(&alice));
+        let w = caller(Principal::Workload {
+            org: acme.clone(),
+            profile: "p".into(),
+            cert_fingerprint: "ab".repeat(32),
+            common_name: "build-agent".into(),
+        });
+        assert!(authorize(&w, Action::CreateWorkloadSession, &facts.with_level(ro)).is_ok());
+        // The default grants give workloads the default level only.
+        let d = authorize(&w, Action::CreateWorkloadSession, &facts.with_level(opl)).unwrap_err();
+        assert_eq!(d.code, Code::AccessLevelNotAllowed);
+        let other = OrgName::parse("other").unwrap();
+        let other_facts = Facts::org(&other, Owner::Is(&alice)).with_level(ro);
+        assert!(authorize(&w, Action::CreateWorkloadSession, &other_facts).is_err());
+        for a in Action::ALL {
+            if *a != Action::CreateWorkloadSession {
+                assert!(authorize(&w, *a, &facts.with_level(ro)).is_err(), "{a:?}");
+            }
+        }
+        // Nobody else creates workload sessions, and API keys never manage anchors.
+        for c in [
+            op("alice", Role::Operator),
+            op("root", Role::Admin),
+            key("acme"),
+        ] {
+            assert!(authorize(&c, Action::CreateWorkloadSession, &facts.with_level(ro)).is_err());
+        }
+        assert!(authorize(&key("acme"), Action::CreateTrustAnchor, &facts).is_err());
+        assert!(
+            authorize(
+                &op("alice", Role::Operator),
+                Action::CreateTrustAnchor,
+                &facts
+            )
+            .is_ok()
+        );
+        assert!(
+            authorize(
+                &op("bob", Role::Operator),
+                Action::CreateTrustAnchor,
+                &facts
+            )
+            .is_err()
+        );
     }
 
     #[test]

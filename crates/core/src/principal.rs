@@ -14,6 +14,18 @@ pub enum Principal {
     OrgKey { org: OrgName, key_id: String },
     /// A customer's onboarding stack, proven by a callback signed with its org's secret.
     Stack { org: OrgName },
+    /// A workload outside AWS, proven by an X.509 certificate that chains to one of its org's
+    /// trust anchors and a request signed with the certificate's key (`POST /sessions`).
+    /// It may only create sessions, under the one profile it was verified against.
+    Workload {
+        org: OrgName,
+        /// The profile's id (a UUID).
+        profile: String,
+        /// SHA-256 of the leaf certificate's DER, lowercase hex.
+        cert_fingerprint: String,
+        /// The subject's common name, as the certificate says it (sanitised where used).
+        common_name: String,
+    },
     /// rolegate itself: start-up bootstrap and the offline admin commands, which run on the
     /// machine that holds the master key.
     System { task: &'static str },
@@ -27,6 +39,15 @@ impl Principal {
             Self::Operator { user_id, .. } => format!("user:{user_id}"),
             Self::OrgKey { key_id, .. } => format!("apikey:{key_id}"),
             Self::Stack { .. } => "callback".to_owned(),
+            // A profile and a certificate: the credential cache is per both.
+            Self::Workload {
+                profile,
+                cert_fingerprint,
+                ..
+            } => format!(
+                "workload:{profile}:{}",
+                cert_fingerprint.chars().take(32).collect::<String>()
+            ),
             Self::System { .. } => "system".to_owned(),
         }
     }
@@ -48,7 +69,8 @@ impl Principal {
 pub struct RequestContext {
     pub request_id: String,
     pub source_ip: Option<String>,
-    /// `user:ID`, `apikey:ID`, `callback`, `anonymous` or `system`.
+    /// `user:ID`, `apikey:ID`, `workload:PROFILE:FINGERPRINT`, `callback`, `anonymous` or
+    /// `system`.
     pub actor: String,
 }
 

@@ -15,6 +15,7 @@ use crate::ports::aws::{Federation, Sts, TemplateStore};
 use crate::records::Records;
 use crate::users::Users;
 use crate::vault::Vault;
+use crate::workload::{WorkloadSettings, Workloads};
 
 /// The outside world the services talk to.
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ pub struct Config {
     pub template: Arc<[u8]>,
     /// Credential issuances per org (spent after authorization).
     pub credentials_per_org: RateLimit,
+    /// Workload identity's ARNs and CRL grace.
+    pub workload: WorkloadSettings,
 }
 
 impl Config {
@@ -56,6 +59,7 @@ impl Config {
                 burst: 600,
                 period: std::time::Duration::from_secs(60),
             },
+            workload: WorkloadSettings::default(),
         }
     }
 }
@@ -69,6 +73,7 @@ pub struct Services {
     pub onboarding: Onboarding,
     pub credentials: Credentials,
     pub audit: AuditLog,
+    pub workloads: Workloads,
 }
 
 impl Services {
@@ -77,7 +82,16 @@ impl Services {
         let records = Records::open(ports.vault, ports.clock).await?;
         let levels = Arc::new(config.levels);
         let orgs = Orgs::new(records.clone(), levels.clone());
+        let credentials = Credentials::new(
+            orgs.clone(),
+            ports.sts.clone(),
+            ports.federation,
+            levels.clone(),
+            config.console,
+            config.credentials_per_org,
+        );
         Ok(Self {
+            workloads: Workloads::new(orgs.clone(), credentials.clone(), levels, config.workload),
             users: Users::new(records.clone()),
             onboarding: Onboarding::new(
                 orgs.clone(),
@@ -87,14 +101,7 @@ impl Services {
                 ports.templates,
                 config.template,
             ),
-            credentials: Credentials::new(
-                orgs.clone(),
-                ports.sts,
-                ports.federation,
-                levels,
-                config.console,
-                config.credentials_per_org,
-            ),
+            credentials,
             audit: AuditLog::new(orgs.clone()),
             orgs,
             records,

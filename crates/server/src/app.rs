@@ -1,5 +1,6 @@
 //! Start-up: open the store, load keys, bootstrap the first admin, bind, and serve.
 
+use rolegate_core::workload::WorkloadSettings;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,6 +102,16 @@ fn service_config(settings: &Settings, callback_url: String) -> Config {
         },
         template: Arc::from(ONBOARDING_TEMPLATE),
         credentials_per_org: settings.rate_limits.credentials_per_org,
+        // The ARNs name the onboarding region and the provider's account (a placeholder
+        // account when none is configured: clients only read the region from them).
+        workload: WorkloadSettings {
+            region: o.region.clone(),
+            account_id: o
+                .provider_account_id
+                .clone()
+                .unwrap_or_else(|| "000000000000".to_owned()),
+            ..WorkloadSettings::default()
+        },
     }
 }
 
@@ -310,6 +321,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::routes::audit::router(&state))
         .merge(crate::routes::onboarding::router(&state))
         .merge(crate::routes::credentials::router(&state))
+        .merge(crate::routes::workload::router(&state))
         .split_for_parts();
     crate::openapi::protect(&mut doc);
     let protected = protected
@@ -321,7 +333,8 @@ pub fn router(state: AppState) -> Router {
     let mut open = OpenApiRouter::new()
         .merge(crate::routes::health::router())
         .merge(crate::routes::docs::router())
-        .merge(crate::routes::onboarding::public_router());
+        .merge(crate::routes::onboarding::public_router())
+        .merge(crate::routes::workload::public_router());
     if state.settings.metrics_enabled {
         open = open.routes(crate::authorize::documented(
             routes!(crate::routes::metrics::render),

@@ -165,8 +165,9 @@ pub struct GenerateArgs {
 pub struct CredsArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
-    /// The organisation whose AWS account the credentials are for.
-    #[arg(long, value_name = "ORG", required = true)]
+    /// The organisation whose AWS account the credentials are for (not with
+    /// --certificate: the trust anchor says).
+    #[arg(long, value_name = "ORG", required_unless_present = "certificate")]
     pub org: Option<String>,
     /// The access level to assume [default: the server's default level]. An org API key
     /// may use only the levels granted to API keys (by default just the default level).
@@ -190,9 +191,25 @@ pub struct CredsArgs {
         action = clap::ArgAction::Set
     )]
     pub format: Vec<String>,
-    /// The profile name for `--format aws-profile` (instead of a second value).
+    /// The profile name for `--format aws-profile` (instead of a second value); with
+    /// --certificate, the workload profile's ARN.
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
+    /// Workload identity: a PEM certificate (then its chain) to sign a Roles Anywhere
+    /// CreateSession with, instead of a token or API key. Needs --private-key,
+    /// --trust-anchor and --profile.
+    #[arg(long, value_name = "FILE", requires_all = ["private_key", "trust_anchor", "profile"], conflicts_with = "org")]
+    pub certificate: Option<PathBuf>,
+    /// The certificate's PEM private key (PKCS#8 EC P-256 or RSA, or PKCS#1 RSA). Read from the
+    /// file only; never pass key material on the command line.
+    #[arg(long, value_name = "FILE", requires = "certificate")]
+    pub private_key: Option<PathBuf>,
+    /// The trust anchor's ARN (its region is the one signed for).
+    #[arg(long, value_name = "ARN", requires = "certificate")]
+    pub trust_anchor: Option<String>,
+    /// The role to ask for: must be the org's bound role (optional for rolegate).
+    #[arg(long, value_name = "ARN", requires = "certificate")]
+    pub role_arn: Option<String>,
     /// Ask the server for newly issued credentials instead of cached ones, here and on the
     /// server.
     #[arg(long)]

@@ -26,6 +26,8 @@ pub mod profile_name;
 pub mod profiles;
 /// Settings resolution: flags, then environment, then the client config file.
 pub mod settings;
+/// `creds --certificate`: a workload's signed CreateSession; `pki dev-ca`.
+pub mod workload;
 
 use std::io::Write as _;
 
@@ -156,6 +158,57 @@ pub async fn creds(
             })
             .await?
     };
+    emit(format, &credentials, env)
+}
+
+/// `rolegate creds --certificate …`: a workload's own signed CreateSession. The server and
+/// CA file come from the flags or ROLEGATE_SERVER / ROLEGATE_CA_FILE; no token or key.
+pub async fn creds_with_certificate(
+    args: &CredsArgs,
+    format: Format,
+    env: Env<'_>,
+    clock: &dyn Clock,
+) -> anyhow::Result<()> {
+    let server = args
+        .connection
+        .server
+        .clone()
+        .or_else(|| env("ROLEGATE_SERVER"))
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+    let ca_file = args
+        .connection
+        .ca_file
+        .clone()
+        .or_else(|| env("ROLEGATE_CA_FILE").map(Into::into));
+    let (Some(certificate), Some(private_key), Some(trust_anchor), Some(profile)) = (
+        args.certificate.as_deref(),
+        args.private_key.as_deref(),
+        args.trust_anchor.as_deref(),
+        args.profile.as_deref(),
+    ) else {
+        anyhow::bail!("--certificate needs --private-key, --trust-anchor and --profile");
+    };
+    let now = time::OffsetDateTime::from_unix_timestamp(clock.now_ms() / 1000)?;
+    let credentials = workload::session(
+        &workload::SessionArgs {
+            server: &server,
+            ca_file: ca_file.as_deref(),
+            certificate,
+            private_key,
+            trust_anchor,
+            profile,
+            role_arn: args.role_arn.as_deref(),
+            duration: args.duration,
+        },
+        now,
+    )
+    .await?;
+    emit(format, &credentials, env)
+}
+
+/// Writes `credentials` in `format`.
+fn emit(format: Format, credentials: &Credentials, env: Env<'_>) -> anyhow::Result<()> {
+    let credentials = credentials.clone();
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => out.write_all(format::json(&credentials)?.as_bytes())?,

@@ -44,3 +44,5 @@ mod sealing;
 mod store_copy;
 /// Operators: creation, listing, disabling, token rotation, bootstrap.
 mod users;
+/// Workload identity: trust anchors, profiles, CreateSession against moto (issue 14).
+mod workload;

@@ -286,8 +286,12 @@ async fn idempotency_key_is_documented_on_every_post_and_enforced_as_documented(
     for (method, path) in operations(&doc).into_iter().filter(|(m, _)| m == "POST") {
         posts += 1;
         let op = operation(&doc, &method, &path);
-        if header_param(op, "X-Sig-Signature").is_some() || path == "/api/validate" {
-            // The signed callback: replays are refused by its nonce, not by a key.
+        if header_param(op, "X-Sig-Signature").is_some()
+            || header_param(op, "X-Amz-X509").is_some()
+            || path == "/api/validate"
+        {
+            // The signed callback and workload sessions: replays are refused by the
+            // callback's nonce and the session signature's replay cache, not by a key.
             // Validation changes nothing and its body holds secrets: no record is kept.
             assert!(header_param(op, "Idempotency-Key").is_none(), "{path}");
             continue;

@@ -38,6 +38,25 @@ pub struct IssueCommand {
     pub duration_secs: Option<i64>,
     pub reason: Option<String>,
     pub force_refresh: bool,
+    /// Set for a workload's `POST /sessions` (issue 14); `None` for every other caller.
+    pub workload: Option<WorkloadIssue>,
+}
+
+/// What a verified workload certificate adds to an issuance.
+#[derive(Debug, Clone, Default)]
+pub struct WorkloadIssue {
+    /// Session tags mapped from the certificate (after rolegate's own).
+    pub tags: Vec<(String, String)>,
+    /// The client's `roleSessionName`, when its profile accepts one (already checked).
+    pub session_name: Option<String>,
+    /// The profile's maximum, already bounded by the certificate's `notAfter`.
+    pub max_duration_secs: u32,
+    /// The role the client asked for: it must be the org's bound role.
+    pub role_arn: Option<String>,
+    /// Keys that must still exist when the issuance commits (the profile, the anchor).
+    pub present: Vec<String>,
+    /// Merged into the audit event's details (serial, subject, issuer, fingerprint, …).
+    pub audit: serde_json::Value,
 }
 
 impl IssueCommand {
@@ -55,6 +74,7 @@ impl IssueCommand {
             duration_secs,
             reason: session::parse_reason(reason)?,
             force_refresh,
+            workload: None,
         })
     }
 }
@@ -71,6 +91,8 @@ pub struct Issued {
     /// The partition of the bound role (`aws`, `aws-cn`, `aws-us-gov`).
     pub partition: String,
     pub cached: bool,
+    /// The role assumed (the org's bound role).
+    pub role_arn: String,
 }
 
 /// One async mutex per cache key being filled in this process.
@@ -114,6 +136,8 @@ struct Plan {
     /// The cross-replica fill lock of `cache_key`.
     lock_key: String,
     source_identity: String,
+    /// The action issuing (decides the audit event's name).
+    action: Action,
 }
 
 impl Credentials {
@@ -123,6 +147,16 @@ impl Credentials {
     #[tracing::instrument(skip_all, fields(org = %cmd.org))]
     pub async fn issue(&self, caller: &Caller, cmd: &IssueCommand) -> Result<Issued, Error> {
         self.issue_as(caller, cmd, Action::IssueCredentials).await
+    }
+
+    /// Issues credentials to a verified workload (`caller` is a `Principal::Workload`).
+    pub async fn issue_workload(
+        &self,
+        caller: &Caller,
+        cmd: &IssueCommand,
+    ) -> Result<Issued, Error> {
+        self.issue_as(caller, cmd, Action::CreateWorkloadSession)
+            .await
     }
 
     pub(super) async fn issue_as(
@@ -154,7 +188,7 @@ impl Credentials {
                     decision: d,
                 });
             }
-            let result = match self.plan(caller, cmd, level, cur.value, cur.rev) {
+            let result = match self.plan(caller, cmd, level, cur.value, cur.rev, action) {
                 Ok(plan) => self.issue_planned(caller, cmd, &plan).await,
                 Err(e) => Err(e),
             };
@@ -176,11 +210,17 @@ impl Credentials {
         level: &AccessLevel,
         rec: OrgRecord,
         org_rev: Vec<u8>,
+        action: Action,
     ) -> Result<Plan, Error> {
         let by = &caller.principal;
-        // The level's maximum, and the role's own MaxSessionDuration when its stack said.
+        // The level's maximum, and the role's own MaxSessionDuration when its stack said
+        // (and, for a workload, its profile's and its certificate's).
         let role_max = rec.max_session_duration.unwrap_or(u32::MAX);
-        let max = level.max_duration_secs().min(role_max);
+        let workload_max = cmd
+            .workload
+            .as_ref()
+            .map_or(u32::MAX, |w| w.max_duration_secs);
+        let max = level.max_duration_secs().min(role_max).min(workload_max);
         let duration_secs = match cmd.duration_secs {
             None => self.levels.default_duration_secs.min(max),
             Some(d) if (i64::from(MIN_DURATION_SECS)..=i64::from(max)).contains(&d) => {
@@ -216,6 +256,17 @@ impl Credentials {
                 });
             }
         };
+        if let Some(asked) = cmd.workload.as_ref().and_then(|w| w.role_arn.as_deref())
+            && asked != role_arn
+        {
+            return Err(Error::Forbidden {
+                code: Code::WorkloadAuthFailed,
+                message: format!(
+                    "role_not_bound: roleArn {asked:?} is not organisation {}'s bound role",
+                    cmd.org
+                ),
+            });
+        }
         let source_identity = session::source_identity(by);
         let mut h = Sha256::new();
         for part in [
@@ -228,6 +279,17 @@ impl Credentials {
             h.update(part);
             h.update([0]);
         }
+        if let Some(w) = &cmd.workload {
+            // A session name the client chose or different tags make different credentials.
+            h.update(w.session_name.as_deref().unwrap_or_default());
+            h.update([0]);
+            for (k, v) in &w.tags {
+                h.update(k);
+                h.update([1]);
+                h.update(v);
+                h.update([0]);
+            }
+        }
         let digest = hex::encode(&h.finalize()[..16]);
         Ok(Plan {
             rec,
@@ -238,6 +300,7 @@ impl Credentials {
             cache_key: keyspace::credentials(&cmd.org, &digest),
             lock_key: keyspace::credential_lock(&digest),
             source_identity,
+            action,
         })
     }
 
@@ -331,13 +394,20 @@ impl Credentials {
         plan: &Plan,
     ) -> Result<Option<Issued>, Error> {
         let by = &caller.principal;
-        let session_name = session::session_name(&cmd.org, by, &rolegate_crypto::short_id());
+        let session_name = match cmd.workload.as_ref().and_then(|w| w.session_name.clone()) {
+            Some(chosen) => chosen,
+            None => session::session_name(&cmd.org, by, &rolegate_crypto::short_id()),
+        };
+        let mut tags = session::session_tags(&cmd.org, by, cmd.reason.as_deref());
+        if let Some(w) = &cmd.workload {
+            tags.extend(w.tags.iter().cloned());
+        }
         let req = AssumeRoleRequest {
             role_arn: plan.role_arn.clone(),
             external_id: Some(plan.rec.external_id.clone()),
             session_name: session_name.clone(),
             source_identity: Some(plan.source_identity.clone()),
-            tags: session::session_tags(&cmd.org, by, cmd.reason.as_deref()),
+            tags,
             policy: plan.level.policy().map(str::to_owned),
             policy_arns: plan.level.policy_arns().to_vec(),
             duration_seconds: i32::try_from(plan.duration_secs).unwrap_or(i32::MAX),
@@ -406,10 +476,7 @@ impl Credentials {
     ) -> Result<Option<Issued>, Error> {
         let expiration =
             OffsetDateTime::from_unix_timestamp(c.expiration).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let audit = AuditRecord::new(Action::IssueCredentials.name())
-            .org(cmd.org.to_string())
-            .target(plan.role_arn.clone())
-            .details(serde_json::json!({
+        let mut details = serde_json::json!({
                 "access_level": plan.level.name(),
                 "session_name": c.session_name,
                 "source_identity": c.source_identity,
@@ -418,10 +485,28 @@ impl Credentials {
                 "cached": cached,
                 "force_refresh": cmd.force_refresh,
                 "reason": cmd.reason,
-            }));
+        });
         let mut txn = txn
             .unwrap_or_default()
             .equals(keyspace::org(&cmd.org).as_str(), plan.org_rev.clone());
+        if let Some(w) = &cmd.workload {
+            if let (Some(d), Some(extra)) = (details.as_object_mut(), w.audit.as_object()) {
+                d.extend(extra.clone());
+            }
+            for key in &w.present {
+                txn = txn.present(key.clone());
+            }
+        }
+        // The issuance itself is `credentials.issue` (a console sign-in records its own event
+        // after it); a workload's is `workload.session`.
+        let name = match plan.action {
+            Action::CreateWorkloadSession => plan.action.name(),
+            _ => Action::IssueCredentials.name(),
+        };
+        let audit = AuditRecord::new(name)
+            .org(cmd.org.to_string())
+            .target(plan.role_arn.clone())
+            .details(details);
         if let Principal::OrgKey { .. } = caller.principal {
             txn = txn.present(keyspace::api_key(&plan.rec.api_key_digest).as_str());
         }
@@ -451,6 +536,7 @@ impl Credentials {
             region: self.levels.region.clone(),
             partition: partition_of(&plan.role_arn),
             cached,
+            role_arn: plan.role_arn.clone(),
         }))
     }
 
@@ -458,18 +544,30 @@ impl Credentials {
     /// failed either way; a failure to log it is only logged. Refusals by the policy were
     /// recorded when they were made.
     async fn audit_failure(&self, caller: &Caller, cmd: &IssueCommand, e: Error) -> Error {
-        if !matches!(
-            e,
-            Error::AuditUnavailable(_) | Error::Store(_) | Error::Forbidden { .. }
-        ) {
-            let audit = AuditRecord::new(Action::IssueCredentials.name())
+        // A workload refused here (its roleArn is not the bound role) was not refused by the
+        // policy, so it is recorded here.
+        let policy_refusal =
+            matches!(&e, Error::Forbidden { code, .. } if *code != Code::WorkloadAuthFailed);
+        if !policy_refusal && !matches!(e, Error::AuditUnavailable(_) | Error::Store(_)) {
+            let (action, mut extra) = match &cmd.workload {
+                Some(w) => (Action::CreateWorkloadSession, w.audit.clone()),
+                None => (Action::IssueCredentials, serde_json::Value::Null),
+            };
+            if let Some(x) = extra.as_object_mut() {
+                x.insert("reason".into(), e.to_string().into());
+            }
+            let mut details = serde_json::json!({
+                "access_level": cmd.access_level,
+                "force_refresh": cmd.force_refresh,
+            });
+            if let (Some(d), Some(extra)) = (details.as_object_mut(), extra.as_object()) {
+                d.extend(extra.clone());
+            }
+            let audit = AuditRecord::new(action.name())
                 .org(cmd.org.to_string())
                 .target(cmd.org.to_string())
                 .failure(e.code().as_str())
-                .details(serde_json::json!({
-                    "access_level": cmd.access_level,
-                    "force_refresh": cmd.force_refresh,
-                }));
+                .details(details);
             if let Err(err) = self.records.record(caller, audit).await {
                 tracing::error!(error = %err, "could not audit a failed credential issuance");
             }

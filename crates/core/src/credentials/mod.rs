@@ -21,7 +21,7 @@ pub mod validate;
 
 pub use crate::levels::{AccessLevel, LevelError};
 pub use console::{ConsoleLogin, ConsoleSettings};
-pub use issue::{Flights, IssueCommand, Issued};
+pub use issue::{Flights, IssueCommand, Issued, WorkloadIssue};
 pub use validate::{ValidateCommand, Validation};
 
 /// The credentials area.

@@ -38,6 +38,16 @@ pub fn source_identity(p: &Principal) -> String {
         // The policy gives neither credentials; named anyway so that nothing is unnamed.
         Principal::Stack { org } => format!("stack.{org}"),
         Principal::System { task } => format!("rolegate.{task}"),
+        // The certificate's CN; a CN of fewer than two usable characters is padded so that
+        // STS's minimum length holds.
+        Principal::Workload { common_name, .. } => {
+            let cn = common_name.trim();
+            if cn.chars().count() < 2 {
+                format!("workload.{cn}")
+            } else {
+                cn.to_owned()
+            }
+        }
     };
     let mut s = sanitize_session_part(&raw);
     s.truncate(MAX_SESSION_NAME);

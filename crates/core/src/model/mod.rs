@@ -11,9 +11,14 @@ pub mod org;
 pub mod secret;
 /// Operators and their token index.
 pub mod user;
+/// Trust anchors and workload profiles.
+pub mod workload;
 
 pub use audit::{AuditEvent, AuditHead, Outcome};
 pub use credential::CachedCredentials;
 pub use org::{ApiKeyEntry, Org, OrgRecord, OrgStatus};
 pub use secret::Secret;
 pub use user::{TokenEntry, User, UserRecord};
+pub use workload::{
+    AttributeMapping, CertField, Condition, StoredCrl, TrustAnchorRecord, WorkloadProfileRecord,
+};

@@ -130,9 +130,12 @@ impl Orgs {
         match &caller.principal {
             Principal::Operator { user_id, .. } => Ok(user_id.clone()),
             // The policy admits only operators; anything else is refused here too.
-            Principal::OrgKey { .. } | Principal::Stack { .. } | Principal::System { .. } => Err(
-                Error::forbidden("only operators can register organisations"),
-            ),
+            Principal::OrgKey { .. }
+            | Principal::Stack { .. }
+            | Principal::System { .. }
+            | Principal::Workload { .. } => Err(Error::forbidden(
+                "only operators can register organisations",
+            )),
         }
     }
 
@@ -289,8 +292,10 @@ impl Orgs {
             Principal::Operator { .. } | Principal::System { .. } => {
                 keyspace::ORG.prefix.to_owned()
             }
-            Principal::Stack { .. } => {
-                return Err(Error::forbidden("onboarding stacks cannot list orgs"));
+            Principal::Stack { .. } | Principal::Workload { .. } => {
+                return Err(Error::forbidden(
+                    "onboarding stacks and workloads cannot list orgs",
+                ));
             }
         };
         let by_owner = prefix != keyspace::ORG.prefix;

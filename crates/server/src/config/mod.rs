@@ -63,6 +63,7 @@ pub struct RawRateLimits {
     pub credentials_per_principal: Option<RawLimit>,
     pub credentials_per_org: Option<RawLimit>,
     pub validate_per_principal: Option<RawLimit>,
+    pub sessions_per_ip: Option<RawLimit>,
 }
 
 /// The config file's shape; every field optional so that layers can overlay.
@@ -340,6 +341,14 @@ impl RawSettings {
                     period_secs: 60,
                 })
                 .parse("rate_limits.callback_per_ip")?,
+            sessions_per_ip: self
+                .rate_limits
+                .sessions_per_ip
+                .unwrap_or(RawLimit {
+                    burst: 120,
+                    period_secs: 60,
+                })
+                .parse("rate_limits.sessions_per_ip")?,
             callback_per_org: self
                 .rate_limits
                 .callback_per_org
@@ -502,6 +511,8 @@ pub struct RateLimits {
     pub credentials_per_principal: RateLimit,
     pub credentials_per_org: RateLimit,
     pub validate_per_principal: RateLimit,
+    /// Workload `POST /sessions`, per source, before any verification.
+    pub sessions_per_ip: RateLimit,
 }
 
 /// The certificate chain and private key of the native TLS listener (PEM files, re-read on

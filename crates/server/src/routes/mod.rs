@@ -17,6 +17,8 @@ pub mod onboarding;
 pub mod orgs;
 /// Operators.
 pub mod users;
+/// Workload identity: trust anchors, profiles, `POST /sessions`.
+pub mod workload;
 
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
