@@ -82,7 +82,15 @@ fn header_parameter(mode: Mode) -> utoipa::openapi::path::Parameter {
                  never stored for replay; repeated requests are served from the credential \
                  cache instead.",
             ))
-            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            // No value is valid (at least one character, at most none): utoipa has no
+            // `false` schema. Clients and fuzzers then leave the header out, as they must.
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(0))
+                    .description(Some("No value is accepted: leave the header out.")),
+            ))
             .build();
     }
     let (required, rule) = match mode {
