@@ -16,6 +16,13 @@
 //!    and the document cannot disagree, and `idempotent` both enforces and documents the
 //!    `Idempotency-Key` header. One handler has one path: an alias is a second small annotated
 //!    function that calls the first.
+//!    Name request values as the rest of the API does (`{org}`, `org_name`, `{user_id}`,
+//!    `access_level`, `duration_seconds`, `destination`): the document then carries the
+//!    server's own rules for them (`named_rule`, [`describe_settings`]), which the fuzzer
+//!    (`scripts/fuzz-api`) holds the server to. Give other constrained fields their rule in
+//!    `#[schema(…)]`. Where an answer names a resource another operation reads, declare
+//!    `links(…)` on that response (register → `show_org`): the fuzzer's stateful phase
+//!    follows them.
 //! 3. A new resource module's `router()` (an `OpenApiRouter<AppState>`) is merged in
 //!    `app::router`: into the authenticated list, or the open one if it authenticates itself.
 //!
