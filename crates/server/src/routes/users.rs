@@ -135,8 +135,9 @@ async fn show(
 
 /// Disable an operator
 ///
-/// Its token stops working at once, on every replica. Disabling a disabled operator answers
-/// the record again.
+/// Its token stops working at once, on every replica. The record stays (it is named by the
+/// audit log), readable with `GET` as disabled. Disabling a disabled operator answers the
+/// record again.
 #[utoipa::path(
     delete, path = "/api/users/{user_id}", operation_id = "disable_user", tag = "users",
     params(("user_id" = String, Path, description = "The operator's user id.")),
