@@ -77,6 +77,7 @@ codes! {
     RoleNotAssumable = ("role_not_assumable", 424, "callback: rolegate could not assume the reported role with the ExternalId"),
     RateLimited = ("rate_limited", 429, "a rate limit is spent (with `Retry-After`, `RateLimit-Limit/-Remaining/-Reset`)"),
     Internal = ("internal", 500, "a bug or an unreadable record; details are only in the log, under the request id"),
+    NotConfigured = ("not_configured", 501, "the server is not set up for this feature: a setting it needs is missing (the message names it); not transient, so no `Retry-After`"),
     StsUnavailable = ("sts_unavailable", 502, "STS could not be reached, after the SDK's bounded retries"),
     StsError = ("sts_error", 502, "STS answered with an error rolegate does not expect (its code is in the message, the rest in the log)"),
     ConsoleFederationFailed = ("console_federation_failed", 502, "the sign-in federation endpoint failed"),
@@ -84,7 +85,6 @@ codes! {
     ProviderCredentialsUnavailable = ("provider_credentials_unavailable", 503, "rolegate's own AWS credentials are missing or expired (detail in the log only)"),
     TemplateStoreUnavailable = ("template_store_unavailable", 503, "onboarding: the template could not be published to S3 (with `Retry-After`)"),
     HandlerTimeout = ("handler_timeout", 503, "the server did not answer within `request_timeout_secs`; retry later"),
-    NotConfigured = ("not_configured", 503, "a setting this feature needs is missing (the message names it)"),
     AuditUnavailable = ("audit_unavailable", 503, "the audit log cannot record the action, so it was not performed"),
     StoreUnavailable = ("store_unavailable", 503, "the store cannot be reached"),
     Contention = ("contention", 503, "too many concurrent writers on one record; retry (with `Retry-After`)"),
@@ -351,6 +351,14 @@ mod tests {
             Some(expected.as_str()),
             "README.md's error table differs from the Code enum; paste this between the markers:\n{expected}"
         );
+    }
+
+    /// Fuzz finding (issue 17): a missing setting was a 503 "unavailable", which tells
+    /// clients to retry; nothing changes until the operator configures the feature.
+    #[test]
+    fn a_missing_setting_is_not_implemented_not_unavailable() {
+        assert_eq!(Code::NotConfigured.status(), 501);
+        assert_eq!(Error::NotConfigured("x".into()).code(), Code::NotConfigured);
     }
 
     #[test]

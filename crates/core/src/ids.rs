@@ -17,10 +17,18 @@ use crate::error::Error;
 pub struct OrgName(String);
 
 impl OrgName {
+    /// The shortest name, in characters.
+    pub const MIN_LEN: usize = 3;
+    /// The longest name, in characters.
+    pub const MAX_LEN: usize = 32;
+    /// The rule as a JSON Schema (ECMA 262) pattern, for the OpenAPI document: every string
+    /// it matches is accepted by [`OrgName::parse`] (which also trims and lower-cases).
+    pub const PATTERN: &'static str = "^[a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$";
+
     pub fn parse(input: &str) -> Result<Self, Error> {
         let name = input.trim().to_ascii_lowercase();
         let fail = |why: &str| Err(Error::invalid("org_name", format!("org_name {why}")));
-        if name.len() < 3 || name.len() > 32 {
+        if name.len() < Self::MIN_LEN || name.len() > Self::MAX_LEN {
             return fail("must be 3 to 32 characters long");
         }
         if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
@@ -70,9 +78,17 @@ impl fmt::Display for OrgName {
 pub struct UserId(String);
 
 impl UserId {
+    /// The shortest id, in characters.
+    pub const MIN_LEN: usize = 2;
+    /// The longest id, in characters.
+    pub const MAX_LEN: usize = 64;
+    /// The rule as a JSON Schema (ECMA 262) pattern, for the OpenAPI document: every string
+    /// it matches is accepted by [`UserId::parse`] except the reserved `apikey.` prefix.
+    pub const PATTERN: &'static str = "^[a-zA-Z0-9+=,.@_-]{2,64}$";
+
     pub fn parse(input: &str) -> Result<Self, Error> {
         let id = input.trim().to_ascii_lowercase();
-        if id.len() < 2 || id.len() > 64 {
+        if id.len() < Self::MIN_LEN || id.len() > Self::MAX_LEN {
             return Err(Error::invalid(
                 "user_id",
                 "user_id must be 2 to 64 characters long",
@@ -208,6 +224,49 @@ mod tests {
             "é-abc",
         ] {
             assert!(OrgName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The documented patterns (OpenAPI) admit only what the parsers accept, and the parsers
+    /// accept every trimmed name the patterns admit, so clients and fuzzers can trust them.
+    mod patterns {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn unanchored(p: &str) -> &str {
+            p.trim_start_matches('^').trim_end_matches('$')
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn every_documented_org_name_parses(s in unanchored(OrgName::PATTERN)) {
+                prop_assert!(OrgName::parse(&s).is_ok(), "{:?}", s);
+            }
+
+            #[test]
+            fn every_documented_user_id_parses(s in unanchored(UserId::PATTERN)) {
+                prop_assume!(!s.to_ascii_lowercase().starts_with("apikey."));
+                prop_assert!(UserId::parse(&s).is_ok(), "{:?}", s);
+            }
+
+            /// Any string: a name, or a typed `invalid_field`; a name is canonical and
+            /// matches the documented shape.
+            #[test]
+            fn any_string_is_a_name_or_an_invalid_field(s in any::<String>()) {
+                match OrgName::parse(&s) {
+                    Ok(n) => {
+                        prop_assert!((OrgName::MIN_LEN..=OrgName::MAX_LEN).contains(&n.as_str().len()));
+                        prop_assert!(n.as_str().starts_with(|c: char| c.is_ascii_lowercase()));
+                    }
+                    Err(e) => prop_assert!(matches!(e, Error::Invalid { .. }), "{:?}", e),
+                }
+                match UserId::parse(&s) {
+                    Ok(u) => prop_assert!((UserId::MIN_LEN..=UserId::MAX_LEN).contains(&u.as_str().len())),
+                    Err(e) => prop_assert!(matches!(e, Error::Invalid { .. }), "{:?}", e),
+                }
+            }
         }
     }
 

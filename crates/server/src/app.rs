@@ -343,7 +343,11 @@ pub fn router(state: AppState) -> Router {
     }
     let (open, open_doc) = open.split_for_parts();
     doc.merge(open_doc);
-    let doc = Document(Arc::new(crate::openapi::document(doc)));
+    let mut doc = crate::openapi::document(doc);
+    let levels: Vec<&rolegate_core::levels::AccessLevel> =
+        state.settings.credentials.levels().collect();
+    crate::openapi::describe_settings(&mut doc, &levels, &state.settings.onboarding.partition);
+    let doc = Document(Arc::new(doc));
     let tls_on = state.settings.tls.is_some();
     Router::new()
         .merge(open)

@@ -203,3 +203,96 @@ pub(crate) async fn failed(
         None => err.into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use axum::http::HeaderValue;
+    use proptest::prelude::*;
+
+    /// Header-value bytes as a client can send them (visible ASCII, spaces, tabs and
+    /// obs-text), with address-like text mixed in so that valid hops are common.
+    fn header_line() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(
+                prop_oneof![0x20u8..0x7f, Just(b'\t'), 0x80u8..=0xff],
+                0..64
+            ),
+            "([ ]*(10\\.0\\.0\\.[0-9]{1,3}|::1|2001:db8::[0-9a-f]{1,4}|[0-9a-f:.]{0,12}|unknown)[ ]*,){0,4}[ ]*(192\\.0\\.2\\.[0-9]{1,3}|2001:db8::[0-9a-f]{1,4}|[0-9.:]{0,20})[ ]*"
+                .prop_map(String::into_bytes),
+        ]
+    }
+
+    fn headers(name: &'static str, lines: &[Vec<u8>]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for line in lines {
+            if let Ok(v) = HeaderValue::from_bytes(line) {
+                h.append(name, v);
+            }
+        }
+        h
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any `X-Forwarded-For` lines: the last hop of the last line when it is an IP
+        /// address, else none (the peer is used); never a panic. The rate-limit bucket
+        /// (`keyspace::rate::source`) of any accepted hop is an address or a /64.
+        #[test]
+        fn forwarded_for_yields_the_last_hop_or_none(lines in proptest::collection::vec(header_line(), 0..4)) {
+            let h = headers("x-forwarded-for", &lines);
+            let hop = last_forwarded_hop(&h);
+            let expected = h
+                .get_all("x-forwarded-for")
+                .iter()
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| l.rsplit(',').next())
+                .map(str::trim)
+                .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
+            if h.get_all("x-forwarded-for").iter().all(|v| v.to_str().is_ok()) {
+                prop_assert_eq!(hop.as_deref(), expected);
+            } else {
+                prop_assert_eq!(hop.as_deref(), None);
+            }
+            if let Some(ip) = hop {
+                let source = keyspace::rate::source(&ip);
+                prop_assert!(!source.is_empty());
+            }
+        }
+
+        /// Any `Authorization` or `X-Api-Key` bytes: a secret, nothing, or 401; never a panic
+        /// and never an empty secret from `Authorization`.
+        #[test]
+        fn presented_credentials_are_a_secret_or_unauthorized(
+            auth in proptest::option::of(header_line()),
+            key in proptest::option::of(header_line()),
+            bearer in proptest::option::of("[Bb][Ee][Aa][Rr][Ee][Rr] [ -~]{0,40}"),
+        ) {
+            let mut h = HeaderMap::new();
+            for (name, value) in [("authorization", auth), ("authorization", bearer.map(String::into_bytes)), ("x-api-key", key)] {
+                if let Some(v) = value.and_then(|v| HeaderValue::from_bytes(&v).ok()) {
+                    h.insert(name, v);
+                }
+            }
+            match presented(&h) {
+                Ok(Some(secret)) => prop_assert!(h.contains_key("x-api-key") || !secret.is_empty()),
+                Ok(None) => prop_assert!(!h.contains_key("x-api-key") && !h.contains_key("authorization")),
+                Err(e) => prop_assert_eq!(e.code, rolegate_core::Code::Unauthorized),
+            }
+        }
+    }
+
+    #[test]
+    fn the_last_line_wins_and_non_addresses_are_ignored() {
+        let h = headers(
+            "x-forwarded-for",
+            &[b"203.0.113.9, 10.0.0.1".to_vec(), b" 192.0.2.7 ".to_vec()],
+        );
+        assert_eq!(last_forwarded_hop(&h).as_deref(), Some("192.0.2.7"));
+        let h = headers("x-forwarded-for", &[b"192.0.2.7, unknown".to_vec()]);
+        assert_eq!(last_forwarded_hop(&h), None);
+    }
+}

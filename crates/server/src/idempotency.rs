@@ -82,7 +82,15 @@ fn header_parameter(mode: Mode) -> utoipa::openapi::path::Parameter {
                  never stored for replay; repeated requests are served from the credential \
                  cache instead.",
             ))
-            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            // No value is valid (at least one character, at most none): utoipa has no
+            // `false` schema. Clients and fuzzers then leave the header out, as they must.
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(0))
+                    .description(Some("No value is accepted: leave the header out.")),
+            ))
             .build();
     }
     let (required, rule) = match mode {
@@ -137,6 +145,20 @@ async fn optional(state: State<AppState>, req: Request, next: Next) -> Response 
     run(state, req, next, false).await
 }
 
+/// A client's `Idempotency-Key`: 1 to 255 visible ASCII characters (the documented
+/// `^[!-~]+$`, at most 255), else 400 `invalid_field` naming the header.
+fn parse_key(raw: &[u8]) -> Result<String, ApiError> {
+    match std::str::from_utf8(raw) {
+        Ok(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(k.to_owned())
+        }
+        _ => Err(ApiError::invalid_field(
+            "Idempotency-Key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
 async fn run(State(state): State<AppState>, req: Request, next: Next, required: bool) -> Response {
     let key = match req.headers().get("idempotency-key") {
         None if required => {
@@ -147,17 +169,9 @@ async fn run(State(state): State<AppState>, req: Request, next: Next, required: 
             .into_response();
         }
         None => return next.run(req).await,
-        Some(v) => match v.to_str() {
-            Ok(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => {
-                k.to_owned()
-            }
-            _ => {
-                return ApiError::invalid_field(
-                    "Idempotency-Key",
-                    "Idempotency-Key must be 1 to 255 visible ASCII characters",
-                )
-                .into_response();
-            }
+        Some(v) => match parse_key(v.as_bytes()) {
+            Ok(k) => k,
+            Err(e) => return e.into_response(),
         },
     };
     let Some(caller) = req.extensions().get::<rolegate_core::Caller>().cloned() else {
@@ -262,4 +276,41 @@ async fn finish(state: &AppState, scope: &str, fp: &str, res: Response) -> Respo
         let _ = state.idempotency.release(scope).await;
     }
     Response::from_parts(parts, Body::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any header bytes: the key exactly when the document's rule admits it, else
+        /// `invalid_field` naming the header; never a panic. The storage key derived from it
+        /// is a fixed-size digest whatever the caller, method and path.
+        #[test]
+        fn any_key_is_accepted_exactly_as_documented(
+            raw in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..300),
+                "[!-~]{1,260}".prop_map(String::into_bytes),
+            ],
+            actor in any::<String>(), path in any::<String>(),
+        ) {
+            let documented = !raw.is_empty() && raw.len() <= 255 && raw.iter().all(|b| (b'!'..=b'~').contains(b));
+            match parse_key(&raw) {
+                Ok(k) => {
+                    prop_assert!(documented);
+                    let scoped = rolegate_core::idempotency::Idempotency::scope_key(&actor, "POST", &path, &k);
+                    let again = rolegate_core::idempotency::Idempotency::scope_key(&actor, "POST", &path, &k);
+                    prop_assert_eq!(&scoped, &again);
+                    prop_assert!(scoped.len() < 128, "{}", scoped);
+                }
+                Err(e) => {
+                    prop_assert!(!documented);
+                    prop_assert_eq!(e.code, Code::InvalidField);
+                }
+            }
+        }
+    }
 }

@@ -16,6 +16,13 @@
 //!    and the document cannot disagree, and `idempotent` both enforces and documents the
 //!    `Idempotency-Key` header. One handler has one path: an alias is a second small annotated
 //!    function that calls the first.
+//!    Name request values as the rest of the API does (`{org}`, `org_name`, `{user_id}`,
+//!    `access_level`, `duration_seconds`, `destination`): the document then carries the
+//!    server's own rules for them (`named_rule`, [`describe_settings`]), which the fuzzer
+//!    (`scripts/fuzz-api`) holds the server to. Give other constrained fields their rule in
+//!    `#[schema(…)]`. Where an answer names a resource another operation reads, declare
+//!    `links(…)` on that response (register → `show_org`): the fuzzer's stateful phase
+//!    follows them.
 //! 3. A new resource module's `router()` (an `OpenApiRouter<AppState>`) is merged in
 //!    `app::router`: into the authenticated list, or the open one if it authenticates itself.
 //!
@@ -30,7 +37,11 @@ use utoipa::openapi::security::{SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response, ResponseBuilder};
 
 use rolegate_core::Code;
-use utoipa::openapi::schema::Schema;
+use rolegate_core::credentials::console::destination_pattern;
+use rolegate_core::ids::{OrgName, UserId};
+use rolegate_core::levels::{AccessLevel, MIN_DURATION_SECS};
+use utoipa::openapi::request_body::RequestBody;
+use utoipa::openapi::schema::{Object, Schema, SchemaType, Type};
 
 use crate::error::ErrorBody;
 
@@ -101,8 +112,28 @@ impl utoipa::Modify for SecuritySchemes {
             "Forbidden".to_owned(),
             error_response("`forbidden`: authenticated, but not allowed."),
         );
+        responses.insert(
+            "AuthRateLimited".to_owned(),
+            error_response(
+                "`rate_limited`: too many failed authentications from this source (with \
+                 `Retry-After` and `RateLimit-*`).",
+            ),
+        );
+        responses.insert(
+            "RequestTimeout".to_owned(),
+            error_response(
+                "`request_timeout`: the request's headers or body did not arrive within \
+                 `header_read_timeout_secs` / `body_read_timeout_secs`.",
+            ),
+        );
+        responses.insert("Unavailable".to_owned(), error_response(UNAVAILABLE));
     }
 }
+
+/// The 503 every operation can answer, whatever else it documents for that status.
+const UNAVAILABLE: &str = "`handler_timeout`: no answer within `request_timeout_secs` (with \
+    `Retry-After`); `store_unavailable`, `audit_unavailable` or `contention` when the store \
+    cannot serve the request.";
 
 /// A response whose body is the one error shape.
 pub(crate) fn error_response(description: &str) -> RefOr<Response> {
@@ -155,8 +186,10 @@ pub fn protect(doc: &mut OpenApi) {
 }
 
 /// The whole document: the shared parts, then the routers' operations, each given the
-/// `default` error response, and the error shape's `code` listing every code of the table in
-/// `rolegate_core::error::Code`.
+/// answers every route can give (the `default` error response, 408 and 503 from the
+/// server's timeouts, see `crate::timeouts`), the server's checks on named values
+/// ([`constrain_named_values`]), and the error shape's `code` listing every code of the
+/// table in `rolegate_core::error::Code`.
 #[must_use]
 pub fn document(routes: OpenApi) -> OpenApi {
     let mut doc = ApiDoc::openapi();
@@ -164,13 +197,205 @@ pub fn document(routes: OpenApi) -> OpenApi {
     list_error_codes(&mut doc);
     for item in doc.paths.paths.values_mut() {
         for op in operations_mut(item) {
-            op.responses
-                .responses
+            let responses = &mut op.responses.responses;
+            responses
                 .entry("default".to_owned())
                 .or_insert_with(|| RefOr::Ref(Ref::from_response_name("Error")));
+            responses
+                .entry("408".to_owned())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name("RequestTimeout")));
+            // Wrong credentials are limited per source on every route that takes any.
+            if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                responses
+                    .entry("429".to_owned())
+                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name("AuthRateLimited")));
+            }
+            match responses.get_mut("503") {
+                None => {
+                    responses.insert(
+                        "503".to_owned(),
+                        RefOr::Ref(Ref::from_response_name("Unavailable")),
+                    );
+                }
+                Some(RefOr::T(own)) => {
+                    own.description = format!("{} Also {UNAVAILABLE}", own.description);
+                }
+                Some(RefOr::Ref(_)) => {}
+            }
+            for response in op.responses.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    response.links.values_mut().for_each(camel_case_link);
+                }
+            }
         }
     }
+    constrain_named_values(&mut doc);
     doc
+}
+
+/// utoipa 5 writes a link's fields as `operation_id`, `operation_ref` and `request_body`,
+/// which no OpenAPI tool reads (the specification says `operationId`, …): the links that
+/// routes declare in their annotations are moved to the right names here. The extension map
+/// is written flattened into the link, so its keys become the link's own.
+fn camel_case_link(link: &mut RefOr<utoipa::openapi::link::Link>) {
+    let RefOr::T(link) = link else {
+        return;
+    };
+    let extensions = link.extensions.get_or_insert_with(Default::default);
+    for (name, value) in [
+        ("operationId", std::mem::take(&mut link.operation_id)),
+        ("operationRef", std::mem::take(&mut link.operation_ref)),
+    ] {
+        if !value.is_empty() {
+            extensions.insert(name.to_owned(), value.into());
+        }
+    }
+    if let Some(body) = link.request_body.take() {
+        extensions.insert("requestBody".to_owned(), body);
+    }
+}
+
+/// The request values whose rules are this server's configuration, so the document is
+/// finished with them once the settings are known:
+/// - `access_level`: one of the configured levels (any other name is `invalid_field`);
+/// - `duration_seconds`: at most what every level allows (a level may allow more; the
+///   description says so), at least 900;
+/// - `destination`: an https URL on the configured partition's console.
+pub fn describe_settings(doc: &mut OpenApi, levels: &[&AccessLevel], partition: &str) {
+    let names: Vec<serde_json::Value> = levels.iter().map(|l| l.name().into()).collect();
+    for_each_request_value(doc, "access_level", |schema| {
+        if let RefOr::T(Schema::Object(object)) = schema
+            && is_string(object)
+        {
+            let mut values = names.clone();
+            if matches!(&object.schema_type, SchemaType::Array(ts) if ts.contains(&Type::Null)) {
+                values.push(serde_json::Value::Null);
+            }
+            object.enum_values = Some(values);
+        }
+    });
+    if let Some(max) = levels.iter().map(|l| l.max_duration_secs()).min() {
+        for_each_request_value(doc, "duration_seconds", |schema| {
+            if let RefOr::T(Schema::Object(object)) = schema {
+                object.minimum = Some(MIN_DURATION_SECS.into());
+                object.maximum = Some(max.into());
+                let levels: Vec<String> = levels
+                    .iter()
+                    .map(|l| format!("`{}` {}", l.name(), l.max_duration_secs()))
+                    .collect();
+                object.description = Some(format!(
+                    "{MIN_DURATION_SECS} up to the access level's maximum ({}), and the role's \
+                     MaxSessionDuration. The bound here is what every level allows.",
+                    levels.join(", ")
+                ));
+            }
+        });
+    }
+    let pattern = destination_pattern(partition);
+    for_each_request_value(doc, "destination", |schema| {
+        if let RefOr::T(Schema::Object(object)) = schema
+            && is_string(object)
+        {
+            object.pattern = Some(pattern.clone());
+            object.max_length = Some(2048);
+        }
+    });
+}
+
+/// The server's own checks on a value, keyed by the name the value has in every route: a
+/// path or query parameter, or a property of a request body. A route added later gets them
+/// by using these names (`{org}`, `org_name`, `{user_id}`, …); the patterns come from the
+/// parsers in `rolegate_core::ids`, so the document cannot drift from what is enforced.
+fn named_rule(name: &str) -> Option<(&'static str, usize, usize)> {
+    match name {
+        "org" | "org_name" => Some((OrgName::PATTERN, OrgName::MIN_LEN, OrgName::MAX_LEN)),
+        "user_id" => Some((UserId::PATTERN, UserId::MIN_LEN, UserId::MAX_LEN)),
+        _ => None,
+    }
+}
+
+/// Applies [`named_rule`] to a string schema that does not carry a pattern of its own.
+fn constrain(name: &str, schema: &mut RefOr<Schema>) {
+    let (Some((pattern, min, max)), RefOr::T(Schema::Object(object))) = (named_rule(name), schema)
+    else {
+        return;
+    };
+    if object.pattern.is_none() && is_string(object) {
+        object.pattern = Some(pattern.to_owned());
+        object.min_length = Some(min);
+        object.max_length = Some(max);
+    }
+}
+
+fn is_string(object: &Object) -> bool {
+    match &object.schema_type {
+        SchemaType::Type(t) => *t == Type::String,
+        SchemaType::Array(ts) => ts.contains(&Type::String),
+        SchemaType::AnyValue => false,
+    }
+}
+
+/// Gives every parameter and request-body property named in [`named_rule`] the server's
+/// pattern and length, so clients and fuzzers send what the server accepts. Response schemas
+/// are left alone: they describe what was stored, which a rule may postdate.
+fn constrain_named_values(doc: &mut OpenApi) {
+    visit_request_values(doc, &mut |name, schema| constrain(name, schema));
+}
+
+/// The schema of every request value named `wanted`.
+fn for_each_request_value(doc: &mut OpenApi, wanted: &str, mut f: impl FnMut(&mut RefOr<Schema>)) {
+    visit_request_values(doc, &mut |name, schema| {
+        if name == wanted {
+            f(schema);
+        }
+    });
+}
+
+/// Calls `f` with the name and schema of every value a client sends: each operation's
+/// parameters, and the top-level properties of its JSON request body (inline, or the
+/// component it names).
+fn visit_request_values(doc: &mut OpenApi, f: &mut dyn FnMut(&str, &mut RefOr<Schema>)) {
+    let mut bodies = Vec::new();
+    for item in doc.paths.paths.values_mut() {
+        for param in item.parameters.iter_mut().flatten() {
+            if let Some(schema) = param.schema.as_mut() {
+                f(&param.name, schema);
+            }
+        }
+        for op in operations_mut(item) {
+            for param in op.parameters.iter_mut().flatten() {
+                if let Some(schema) = param.schema.as_mut() {
+                    f(&param.name, schema);
+                }
+            }
+            if let Some(RequestBody { content, .. }) = op.request_body.as_mut() {
+                for media in content.values_mut() {
+                    match media.schema.as_mut() {
+                        Some(RefOr::Ref(r)) => bodies.push(r.ref_location.clone()),
+                        Some(RefOr::T(Schema::Object(inline))) => {
+                            for (name, schema) in &mut inline.properties {
+                                f(name, schema);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    bodies.sort();
+    bodies.dedup();
+    for location in bodies {
+        let name = location.trim_start_matches("#/components/schemas/");
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
+            for (name, schema) in &mut object.properties {
+                f(name, schema);
+            }
+        }
+    }
 }
 
 /// Gives `ErrorDetail.code` an `enum` of every code, each described in the schema's text, so a

@@ -260,33 +260,49 @@ impl ApiClient {
             .unwrap_or("none")
             .to_owned();
         let bytes = response.bytes().await.map_err(transport)?;
-        if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|_| ClientError::Unexpected {
-                server: self.server.to_string(),
-                status: status.as_u16(),
-                request_id,
-            });
-        }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(ErrorBody { error }) => Err(ClientError::Api {
-                status: status.as_u16(),
-                code: clean(&error.code, self.credential.secret()),
-                message: clean(&error.message, self.credential.secret()),
-                request_id: clean(
-                    if error.request_id.is_empty() {
-                        &request_id
-                    } else {
-                        &error.request_id
-                    },
-                    self.credential.secret(),
-                ),
-            }),
-            Err(_) => Err(ClientError::Unexpected {
-                server: self.server.to_string(),
-                status: status.as_u16(),
-                request_id,
-            }),
-        }
+        decode(
+            status.as_u16(),
+            request_id,
+            &bytes,
+            self.server.as_str(),
+            self.credential.secret(),
+        )
+    }
+}
+
+/// Reads a server's answer: the expected JSON on success, else rolegate's error shape
+/// (its text cleaned for a terminal, our credential never echoed), else `Unexpected`
+/// (something that is not rolegate answered). Any bytes yield one of these, never a panic.
+fn decode<T: for<'de> Deserialize<'de>>(
+    status: u16,
+    request_id: String,
+    bytes: &[u8],
+    server: &str,
+    secret: &str,
+) -> Result<T, ClientError> {
+    let unexpected = |request_id: String| ClientError::Unexpected {
+        server: server.to_owned(),
+        status,
+        request_id: clean(&request_id, secret),
+    };
+    if (200..300).contains(&status) {
+        return serde_json::from_slice(bytes).map_err(|_| unexpected(request_id));
+    }
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(ErrorBody { error }) => Err(ClientError::Api {
+            status,
+            code: clean(&error.code, secret),
+            message: clean(&error.message, secret),
+            request_id: clean(
+                if error.request_id.is_empty() {
+                    &request_id
+                } else {
+                    &error.request_id
+                },
+                secret,
+            ),
+        }),
+        Err(_) => Err(unexpected(request_id)),
     }
 }
 
@@ -384,5 +400,86 @@ mod tests {
         assert_eq!(c.region.as_deref(), Some("eu-west-1"));
         assert!(c.cached);
         assert!(!format!("{c:?}").contains("s3cr3t"), "Debug redacts");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            let text = prop_oneof![any::<String>(), "[ -~\\n\\t\u{7f}\u{1b}]{0,40}"];
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..256),
+                (text.clone(), text.clone(), text.clone()).prop_map(|(code, message, id)| {
+                    serde_json::to_vec(&serde_json::json!({
+                        "error": {"code": code, "message": message, "request_id": id}
+                    }))
+                    .unwrap()
+                }),
+                (text.clone(), text.clone(), any::<bool>()).prop_map(|(key, when, cached)| {
+                    serde_json::to_vec(&serde_json::json!({
+                        "access_key_id": key, "secret_access_key": "s", "session_token": "t",
+                        "expiration": when, "cached": cached
+                    }))
+                    .unwrap()
+                }),
+                (text.clone(), proptest::option::of(text)).prop_map(|(name, cursor)| {
+                    serde_json::to_vec(&serde_json::json!({
+                        "orgs": [{"org_name": name, "access_levels": [cursor.clone()]}],
+                        "next_cursor": cursor
+                    }))
+                    .unwrap()
+                }),
+            ]
+        }
+
+        fn typed<T: std::fmt::Debug>(
+            r: Result<T, ClientError>,
+            secret: &str,
+        ) -> Result<(), TestCaseError> {
+            match r {
+                Ok(_) => {}
+                Err(ClientError::Api {
+                    code,
+                    message,
+                    request_id,
+                    ..
+                }) => {
+                    for text in [&code, &message, &request_id] {
+                        prop_assert!(!text.chars().any(char::is_control), "{:?}", text);
+                        prop_assert!(!text.contains(secret), "{:?}", text);
+                    }
+                }
+                Err(ClientError::Unexpected { .. }) => {}
+                Err(other) => prop_assert!(false, "{:?}", other),
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any status and body from a server (or whatever answers in its place): the
+            /// expected value, rolegate's error with clean text that never echoes our
+            /// credential, or `unexpected_response`; never a panic.
+            #[test]
+            fn any_answer_is_decoded_or_typed(
+                status in 100u16..600,
+                bytes in body(),
+                secret in "rg[kt]_[A-Za-z0-9_-]{20,43}",
+                echo in any::<bool>(),
+            ) {
+                // A server that echoes the credential back in its error text.
+                let bytes = if echo {
+                    String::from_utf8_lossy(&bytes).replace('a', &secret).into_bytes()
+                } else {
+                    bytes
+                };
+                let id = "req".to_owned();
+                typed(decode::<Credentials>(status, id.clone(), &bytes, "https://rg/", &secret), &secret)?;
+                typed(decode::<OrgPage>(status, id.clone(), &bytes, "https://rg/", &secret), &secret)?;
+                typed(decode::<ConsoleLink>(status, id, &bytes, "https://rg/", &secret), &secret)?;
+            }
+        }
     }
 }

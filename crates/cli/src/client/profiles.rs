@@ -680,4 +680,68 @@ mod tests {
             Some(PathBuf::from("/x"))
         );
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn server_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[a-z][a-z0-9-]{0,10}",
+                "[a-z0-9 \\n\\]\\[=#;'\"$`-]{0,16}",
+            ]
+        }
+
+        fn summary() -> impl Strategy<Value = OrgSummary> {
+            (
+                server_text(),
+                prop_oneof![Just("validated".to_owned()), server_text()],
+                proptest::option::of(proptest::collection::vec(server_text(), 0..3)),
+                proptest::option::of(server_text()),
+            )
+                .prop_map(|(org_name, status, access_levels, region)| OrgSummary {
+                    org_name,
+                    status,
+                    access_levels,
+                    region,
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever a server lists, the section written into ~/.aws/config has only
+            /// rolegate's own lines: one header per profile, of safe names, and no line a
+            /// server value could have started (no injected sections, keys or shell words).
+            #[test]
+            fn server_values_cannot_inject_into_the_config(orgs in proptest::collection::vec(summary(), 0..4)) {
+                let plan = plan(&orgs, "rg-", &[], None, None);
+                let text = section(&plan.profiles, "rolegate");
+                let mut headers = 0;
+                for line in text.lines() {
+                    prop_assert!(!line.chars().any(char::is_control), "{:?}", line);
+                    if line.starts_with('[') {
+                        headers += 1;
+                        let name = line.strip_prefix("[profile ").and_then(|l| l.strip_suffix(']'));
+                        prop_assert!(name.is_some_and(|n| n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))), "{:?}", line);
+                    } else {
+                        prop_assert!(
+                            line.is_empty()
+                                || line.starts_with("# ")
+                                || line.starts_with("credential_process = rolegate --org ")
+                                || line.starts_with("region = "),
+                            "{:?}", line
+                        );
+                    }
+                }
+                prop_assert_eq!(headers, plan.profiles.len());
+                for p in &plan.profiles {
+                    prop_assert!(safe_name(&p.org));
+                    prop_assert!(p.level.as_deref().is_none_or(safe_name));
+                    prop_assert!(p.region.as_deref().is_none_or(safe_region));
+                }
+            }
+        }
+    }
 }

@@ -36,14 +36,28 @@ pub fn partition_endpoints(partition: &str) -> (&'static str, &'static str) {
     }
 }
 
-/// A destination must be an https URL on the partition's console, so the sign-in link
-/// can never be turned into a redirect elsewhere.
-pub fn parse_destination(raw: &str, partition: &str) -> Result<String, Error> {
-    let domain = match partition {
+/// The partition's console domain: a destination is on it or a subdomain of it.
+#[must_use]
+pub fn console_domain(partition: &str) -> &'static str {
+    match partition {
         "aws-cn" => "console.amazonaws.cn",
         "aws-us-gov" => "console.amazonaws-us-gov.com",
         _ => "console.aws.amazon.com",
-    };
+    }
+}
+
+/// A JSON Schema pattern for destinations on `partition`'s console: every string it matches
+/// (at most 2048 characters) is accepted by [`parse_destination`].
+#[must_use]
+pub fn destination_pattern(partition: &str) -> String {
+    let domain = console_domain(partition).replace('.', "\\.");
+    format!("^https://([a-zA-Z0-9-]+\\.)*{domain}([/?#][!-~]*)?$")
+}
+
+/// A destination must be an https URL on the partition's console, so the sign-in link
+/// can never be turned into a redirect elsewhere.
+pub fn parse_destination(raw: &str, partition: &str) -> Result<String, Error> {
+    let domain = console_domain(partition);
     let bad = || {
         Error::invalid(
             "destination",

@@ -295,3 +295,85 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod props {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    const FIELDS: [&str; 7] = [
+        "event",
+        "org_name",
+        "account_id",
+        "region",
+        "partition",
+        "role_arn",
+        "stack_id",
+    ];
+
+    fn valid() -> serde_json::Value {
+        serde_json::json!({
+            "event": "created", "org_name": "acme", "account_id": "111122223333",
+            "region": "eu-west-1", "partition": "aws",
+            "role_arn": "arn:aws:iam::111122223333:role/rolegate-acme",
+            "stack_id": "arn:aws:cloudformation:eu-west-1:111122223333:stack/rolegate-acme/0b5e2b40-1111-2222-3333-444455556666"
+        })
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<String>().prop_map(serde_json::Value::from),
+            "[a-z0-9:/_.-]{0,80}".prop_map(serde_json::Value::from),
+            Just(serde_json::json!({"nested": [1, "x"]})),
+        ]
+    }
+
+    fn assert_typed(result: Result<Callback, Error>) -> Result<(), TestCaseError> {
+        match result {
+            Ok(_) => Ok(()),
+            Err(Error::Invalid { field, .. }) => {
+                prop_assert!(!field.is_empty());
+                Ok(())
+            }
+            Err(other) => Err(TestCaseError::fail(format!("untyped error {other:?}"))),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any bytes as a (verified) callback body: a callback, or `invalid_field`; and the
+        /// unverified org lookup never panics.
+        #[test]
+        fn any_bytes_are_a_callback_or_invalid(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = claimed_org(&body);
+            assert_typed(Callback::parse(&body))?;
+        }
+
+        /// A well-formed body with one field replaced, removed or added: the same.
+        #[test]
+        fn any_field_value_is_accepted_or_named(
+            field in 0..FIELDS.len(), value in json_value(), drop in any::<bool>(), extra in any::<bool>(),
+        ) {
+            let mut b = valid();
+            let name = FIELDS[field];
+            if drop {
+                b.as_object_mut().unwrap().remove(name);
+            } else {
+                b[name] = value.clone();
+            }
+            if extra {
+                b["unexpected"] = value;
+            }
+            let bytes = serde_json::to_vec(&b).unwrap();
+            if let Some(org) = claimed_org(&bytes) {
+                prop_assert!(OrgName::parse(org.as_str()).is_ok());
+            }
+            assert_typed(Callback::parse(&bytes))?;
+        }
+    }
+}

@@ -119,3 +119,52 @@ impl Onboarding {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn header() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of(prop_oneof![
+            any::<String>(),
+            "[0-9a-fA-F]{60,68}",
+            "[+-]?[0-9]{1,25}",
+            "[A-Za-z0-9_-]{10,140}",
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any signature headers: the parsed triple, or `invalid_signature` naming the
+        /// header; never a panic. What passes has the documented shape.
+        #[test]
+        fn any_headers_parse_or_are_invalid_signature(
+            signature in header(), timestamp in header(), nonce in header(),
+        ) {
+            let h = SignatureHeaders { signature, timestamp, nonce };
+            match parse_headers(&h) {
+                Ok((sig, _ts, nonce)) => {
+                    prop_assert_eq!(sig.len(), 64);
+                    prop_assert!(sig.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+                    prop_assert!((16..=128).contains(&nonce.len()));
+                }
+                Err(Error::SignatureRejected { code, message }) => {
+                    prop_assert_eq!(code, Code::InvalidSignature);
+                    prop_assert!(message.contains("X-Sig-"), "{}", message);
+                }
+                Err(other) => prop_assert!(false, "untyped error {:?}", other),
+            }
+        }
+
+        /// The window check on a parsed timestamp cannot overflow, whatever the two clocks:
+        /// it is the exact distance.
+        #[test]
+        fn the_timestamp_window_never_overflows(now in any::<i64>(), ts in any::<i64>()) {
+            let exact = (i128::from(now) - i128::from(ts)).unsigned_abs();
+            prop_assert_eq!(u128::from(now.abs_diff(ts)), exact);
+        }
+    }
+}

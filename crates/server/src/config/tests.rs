@@ -229,3 +229,130 @@ fn edge_settings_come_from_env_and_are_checked() {
         .unwrap_err();
     assert_eq!(e.setting, "ROLEGATE_ALLOW_PLAIN_HTTP");
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Settings whose values are checked without touching the filesystem (no `*_file`,
+    /// no `data_dir`), each with values of the right and the wrong kind.
+    const KEYS: &[&str] = &[
+        "listen",
+        "store",
+        "allow_plain_http",
+        "header_read_timeout_secs",
+        "body_read_timeout_secs",
+        "request_timeout_secs",
+        "idempotency_ttl_secs",
+        "trust_forwarded_for",
+        "metrics_enabled",
+        "metrics_token",
+        "master_key",
+        "log_format",
+        "log_level",
+    ];
+    const TABLES: &[(&str, &[&str])] = &[
+        (
+            "rate_limits",
+            &[
+                "auth_failures_per_ip",
+                "callback_per_ip",
+                "credentials_per_org",
+            ],
+        ),
+        (
+            "aws",
+            &[
+                "region",
+                "endpoint_url",
+                "connect_timeout_ms",
+                "max_attempts",
+            ],
+        ),
+        (
+            "onboarding",
+            &[
+                "provider_account_id",
+                "partition",
+                "region",
+                "template_url_ttl_secs",
+                "max_session_duration",
+                "access_level",
+                "callback_url",
+            ],
+        ),
+        (
+            "credentials",
+            &["default_access_level", "default_duration_secs"],
+        ),
+    ];
+
+    fn toml_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            (0u64..100_000).prop_map(|n| n.to_string()),
+            any::<bool>().prop_map(|b| b.to_string()),
+            any::<String>().prop_map(|s| toml::Value::String(s).to_string()),
+            "[a-z0-9:./-]{0,24}".prop_map(|s| format!("{s:?}")),
+            (0u32..3, 0u64..100_000)
+                .prop_map(|(b, p)| format!("{{ burst = {b}, period_secs = {p} }}")),
+            Just("[1, 2]".to_owned()),
+        ]
+    }
+
+    fn document() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec((0..KEYS.len(), toml_value()), 0..5),
+            proptest::collection::vec((0..TABLES.len(), 0usize..8, toml_value()), 0..5),
+        )
+            .prop_map(|(top, tables)| {
+                let mut text = String::new();
+                let mut seen = std::collections::BTreeSet::new();
+                for (k, v) in top {
+                    if seen.insert(KEYS[k]) {
+                        text.push_str(&format!("{} = {v}\n", KEYS[k]));
+                    }
+                }
+                for (t, k, v) in tables {
+                    let (table, keys) = TABLES[t];
+                    let key = keys[k % keys.len()];
+                    if seen.insert(key) {
+                        text.push_str(&format!("[{table}]\n{key} = {v}\n"));
+                    }
+                }
+                text
+            })
+    }
+
+    fn check(text: &[u8]) -> Result<(), TestCaseError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rolegate.toml");
+        std::fs::write(&path, text).unwrap();
+        match RawSettings::from_file(&path) {
+            Ok(raw) => match raw.validate() {
+                Ok(_) => {}
+                Err(e) => prop_assert!(!e.setting.is_empty() && !e.reason.is_empty(), "{e}"),
+            },
+            Err(e) => prop_assert_eq!(e.setting, "config"),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Any bytes as the config file: settings, or an error naming the setting; never a
+        /// panic.
+        #[test]
+        fn any_file_is_settings_or_a_named_error(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            check(&bytes)?;
+        }
+
+        /// Well-formed TOML with known settings of any value (wrong types, out-of-range
+        /// numbers, odd strings): the same.
+        #[test]
+        fn any_known_setting_value_is_accepted_or_named(text in document()) {
+            check(text.as_bytes())?;
+        }
+    }
+}

@@ -35,12 +35,12 @@ pub struct AuditPageResponse {
     get, path = "/api/audit", operation_id = "query_audit", tag = "audit",
     params(
         ("org" = Option<String>, Query, description = "Only this organisation's events."),
-        ("actor" = Option<String>, Query, description = "Only this actor's events (e.g. `user:alice`)."),
-        ("action" = Option<String>, Query, description = "Only this action (e.g. `user.create`)."),
-        ("since" = Option<String>, Query, description = "RFC 3339; events at or after it."),
-        ("until" = Option<String>, Query, description = "RFC 3339; events before it."),
+        ("actor" = Option<String>, Query, min_length = 1, max_length = 128, description = "Only this actor's events (e.g. `user:alice`): 1 to 128 characters."),
+        ("action" = Option<String>, Query, min_length = 1, max_length = 128, description = "Only this action (e.g. `user.create`): 1 to 128 characters."),
+        ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339; events at or after it."),
+        ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339; events before it."),
         ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "1 to 1000 (default 100)."),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` from the previous page."),
+        ("cursor" = Option<String>, Query, pattern = "^[0-9]{1,19}$", description = "`next_cursor` from the previous page: an opaque token (today the last sequence number seen; the page starts after it)."),
     ),
     responses(
         (status = 200, description = "One page of events.", body = AuditPageResponse),

@@ -53,12 +53,17 @@ pub struct CredentialsRequest {
     /// One of the configured access levels; the default level when absent.
     #[schema(example = "readonly")]
     access_level: Option<String>,
-    /// 900 up to the level's maximum (and the role's MaxSessionDuration).
-    #[schema(example = 3600)]
+    /// 900 up to the level's maximum (and the role's MaxSessionDuration): 43200 at most.
+    #[schema(example = 3600, minimum = 900, maximum = 43200)]
+    #[serde(default, deserialize_with = "crate::extract::integer")]
     duration_seconds: Option<i64>,
     /// Why the credentials are needed: at most 256 characters, shown in CloudTrail as the
     /// `rolegate:reason` session tag.
-    #[schema(example = "deploy #42")]
+    #[schema(
+        example = "deploy #42",
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     reason: Option<String>,
     /// Mint new credentials even when cached ones are fresh.
     #[serde(default)]
@@ -166,7 +171,17 @@ pub struct ConsoleRequest {
     org_name: Option<String>,
     #[schema(example = "readonly")]
     access_level: Option<String>,
+    /// 900 up to the level's maximum (and the role's MaxSessionDuration): 43200 at most.
+    #[schema(example = 3600, minimum = 900, maximum = 43200)]
+    #[serde(default, deserialize_with = "crate::extract::integer")]
     duration_seconds: Option<i64>,
+    /// Why the credentials are needed: at most 256 characters, shown in CloudTrail as the
+    /// `rolegate:reason` session tag.
+    #[schema(
+        example = "deploy #42",
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     reason: Option<String>,
     /// An https URL on the partition's console (default: its home page).
     #[schema(example = "https://us-east-1.console.aws.amazon.com/ec2/home")]
@@ -238,10 +253,26 @@ async fn console(
 pub struct ValidateRequest {
     #[schema(required = true, nullable = false, example = "acme-corp")]
     org_name: Option<String>,
-    #[schema(required = true, nullable = false)]
+    /// 16 to 128 letters and digits.
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 16,
+        max_length = 128,
+        pattern = "^[A-Za-z0-9]+$"
+    )]
     access_key_id: Option<String>,
-    #[schema(required = true, nullable = false)]
+    /// 1 to 256 printable characters.
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[ -~]+$"
+    )]
     secret_access_key: Option<String>,
+    /// 1 to 8192 printable characters, for temporary credentials.
+    #[schema(min_length = 1, max_length = 8192, pattern = "^[ -~]+$")]
     session_token: Option<String>,
 }
 

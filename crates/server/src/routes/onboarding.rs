@@ -203,7 +203,7 @@ async fn issue(
     responses(
         (status = 200, description = "The links; they carry the new callback secret.", body = OnboardingLinks),
         (status = 404, description = "`not_found`.", body = ErrorBody),
-        (status = 503, description = "`not_configured`.", body = ErrorBody),
+        (status = 501, description = "`not_configured`: onboarding is not set up on this server (the message names the missing setting).", body = ErrorBody),
     )
 )]
 async fn integrate(
@@ -227,7 +227,7 @@ async fn integrate(
     responses(
         (status = 200, description = "The links; they carry the current callback secret.", body = OnboardingLinks),
         (status = 404, description = "`not_found`.", body = ErrorBody),
-        (status = 503, description = "`not_configured`.", body = ErrorBody),
+        (status = 501, description = "`not_configured`: onboarding is not set up on this server (the message names the missing setting).", body = ErrorBody),
     )
 )]
 async fn onboarding_links(

@@ -48,7 +48,7 @@ pub struct RegisterOrgRequest {
     #[schema(required = true, nullable = false, example = "acme-corp")]
     org_name: Option<String>,
     /// The customer's 12-digit AWS account, when known: only a callback from it can bind.
-    #[schema(example = "111122223333")]
+    #[schema(example = "111122223333", pattern = "^[0-9]{12}$")]
     account_id: Option<String>,
 }
 
@@ -101,7 +101,10 @@ fn registered(status: StatusCode, r: RegisteredOrg) -> Response {
     post, path = "/api/orgs", operation_id = "register_org", tag = "orgs",
     request_body = RegisterOrgRequest,
     responses(
-        (status = 201, description = "Registered; `Location` names the org. `api_key` is shown only here.", body = RegisterOrgResponse),
+        (status = 201, description = "Registered; `Location` names the org. `api_key` is shown only here.", body = RegisterOrgResponse, links(
+            ("show_org" = (operation_id = "show_org", parameters(("org" = "$response.body#/org_name")), description = "The organisation just registered.")),
+            ("onboarding_links" = (operation_id = "onboarding_links", parameters(("org" = "$response.body#/org_name")), description = "Its onboarding links.")),
+        )),
         (status = 400, description = "`idempotency_key_required`, `invalid_field`, `invalid_json`.", body = ErrorBody),
         (status = 409, description = "`org_exists`, or `idempotency_in_progress`.", body = ErrorBody),
     )
@@ -126,7 +129,10 @@ async fn register(
     post, path = "/api/register", operation_id = "register_org_legacy", tag = "orgs",
     request_body = RegisterOrgRequest,
     responses(
-        (status = 201, description = "Registered; `api_key` is shown only here.", body = RegisterOrgResponse),
+        (status = 201, description = "Registered; `api_key` is shown only here.", body = RegisterOrgResponse, links(
+            ("show_org" = (operation_id = "show_org", parameters(("org" = "$response.body#/org_name")), description = "The organisation just registered.")),
+            ("onboarding_links" = (operation_id = "onboarding_links", parameters(("org" = "$response.body#/org_name")), description = "Its onboarding links.")),
+        )),
         (status = 400, description = "`idempotency_key_required`, `invalid_field`, `invalid_json`.", body = ErrorBody),
         (status = 409, description = "`org_exists`, or `idempotency_in_progress`.", body = ErrorBody),
     )
@@ -145,7 +151,13 @@ pub struct ListQuery {
     /// 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
-    /// `next_cursor` from the previous page.
+    /// `next_cursor` from the previous page: an opaque token (today an organisation's name;
+    /// the page starts after it). Keep it in step with `OrgName::PATTERN` (a test does).
+    #[param(
+        pattern = "^[a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$",
+        min_length = 3,
+        max_length = 32
+    )]
     cursor: Option<String>,
 }
 

@@ -42,10 +42,10 @@ pub struct CreateUserRequest {
     #[schema(required = true, nullable = false, example = "alice")]
     user_id: Option<String>,
     /// `admin` or `operator` (the default).
-    #[schema(nullable = false, example = "operator")]
+    #[schema(nullable = false, example = "operator", pattern = "^(admin|operator)$")]
     role: Option<String>,
-    /// Free-form JSON kept with the operator (default `{}`).
-    #[schema(nullable = false)]
+    /// A JSON object kept with the operator (default `{}`), at most 4096 bytes as JSON.
+    #[schema(nullable = false, value_type = Option<Object>)]
     metadata: Option<serde_json::Value>,
 }
 
@@ -79,7 +79,9 @@ fn with_token(status: StatusCode, user: User, token: &secrecy::SecretString) -> 
     post, path = "/api/users", operation_id = "create_user", tag = "users",
     request_body = CreateUserRequest,
     responses(
-        (status = 201, description = "Created; `token` is shown only here.", body = UserWithTokenResponse),
+        (status = 201, description = "Created; `token` is shown only here.", body = UserWithTokenResponse, links(
+            ("show_user" = (operation_id = "show_user", parameters(("user_id" = "$response.body#/user_id")), description = "The operator just created.")),
+        )),
         (status = 400, description = "`invalid_field`, `invalid_json`.", body = ErrorBody),
         (status = 409, description = "`user_exists`.", body = ErrorBody),
     )
@@ -115,8 +117,8 @@ async fn list(
 
 /// Show an operator
 #[utoipa::path(
-    get, path = "/api/users/{id}", operation_id = "show_user", tag = "users",
-    params(("id" = String, Path, description = "The operator's user id.")),
+    get, path = "/api/users/{user_id}", operation_id = "show_user", tag = "users",
+    params(("user_id" = String, Path, description = "The operator's user id.")),
     responses(
         (status = 200, description = "The operator.", body = User),
         (status = 404, description = "`not_found`.", body = ErrorBody),
@@ -133,11 +135,12 @@ async fn show(
 
 /// Disable an operator
 ///
-/// Its token stops working at once, on every replica. Disabling a disabled operator answers
-/// the record again.
+/// Its token stops working at once, on every replica. The record stays (it is named by the
+/// audit log), readable with `GET` as disabled. Disabling a disabled operator answers the
+/// record again.
 #[utoipa::path(
-    delete, path = "/api/users/{id}", operation_id = "disable_user", tag = "users",
-    params(("id" = String, Path, description = "The operator's user id.")),
+    delete, path = "/api/users/{user_id}", operation_id = "disable_user", tag = "users",
+    params(("user_id" = String, Path, description = "The operator's user id.")),
     responses(
         (status = 200, description = "The disabled operator.", body = User),
         (status = 404, description = "`not_found`.", body = ErrorBody),
@@ -157,8 +160,8 @@ async fn disable(
 ///
 /// The old token dies at once; the new one is shown only here.
 #[utoipa::path(
-    post, path = "/api/users/{id}/token", operation_id = "rotate_user_token", tag = "users",
-    params(("id" = String, Path, description = "The operator's user id.")),
+    post, path = "/api/users/{user_id}/token", operation_id = "rotate_user_token", tag = "users",
+    params(("user_id" = String, Path, description = "The operator's user id.")),
     responses(
         (status = 200, description = "The operator and its new token.", body = UserWithTokenResponse),
         (status = 404, description = "`not_found`.", body = ErrorBody),

@@ -328,7 +328,7 @@ async fn integrate_needs_configuration_and_an_operator(engine: Engine) {
             json!({"org_name": "unconf-org"}),
         )
         .await;
-    assert_eq!((n.status, n.code()), (503, "not_configured"));
+    assert_eq!((n.status, n.code()), (501, "not_configured"));
     assert_eq!(
         app.post("/api/integrate", &key, json!({"org_name": "unconf-org"}))
             .await
