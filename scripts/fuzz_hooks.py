@@ -64,3 +64,11 @@ def distinct_idempotency_keys(context, case, kwargs):
         if isinstance(key, str) and key and len(key) <= 255 and all(ord(c) in VISIBLE_ASCII for c in key):
             body = repr(getattr(case, "body", None)).encode()
             headers[name] = key[:230] + "-" + hashlib.sha256(body).hexdigest()[:16]
+
+
+@schemathesis.serializer("application/pkix-crl")
+def crl_bytes(ctx, value):
+    """A CRL upload is a raw body (PEM text or DER bytes): send what was generated as bytes."""
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode()

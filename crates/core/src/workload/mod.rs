@@ -114,6 +114,11 @@ pub struct WorkloadProfile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewProfile {
+    /// 1 to 64 characters, no control characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1f\x7f]+$")
+    )]
     pub name: String,
     /// Defaults to the default level; it must grant `workloads`.
     pub access_level: Option<String>,

@@ -77,9 +77,16 @@ fn org_name(raw: &str) -> Result<OrgName, ApiError> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAnchorRequest {
-    #[schema(example = "build-ca")]
+    /// 1 to 64 characters, no control characters.
+    #[schema(
+        example = "build-ca",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f]+$"
+    )]
     name: String,
     /// One or more PEM `CERTIFICATE` blocks: the CA certificates workloads chain to.
+    #[schema(min_length = 1, pattern = "-----BEGIN CERTIFICATE-----")]
     certificate_bundle_pem: String,
 }
 
@@ -152,7 +159,7 @@ async fn list_anchors(
     delete, path = "/api/orgs/{org}/trust-anchors/{id}", operation_id = "delete_trust_anchor", tag = "workload identity",
     params(
         ("org" = String, Path, description = "The organisation's name."),
-        ("id" = String, Path, description = "The anchor's id (UUID) or ARN."),
+        ("id" = String, Path, pattern = r"^(arn:aws[a-z-]*:rolesanywhere:[a-z0-9-]+:[0-9]{12}:trust-anchor/)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The anchor's id (UUID) or ARN."),
     ),
     responses(
         (status = 204, description = "Deleted: its certificates get no more sessions."),
@@ -178,7 +185,7 @@ async fn delete_anchor(
 /// the grace period the anchor refuses every certificate until a fresh one comes.
 #[utoipa::path(
     put, path = "/api/trust-anchors/{id}/crl", operation_id = "upload_crl", tag = "workload identity",
-    params(("id" = String, Path, description = "The anchor's id (UUID) or ARN.")),
+    params(("id" = String, Path, pattern = r"^(arn:aws[a-z-]*:rolesanywhere:[a-z0-9-]+:[0-9]{12}:trust-anchor/)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The anchor's id (UUID) or ARN.")),
     request_body(content = String, content_type = "application/pkix-crl", description = "The CRL, PEM or DER."),
     responses(
         (status = 200, description = "The anchor with its new CRL.", body = TrustAnchor),
@@ -256,7 +263,7 @@ async fn list_profiles(
     delete, path = "/api/orgs/{org}/workload-profiles/{id}", operation_id = "delete_workload_profile", tag = "workload identity",
     params(
         ("org" = String, Path, description = "The organisation's name."),
-        ("id" = String, Path, description = "The profile's id (UUID) or ARN."),
+        ("id" = String, Path, pattern = r"^(arn:aws[a-z-]*:rolesanywhere:[a-z0-9-]+:[0-9]{12}:profile/)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The profile's id (UUID) or ARN."),
     ),
     responses(
         (status = 204, description = "Deleted."),
