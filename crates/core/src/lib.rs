@@ -5,7 +5,7 @@
 //! Layers, each using only those below it: `ids`, `clock`, `ports` and `error` → `model`
 //! → `keyspace` → `vault` → `audit` → `principal`, `levels`, `policy` → `records` (the one
 //! update loop) → the areas (`users`, `orgs`, then `onboarding`, `credentials`,
-//! `audit_log`) → `services` (the wiring).
+//! `audit_log`, `jobs`) → `services` (the wiring).
 //!
 //! The `openapi` feature (used by the server) derives `utoipa::ToSchema` on the public views
 //! (`Org`, `User`, `AuditEvent`, …) so the API document is generated from the very types that
@@ -27,6 +27,8 @@ pub mod idempotency;
 pub mod ids;
 /// Every record family and its keys.
 pub mod keyspace;
+/// The job engine: jobs in customer accounts, their workers, leases and locks.
+pub mod jobs;
 /// Access levels and who may use them.
 pub mod levels;
 /// The records rolegate keeps, and their public views.

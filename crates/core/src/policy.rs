@@ -36,6 +36,13 @@ pub enum Action {
     ConsoleSignin,
     ValidateCredentials,
     ReadMetrics,
+    /// Start a job in the org's AWS account (under an access level).
+    CreateJob,
+    ListJobs,
+    ReadJob,
+    CancelJob,
+    /// Read a job's one-time secret (a created key pair's private key).
+    ReadJobSecret,
 }
 
 impl Action {
@@ -60,6 +67,11 @@ impl Action {
         Action::ConsoleSignin,
         Action::ValidateCredentials,
         Action::ReadMetrics,
+        Action::CreateJob,
+        Action::ListJobs,
+        Action::ReadJob,
+        Action::CancelJob,
+        Action::ReadJobSecret,
     ];
 
     /// The name audit events use for this action (a refusal is recorded under it).
@@ -85,6 +97,11 @@ impl Action {
             Self::ConsoleSignin => "credentials.console",
             Self::ValidateCredentials => "credentials.validate",
             Self::ReadMetrics => "metrics.read",
+            Self::CreateJob => "job.create",
+            Self::ListJobs => "job.list",
+            Self::ReadJob => "job.read",
+            Self::CancelJob => "job.cancel",
+            Self::ReadJobSecret => "job.secret_read",
         }
     }
 
@@ -92,7 +109,10 @@ impl Action {
     /// grants decide too).
     #[must_use]
     pub const fn uses_access_level(self) -> bool {
-        matches!(self, Self::IssueCredentials | Self::ConsoleSignin)
+        matches!(
+            self,
+            Self::IssueCredentials | Self::ConsoleSignin | Self::CreateJob
+        )
     }
 
     /// Who may do it, by kind of principal.
@@ -130,6 +150,12 @@ impl Action {
                 r(Allow, OwnerOfOrg, OwnOrg, Deny, Deny)
             }
             Self::ReadMetrics => r(Allow, Deny, Deny, Deny, Allow),
+            // Jobs act in the customer's account for a person or a service, like credentials.
+            Self::CreateJob
+            | Self::ListJobs
+            | Self::ReadJob
+            | Self::CancelJob
+            | Self::ReadJobSecret => r(Allow, OwnerOfOrg, OwnOrg, Deny, Deny),
         }
     }
 }

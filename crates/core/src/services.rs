@@ -7,6 +7,7 @@ use crate::audit_log::AuditLog;
 use crate::clock::Clock;
 use crate::credentials::{ConsoleSettings, Credentials};
 use crate::error::Error;
+use crate::jobs::{JobSettings, Jobs};
 use crate::levels::CredentialPolicy;
 use crate::onboarding::{Onboarding, OnboardingPolicy, OnboardingSettings};
 use crate::orgs::Orgs;
@@ -69,6 +70,9 @@ pub struct Services {
     pub onboarding: Onboarding,
     pub credentials: Credentials,
     pub audit: AuditLog,
+    /// Jobs in customer accounts. Built without EC2 and without workers; `serve` gives it
+    /// both with [`Services::with_jobs`].
+    pub jobs: Jobs,
 }
 
 impl Services {
@@ -87,6 +91,16 @@ impl Services {
                 ports.templates,
                 config.template,
             ),
+            jobs: Jobs::new(
+                orgs.clone(),
+                ports.sts.clone(),
+                Arc::new(crate::ports::aws::ec2::NoEc2),
+                levels.clone(),
+                JobSettings {
+                    workers: 0,
+                    ..JobSettings::default()
+                },
+            ),
             credentials: Credentials::new(
                 orgs.clone(),
                 ports.sts,
@@ -99,5 +113,16 @@ impl Services {
             orgs,
             records,
         })
+    }
+
+    /// Gives the jobs area its EC2 client and settings (a process that runs jobs).
+    #[must_use]
+    pub fn with_jobs(
+        mut self,
+        ec2: Arc<dyn crate::ports::aws::ec2::Ec2>,
+        settings: JobSettings,
+    ) -> Self {
+        self.jobs = self.jobs.with_ec2(ec2, settings);
+        self
     }
 }
