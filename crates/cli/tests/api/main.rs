@@ -19,6 +19,8 @@ mod credentials;
 mod errors;
 /// The security review's defects at the edge (issue 10): timeouts, TLS, files, Redis.
 mod hardening;
+/// Jobs in the customer's account: key pairs, least privilege, leases, locks, SSE.
+mod jobs;
 /// Idempotency-Key semantics.
 mod idempotency;
 /// `GET /metrics` (per-app registry) and the JSON request logs of the real binary.

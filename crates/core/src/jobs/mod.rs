@@ -110,6 +110,9 @@ pub struct Jobs {
     ec2: Arc<dyn Ec2>,
     levels: Arc<CredentialPolicy>,
     settings: JobSettings,
+    /// Every change this process makes to a job, for event streams (other replicas' changes
+    /// are seen by reading the record).
+    changes: tokio::sync::broadcast::Sender<JobRecord>,
 }
 
 fn job_id(now_ms: i64) -> String {
@@ -137,7 +140,20 @@ impl Jobs {
             ec2,
             levels,
             settings,
+            changes: tokio::sync::broadcast::channel(256).0,
         }
+    }
+
+    /// Every change this process makes to any job from now on.
+    #[must_use]
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<JobRecord> {
+        self.changes.subscribe()
+    }
+
+    /// Tells subscribers about a change that was committed.
+    fn publish(&self, job: &JobRecord) {
+        // Nobody listening is fine.
+        let _ = self.changes.send(job.clone());
     }
 
     /// The same area with the EC2 client and settings of a process that runs jobs.
@@ -239,6 +255,7 @@ impl Jobs {
         if !self.records.commit(caller, txn, audit).await? {
             return Err(Error::Contention);
         }
+        self.publish(&job);
         Ok(job)
     }
 
@@ -364,6 +381,7 @@ impl Jobs {
                 Ok(Change::write_with(next, txn, audit))
             })
             .await?;
+        self.publish(&updated.value);
         Ok(updated.value)
     }
 }

@@ -147,6 +147,9 @@ impl Jobs {
                 Ok(Change::write(next, audit))
             })
             .await?;
+        if up.changed {
+            self.publish(&up.value);
+        }
         Ok(up.changed.then_some(up.value))
     }
 
@@ -332,6 +335,9 @@ impl Jobs {
                 Ok(Change::write(next, audit))
             })
             .await?;
+        if up.changed {
+            self.publish(&up.value);
+        }
         Ok(up.changed.then_some(up.value))
     }
 
@@ -370,6 +376,9 @@ impl Jobs {
                 Ok(Change::write_with(next, txn, audit))
             })
             .await?;
+        if up.changed {
+            self.publish(&up.value);
+        }
         Ok(up.changed.then_some(up.value.state))
     }
 

@@ -7,6 +7,8 @@ pub mod audit;
 pub mod credentials;
 /// The OpenAPI document and the `/docs` page (public).
 pub mod docs;
+/// Jobs in customer accounts: create, read, list, cancel, events, the one-time secret.
+pub mod jobs;
 /// Liveness and readiness.
 pub mod health;
 /// `GET /metrics` and the per-request counting middleware.
