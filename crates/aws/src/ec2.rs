@@ -58,7 +58,9 @@ where
             let message = e.message().unwrap_or_default().to_owned();
             let request_id = e.meta().request_id().map(str::to_owned);
             match code.as_str() {
-                "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException"
+                "UnauthorizedOperation"
+                | "AccessDenied"
+                | "AccessDeniedException"
                 | "AuthFailure" => AwsError::AccessDenied {
                     code,
                     message,

@@ -25,10 +25,10 @@ pub mod error;
 pub mod idempotency;
 /// Validated identifiers (`OrgName`, `UserId`, `AccountId`, `Role`).
 pub mod ids;
-/// Every record family and its keys.
-pub mod keyspace;
 /// The job engine: jobs in customer accounts, their workers, leases and locks.
 pub mod jobs;
+/// Every record family and its keys.
+pub mod keyspace;
 /// Access levels and who may use them.
 pub mod levels;
 /// The records rolegate keeps, and their public views.

@@ -228,7 +228,11 @@ pub struct JobMetrics(Metrics);
 
 impl rolegate_core::jobs::JobObserver for JobMetrics {
     fn finished(&self, kind: &str, outcome: &str, seconds: f64) {
-        if let Ok(c) = self.0.jobs_total.get_metric_with_label_values(&[kind, outcome]) {
+        if let Ok(c) = self
+            .0
+            .jobs_total
+            .get_metric_with_label_values(&[kind, outcome])
+        {
             c.inc();
         }
         if let Ok(h) = self.0.job_duration.get_metric_with_label_values(&[kind]) {

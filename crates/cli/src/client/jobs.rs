@@ -174,7 +174,10 @@ async fn follow(client: &ApiClient, id: &str) -> anyhow::Result<Value> {
             }
             last = line;
         }
-        if matches!(job["state"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
+        if matches!(
+            job["state"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        ) {
             if tty {
                 writeln!(std::io::stderr())?;
             }
@@ -196,10 +199,17 @@ fn outcome(job: &Value) -> anyhow::Result<()> {
                 e["step"].as_str().unwrap_or("?"),
                 e["code"].as_str().unwrap_or("?"),
                 e["message"].as_str().unwrap_or(""),
-                e["aws_code"].as_str().map(|c| format!(" (AWS {c})")).unwrap_or_default()
+                e["aws_code"]
+                    .as_str()
+                    .map(|c| format!(" (AWS {c})"))
+                    .unwrap_or_default()
             )
         }
-        other => bail!("job {} ended {}", job["id"].as_str().unwrap_or(""), other.unwrap_or("?")),
+        other => bail!(
+            "job {} ended {}",
+            job["id"].as_str().unwrap_or(""),
+            other.unwrap_or("?")
+        ),
     }
 }
 
@@ -217,9 +227,14 @@ pub async fn jobs(cmd: &JobsCommand, env: Env<'_>) -> anyhow::Result<()> {
             let client = connect(&a.connection, env)?;
             let spec: Value = serde_json::from_str(&a.spec).context("--spec is not JSON")?;
             let body = json!({"kind": a.kind, "spec": spec, "access_level": a.access_level, "reason": a.reason});
-            let key = a.idempotency_key.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let key = a
+                .idempotency_key
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             let path = format!("api/orgs/{}/jobs", urlencode(&a.org));
-            let job = client.job_call(reqwest::Method::POST, &path, Some(&body), Some(&key)).await?;
+            let job = client
+                .job_call(reqwest::Method::POST, &path, Some(&body), Some(&key))
+                .await?;
             if !a.wait {
                 return print_json(&job);
             }
@@ -236,12 +251,25 @@ pub async fn jobs(cmd: &JobsCommand, env: Env<'_>) -> anyhow::Result<()> {
                     path.push_str(&format!("&{k}={}", urlencode(v)));
                 }
             }
-            print_json(&client.job_call(reqwest::Method::GET, &path, None, None).await?)
+            print_json(
+                &client
+                    .job_call(reqwest::Method::GET, &path, None, None)
+                    .await?,
+            )
         }
         JobsCommand::Show(a) => {
             check_id(&a.id)?;
             let client = connect(&a.connection, env)?;
-            print_json(&client.job_call(reqwest::Method::GET, &format!("api/jobs/{}", a.id), None, None).await?)
+            print_json(
+                &client
+                    .job_call(
+                        reqwest::Method::GET,
+                        &format!("api/jobs/{}", a.id),
+                        None,
+                        None,
+                    )
+                    .await?,
+            )
         }
         JobsCommand::Wait(a) => {
             check_id(&a.id)?;
@@ -254,7 +282,11 @@ pub async fn jobs(cmd: &JobsCommand, env: Env<'_>) -> anyhow::Result<()> {
             check_id(&a.id)?;
             let client = connect(&a.connection, env)?;
             let path = format!("api/jobs/{}/cancel", a.id);
-            print_json(&client.job_call(reqwest::Method::POST, &path, None, None).await?)
+            print_json(
+                &client
+                    .job_call(reqwest::Method::POST, &path, None, None)
+                    .await?,
+            )
         }
     }
 }
@@ -272,21 +304,34 @@ pub async fn keypair(cmd: &KeypairCommand, env: Env<'_>) -> anyhow::Result<()> {
                       "access_level": a.access_level, "reason": a.reason});
     let key = uuid::Uuid::new_v4().to_string();
     let path = format!("api/orgs/{}/jobs", urlencode(&a.org));
-    let job = client.job_call(reqwest::Method::POST, &path, Some(&body), Some(&key)).await?;
+    let job = client
+        .job_call(reqwest::Method::POST, &path, Some(&body), Some(&key))
+        .await?;
     let id = job["id"].as_str().unwrap_or_default().to_owned();
     let done = follow(&client, &id).await?;
     outcome(&done)?;
     let secret = client
-        .job_call(reqwest::Method::GET, &format!("api/jobs/{id}/secret"), None, None)
+        .job_call(
+            reqwest::Method::GET,
+            &format!("api/jobs/{id}/secret"),
+            None,
+            None,
+        )
         .await?;
-    let pem = secret["private_key"].as_str().context("the server sent no private key")?;
+    let pem = secret["private_key"]
+        .as_str()
+        .context("the server sent no private key")?;
     match &a.out {
         Some(out) => {
             super::atomic::write_private(out, pem.as_bytes())
                 .with_context(|| format!("cannot write {}", out.display()))?;
             #[allow(clippy::print_stderr)]
             {
-                eprintln!("rolegate: wrote the private key of {} to {} (mode 0600)", a.name, out.display());
+                eprintln!(
+                    "rolegate: wrote the private key of {} to {} (mode 0600)",
+                    a.name,
+                    out.display()
+                );
             }
         }
         None => {

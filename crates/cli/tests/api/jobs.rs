@@ -9,22 +9,34 @@ use serde_json::{Value, json};
 use crate::onboarding::{CUSTOMER, onboarding_app, validated_org};
 use crate::support::{Engine, Resp, TestApp, aws_cli, customer_credentials};
 
-/// One job at a time per target, the SSE stream, a role that may not create key pairs.
-mod engine;
 /// SIGKILL mid-step, restart, resume.
 mod crash;
+/// One job at a time per target, the SSE stream, a role that may not create key pairs.
+mod engine;
 /// The key pair kinds end to end.
 mod keypairs;
 
 /// An app whose org `name` is validated through moto, and its API key.
 pub(crate) async fn jobs_app(engine: Engine, extra: &str, name: &str) -> (TestApp, String) {
-    let app = onboarding_app(engine, false, false, &format!("[jobs]\npoll_ms = 50\n{extra}")).await;
+    let app = onboarding_app(
+        engine,
+        false,
+        false,
+        &format!("[jobs]\npoll_ms = 50\n{extra}"),
+    )
+    .await;
     let key = validated_org(&app, &app.admin_token, name).await;
     (app, key)
 }
 
 /// `POST /api/orgs/{org}/jobs` with an Idempotency-Key.
-pub(crate) async fn create_job(app: &TestApp, token: &str, org: &str, idem: &str, body: Value) -> Resp {
+pub(crate) async fn create_job(
+    app: &TestApp,
+    token: &str,
+    org: &str,
+    idem: &str,
+    body: Value,
+) -> Resp {
     app.send(
         app.client
             .post(app.url(&format!("/api/orgs/{org}/jobs")))
@@ -52,10 +64,23 @@ pub(crate) async fn wait_job(app: &TestApp, token: &str, id: &str) -> Value {
 pub(crate) fn key_pairs(account: Option<&str>, name: &str) -> Vec<Value> {
     let creds = account.map(customer_credentials);
     let out = aws_cli(
-        &["ec2", "describe-key-pairs", "--filters", &format!("Name=key-name,Values={name}"), "--output", "json"],
-        creds.as_ref().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())),
+        &[
+            "ec2",
+            "describe-key-pairs",
+            "--filters",
+            &format!("Name=key-name,Values={name}"),
+            "--output",
+            "json",
+        ],
+        creds
+            .as_ref()
+            .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     v["KeyPairs"].as_array().unwrap().clone()
 }
@@ -67,7 +92,10 @@ pub(crate) fn customer_key_pairs(name: &str) -> Vec<Value> {
 
 /// A unique key pair name (moto is shared by every test of this binary).
 pub(crate) fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
 }
 
 pub(crate) fn keypair_body(name: &str) -> Value {

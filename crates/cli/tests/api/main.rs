@@ -19,10 +19,10 @@ mod credentials;
 mod errors;
 /// The security review's defects at the edge (issue 10): timeouts, TLS, files, Redis.
 mod hardening;
-/// Jobs in the customer's account: key pairs, least privilege, leases, locks, SSE.
-mod jobs;
 /// Idempotency-Key semantics.
 mod idempotency;
+/// Jobs in the customer's account: key pairs, least privilege, leases, locks, SSE.
+mod jobs;
 /// `GET /metrics` (per-app registry) and the JSON request logs of the real binary.
 mod metrics;
 /// Customer onboarding: the stack, the signed callback, binding.

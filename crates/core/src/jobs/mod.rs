@@ -173,7 +173,11 @@ impl Jobs {
     /// level not granted: 403 `access_level_not_allowed`; both audited), then the org must
     /// be validated (412, audited).
     #[tracing::instrument(skip_all, fields(org = %cmd.org, kind = cmd.spec.kind()))]
-    pub async fn create(&self, caller: &Caller, cmd: &CreateJobCommand) -> Result<JobRecord, Error> {
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        cmd: &CreateJobCommand,
+    ) -> Result<JobRecord, Error> {
         let level = self.levels.level(cmd.access_level.as_deref())?;
         let org = self
             .orgs
@@ -264,14 +268,23 @@ impl Jobs {
         self.load_for(caller, Action::ReadJob, id).await
     }
 
-    async fn load_for(&self, caller: &Caller, action: Action, id: &str) -> Result<JobRecord, Error> {
+    async fn load_for(
+        &self,
+        caller: &Caller,
+        action: Action,
+        id: &str,
+    ) -> Result<JobRecord, Error> {
         let not_found = Error::NotFound {
             what: keyspace::JOB.name,
         };
         if !plausible_id(id) {
             return Err(not_found);
         }
-        let job = self.records.get(&keyspace::job(id)).await?.ok_or(not_found)?;
+        let job = self
+            .records
+            .get(&keyspace::job(id))
+            .await?
+            .ok_or(not_found)?;
         self.orgs
             .load_with(caller, action, &job.value.org, None)
             .await?;
@@ -288,7 +301,9 @@ impl Jobs {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<JobPage, Error> {
-        self.orgs.load_with(caller, Action::ListJobs, org, None).await?;
+        self.orgs
+            .load_with(caller, Action::ListJobs, org, None)
+            .await?;
         if let Some(k) = kind
             && !spec::KINDS.contains(&k)
         {

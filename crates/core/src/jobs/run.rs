@@ -4,17 +4,15 @@
 
 use sha2::{Digest as _, Sha256};
 
+use super::Jobs;
 use super::spec::{JobSpec, TAG_JOB, check_policy_size};
 use super::worker::JobObserver;
-use super::Jobs;
 use crate::audit::AuditRecord;
 use crate::credentials::session::{self, TAG_ORG, TAG_PRINCIPAL, TAG_REASON};
 use crate::error::{Code, Error};
 use crate::keyspace;
 use crate::levels::MIN_DURATION_SECS;
-use crate::model::{
-    JobError, JobRecord, JobSecret, JobSession, JobState, SecretState, StepState,
-};
+use crate::model::{JobError, JobRecord, JobSecret, JobSession, JobState, SecretState, StepState};
 use crate::ports::Txn;
 use crate::ports::aws::ec2::{AwsError, KeyPairInfo};
 use crate::ports::aws::{AssumeRoleRequest, TemporaryCredentials};
@@ -91,7 +89,9 @@ impl Jobs {
                 observer.finished(&kind, state.as_str(), secs);
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(job = %id, error = %e, "job interrupted; it resumes when its lease lapses"),
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "job interrupted; it resumes when its lease lapses")
+            }
         }
     }
 
@@ -154,18 +154,22 @@ impl Jobs {
     }
 
     async fn assume(&self, job: &JobRecord, policy: &str) -> Result<TemporaryCredentials, Failure> {
-        self.step_running(&job.id, 0).await?.ok_or_else(|| Failure {
-            code: Code::NotCancellable,
-            message: "job ended".into(),
-            aws_code: None,
-            request_id: None,
-        })?;
+        self.step_running(&job.id, 0)
+            .await?
+            .ok_or_else(|| Failure {
+                code: Code::NotCancellable,
+                message: "job ended".into(),
+                aws_code: None,
+                request_id: None,
+            })?;
         check_policy_size(policy)?;
         let org = self
             .records
             .get(&keyspace::org(&job.org))
             .await?
-            .ok_or(Error::NotFound { what: keyspace::ORG.name })?
+            .ok_or(Error::NotFound {
+                what: keyspace::ORG.name,
+            })?
             .value;
         let role_arn = match (&org.status, &org.role_arn) {
             (crate::model::OrgStatus::Validated, Some(arn)) => arn.clone(),
@@ -180,14 +184,25 @@ impl Jobs {
         };
         let level = self.levels.level(Some(&job.access_level))?;
         let mut tags = vec![
-            (TAG_ORG.to_owned(), session::sanitize_tag_value(job.org.as_str())),
-            (TAG_PRINCIPAL.to_owned(), session::sanitize_tag_value(&job.requested_by)),
+            (
+                TAG_ORG.to_owned(),
+                session::sanitize_tag_value(job.org.as_str()),
+            ),
+            (
+                TAG_PRINCIPAL.to_owned(),
+                session::sanitize_tag_value(&job.requested_by),
+            ),
             (TAG_JOB.to_owned(), job.id.clone()),
         ];
         if let Some(r) = &job.reason {
             tags.push((TAG_REASON.to_owned(), session::sanitize_tag_value(r)));
         }
-        let mut name: String = job.org.as_str().chars().take(64 - job.id.len() - 5).collect();
+        let mut name: String = job
+            .org
+            .as_str()
+            .chars()
+            .take(64 - job.id.len() - 5)
+            .collect();
         name = session::sanitize_session_part(&format!("{name}.job.{}", job.id));
         let req = AssumeRoleRequest {
             role_arn,
@@ -226,7 +241,10 @@ impl Jobs {
     ) -> Result<Done, Failure> {
         let tags = vec![
             (TAG_JOB.to_owned(), job.id.clone()),
-            (TAG_ORG.to_owned(), session::sanitize_tag_value(job.org.as_str())),
+            (
+                TAG_ORG.to_owned(),
+                session::sanitize_tag_value(job.org.as_str()),
+            ),
         ];
         let done = match spec {
             JobSpec::KeypairCreate { name, key_type } => {
@@ -237,7 +255,10 @@ impl Jobs {
                     // Made by this job before a crash, its private key lost: make it again.
                     self.ec2.delete_key_pair(creds, name).await?;
                 }
-                let made = self.ec2.create_key_pair(creds, name, *key_type, &tags).await?;
+                let made = self
+                    .ec2
+                    .create_key_pair(creds, name, *key_type, &tags)
+                    .await?;
                 Done {
                     result: serde_json::json!({"name": made.info.name, "key_pair_id": made.info.key_pair_id, "fingerprint": made.info.fingerprint}),
                     secret: Some(made.private_key),
@@ -245,10 +266,18 @@ impl Jobs {
                 }
             }
             JobSpec::KeypairImport { name, public_key } => {
-                let existing = if resumed { self.ec2.find_key_pair(creds, name).await? } else { None };
+                let existing = if resumed {
+                    self.ec2.find_key_pair(creds, name).await?
+                } else {
+                    None
+                };
                 let (info, request_id) = match existing {
                     Some(kp) if tagged_by(&kp, &job.id) => (kp, None),
-                    _ => self.ec2.import_key_pair(creds, name, public_key, &tags).await?,
+                    _ => {
+                        self.ec2
+                            .import_key_pair(creds, name, public_key, &tags)
+                            .await?
+                    }
                 };
                 Done {
                     result: serde_json::json!({"name": info.name, "key_pair_id": info.key_pair_id, "fingerprint": info.fingerprint}),

@@ -48,9 +48,9 @@ impl Jobs {
                     Code::SecretPurged,
                     format!("the secret of job {id} was not read in time and was purged"),
                 ),
-                SecretState::None if cur.state == JobState::Succeeded => Err(Error::NotFound {
-                    what: "job secret",
-                }),
+                SecretState::None if cur.state == JobState::Succeeded => {
+                    Err(Error::NotFound { what: "job secret" })
+                }
                 SecretState::None => refusal(
                     Code::JobNotFinished,
                     format!("job {id} is {}; it has no secret yet", cur.state.as_str()),

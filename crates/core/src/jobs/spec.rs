@@ -50,7 +50,11 @@ struct DeleteRaw {
 pub const KINDS: &[&str] = &["keypair.create", "keypair.import", "keypair.delete"];
 
 fn fields<T: serde::de::DeserializeOwned>(kind: &str, spec: &Value) -> Result<T, Error> {
-    let spec = if spec.is_null() { json!({}) } else { spec.clone() };
+    let spec = if spec.is_null() {
+        json!({})
+    } else {
+        spec.clone()
+    };
     serde_json::from_value(spec).map_err(|e| {
         Error::invalid(
             "spec",
@@ -85,7 +89,9 @@ pub fn parse_key_name(raw: Option<&str>) -> Result<String, Error> {
 /// whose base64 blob decodes and names the same algorithm. Returned without the comment.
 pub fn parse_public_key(raw: Option<&str>) -> Result<String, Error> {
     let bad = |m: &str| Error::invalid("spec.public_key", m.to_owned());
-    let key = raw.ok_or_else(|| bad("spec.public_key is required"))?.trim();
+    let key = raw
+        .ok_or_else(|| bad("spec.public_key is required"))?
+        .trim();
     if key.len() > MAX_PUBLIC_KEY {
         return Err(bad("spec.public_key is too long"));
     }
@@ -102,7 +108,11 @@ pub fn parse_public_key(raw: Option<&str>) -> Result<String, Error> {
     };
     if !matches!(
         algo,
-        "ssh-ed25519" | "ssh-rsa" | "ecdsa-sha2-nistp256" | "ecdsa-sha2-nistp384" | "ecdsa-sha2-nistp521"
+        "ssh-ed25519"
+            | "ssh-rsa"
+            | "ecdsa-sha2-nistp256"
+            | "ecdsa-sha2-nistp384"
+            | "ecdsa-sha2-nistp521"
     ) {
         return Err(bad(
             "spec.public_key type must be ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp256/384/521",
@@ -216,7 +226,8 @@ impl JobSpec {
     pub fn session_policy(&self, job_id: &str) -> String {
         let key_arn = |name: &str| format!("arn:aws:ec2:*:*:key-pair/{name}");
         let tagged = json!({"StringEquals": {format!("aws:RequestTag/{TAG_JOB}"): job_id}});
-        let describe = json!({"Effect": "Allow", "Action": "ec2:DescribeKeyPairs", "Resource": "*"});
+        let describe =
+            json!({"Effect": "Allow", "Action": "ec2:DescribeKeyPairs", "Resource": "*"});
         let statements = match self {
             Self::KeypairCreate { name, .. } | Self::KeypairImport { name, .. } => {
                 let action = if matches!(self, Self::KeypairCreate { .. }) {
@@ -227,10 +238,10 @@ impl JobSpec {
                 let mut s = vec![
                     json!({"Effect": "Allow", "Action": action, "Resource": key_arn(name), "Condition": tagged}),
                     json!({"Effect": "Allow", "Action": "ec2:CreateTags", "Resource": key_arn(name),
-                           "Condition": {"StringEquals": {
-                               format!("aws:RequestTag/{TAG_JOB}"): job_id,
-                               "ec2:CreateAction": action.trim_start_matches("ec2:"),
-                           }}}),
+                    "Condition": {"StringEquals": {
+                        format!("aws:RequestTag/{TAG_JOB}"): job_id,
+                        "ec2:CreateAction": action.trim_start_matches("ec2:"),
+                    }}}),
                     describe,
                 ];
                 if matches!(self, Self::KeypairCreate { .. }) {
@@ -268,7 +279,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIASRa/zrYWi1u1X0hXDCx8ZYwlyipc4h34Bep/vYpUD7 me@host";
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIASRa/zrYWi1u1X0hXDCx8ZYwlyipc4h34Bep/vYpUD7 me@host";
 
     #[test]
     fn specs_are_validated_and_name_the_field() {
@@ -278,12 +290,32 @@ mod tests {
             ("keypair.create", json!({"name": "a*"}), "spec.name"),
             ("keypair.create", json!({"name": ""}), "spec.name"),
             ("keypair.create", json!({}), "spec.name"),
-            ("keypair.create", json!({"name": "x".repeat(256)}), "spec.name"),
-            ("keypair.create", json!({"name": "a", "type": "dsa"}), "spec.type"),
+            (
+                "keypair.create",
+                json!({"name": "x".repeat(256)}),
+                "spec.name",
+            ),
+            (
+                "keypair.create",
+                json!({"name": "a", "type": "dsa"}),
+                "spec.type",
+            ),
             ("keypair.create", json!({"name": "a", "extra": 1}), "spec"),
-            ("keypair.import", json!({"name": "a", "public_key": "ssh-ed25519 !!"}), "spec.public_key"),
-            ("keypair.import", json!({"name": "a", "public_key": "-----BEGIN OPENSSH PRIVATE KEY-----"}), "spec.public_key"),
-            ("keypair.import", json!({"name": "a", "public_key": ED.replace("ssh-ed25519", "ssh-rsa")}), "spec.public_key"),
+            (
+                "keypair.import",
+                json!({"name": "a", "public_key": "ssh-ed25519 !!"}),
+                "spec.public_key",
+            ),
+            (
+                "keypair.import",
+                json!({"name": "a", "public_key": "-----BEGIN OPENSSH PRIVATE KEY-----"}),
+                "spec.public_key",
+            ),
+            (
+                "keypair.import",
+                json!({"name": "a", "public_key": ED.replace("ssh-ed25519", "ssh-rsa")}),
+                "spec.public_key",
+            ),
             ("nope", json!({}), "kind"),
         ] {
             match JobSpec::parse(kind, &spec) {
@@ -291,8 +323,16 @@ mod tests {
                 other => panic!("{kind} {spec}: {other:?}"),
             }
         }
-        let imp = JobSpec::parse("keypair.import", &json!({"name": "a", "public_key": ED})).unwrap();
-        assert_eq!(imp.to_value()["public_key"].as_str().unwrap().split(' ').count(), 2);
+        let imp =
+            JobSpec::parse("keypair.import", &json!({"name": "a", "public_key": ED})).unwrap();
+        assert_eq!(
+            imp.to_value()["public_key"]
+                .as_str()
+                .unwrap()
+                .split(' ')
+                .count(),
+            2
+        );
     }
 
     #[test]
@@ -308,10 +348,15 @@ mod tests {
             let v: Value = serde_json::from_str(&p).unwrap();
             for s in v["Statement"].as_array().unwrap() {
                 let r = s["Resource"].as_str().unwrap();
-                assert!((r == "*" && s["Action"] == "ec2:DescribeKeyPairs") || r.ends_with(&long), "{s}");
+                assert!(
+                    (r == "*" && s["Action"] == "ec2:DescribeKeyPairs") || r.ends_with(&long),
+                    "{s}"
+                );
             }
         }
-        let p = JobSpec::parse("keypair.create", &json!({"name": "k"})).unwrap().session_policy("j1");
+        let p = JobSpec::parse("keypair.create", &json!({"name": "k"}))
+            .unwrap()
+            .session_policy("j1");
         assert!(p.contains("\"aws:RequestTag/rolegate:job\":\"j1\""), "{p}");
         assert!(check_policy_size(&"x".repeat(2049)).is_err());
     }

@@ -16,7 +16,7 @@ use crate::clock::{Clock as _, ManualClock};
 use crate::error::{Code, Error};
 use crate::ids::{OrgName, Role, UserId};
 use crate::keyspace;
-use crate::model::{JobRecord, JobState, OrgStatus, SecretState, Secret, StepState};
+use crate::model::{JobRecord, JobState, OrgStatus, Secret, SecretState, StepState};
 use crate::orgs::RegisterOrgCommand;
 use crate::ports::aws::ec2::{AwsError, CreatedKeyPair, Ec2, KeyPairInfo, KeyType};
 use crate::ports::aws::{AssumeRoleRequest, CallerIdentity, Sts, StsError, TemporaryCredentials};
@@ -40,13 +40,21 @@ impl Sts for VendingSts {
             secret_access_key: SecretString::from("s"),
             session_token: SecretString::from("t"),
             expiration: time::OffsetDateTime::now_utc(),
-            assumed_role_arn: format!("arn:aws:sts::111122223333:assumed-role/r/{}", req.session_name),
+            assumed_role_arn: format!(
+                "arn:aws:sts::111122223333:assumed-role/r/{}",
+                req.session_name
+            ),
         })
     }
     async fn own_identity(&self) -> Result<CallerIdentity, StsError> {
         Err(StsError::Unavailable("x".into()))
     }
-    async fn caller_identity(&self, _: &str, _: &SecretString, _: Option<&SecretString>) -> Result<CallerIdentity, StsError> {
+    async fn caller_identity(
+        &self,
+        _: &str,
+        _: &SecretString,
+        _: Option<&SecretString>,
+    ) -> Result<CallerIdentity, StsError> {
         Err(StsError::Unavailable("x".into()))
     }
 }
@@ -59,25 +67,62 @@ struct MapEc2 {
 
 #[async_trait]
 impl Ec2 for MapEc2 {
-    async fn create_key_pair(&self, _: &TemporaryCredentials, name: &str, _: KeyType, tags: &[(String, String)]) -> Result<CreatedKeyPair, AwsError> {
+    async fn create_key_pair(
+        &self,
+        _: &TemporaryCredentials,
+        name: &str,
+        _: KeyType,
+        tags: &[(String, String)],
+    ) -> Result<CreatedKeyPair, AwsError> {
         if self.deny {
-            return Err(AwsError::AccessDenied { code: "UnauthorizedOperation".into(), message: "no".into(), request_id: Some("r-1".into()) });
+            return Err(AwsError::AccessDenied {
+                code: "UnauthorizedOperation".into(),
+                message: "no".into(),
+                request_id: Some("r-1".into()),
+            });
         }
         let mut keys = self.keys.lock().unwrap();
         if keys.contains_key(name) {
-            return Err(AwsError::Service { code: "InvalidKeyPair.Duplicate".into(), message: "dup".into(), request_id: None });
+            return Err(AwsError::Service {
+                code: "InvalidKeyPair.Duplicate".into(),
+                message: "dup".into(),
+                request_id: None,
+            });
         }
-        let info = KeyPairInfo { name: name.into(), key_pair_id: format!("key-{}", keys.len()), fingerprint: "f".into(), tags: tags.to_vec() };
+        let info = KeyPairInfo {
+            name: name.into(),
+            key_pair_id: format!("key-{}", keys.len()),
+            fingerprint: "f".into(),
+            tags: tags.to_vec(),
+        };
         keys.insert(name.into(), info.clone());
-        Ok(CreatedKeyPair { info, private_key: Secret::new("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n"), request_id: Some("r-2".into()) })
+        Ok(CreatedKeyPair {
+            info,
+            private_key: Secret::new("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n"),
+            request_id: Some("r-2".into()),
+        })
     }
-    async fn import_key_pair(&self, _: &TemporaryCredentials, _: &str, _: &str, _: &[(String, String)]) -> Result<(KeyPairInfo, Option<String>), AwsError> {
+    async fn import_key_pair(
+        &self,
+        _: &TemporaryCredentials,
+        _: &str,
+        _: &str,
+        _: &[(String, String)],
+    ) -> Result<(KeyPairInfo, Option<String>), AwsError> {
         Err(AwsError::Unavailable("x".into()))
     }
-    async fn find_key_pair(&self, _: &TemporaryCredentials, name: &str) -> Result<Option<KeyPairInfo>, AwsError> {
+    async fn find_key_pair(
+        &self,
+        _: &TemporaryCredentials,
+        name: &str,
+    ) -> Result<Option<KeyPairInfo>, AwsError> {
         Ok(self.keys.lock().unwrap().get(name).cloned())
     }
-    async fn delete_key_pair(&self, _: &TemporaryCredentials, name: &str) -> Result<Option<String>, AwsError> {
+    async fn delete_key_pair(
+        &self,
+        _: &TemporaryCredentials,
+        name: &str,
+    ) -> Result<Option<String>, AwsError> {
         self.keys.lock().unwrap().remove(name);
         Ok(None)
     }
@@ -97,7 +142,10 @@ async fn rig(deny: bool) -> Rig {
     let ring = rolegate_crypto::Keyring::new(&[rolegate_crypto::MasterKey::generate()]).unwrap();
     let clock = ManualClock::new(1_800_000_000_000);
     let sts = Arc::new(VendingSts::default());
-    let ec2 = Arc::new(MapEc2 { deny, ..MapEc2::default() });
+    let ec2 = Arc::new(MapEc2 {
+        deny,
+        ..MapEc2::default()
+    });
     let ports = Ports {
         vault: Vault::new(store.clone(), Arc::new(ring)),
         clock: Arc::new(clock.clone()),
@@ -105,25 +153,60 @@ async fn rig(deny: bool) -> Rig {
         federation: Arc::new(NoSts),
         templates: None,
     };
-    let settings = JobSettings { workers: 2, lease: Duration::from_secs(30), poll: Duration::from_millis(10), ..JobSettings::default() };
-    let services = Services::new(ports, Config::offline()).await.unwrap().with_jobs(ec2.clone(), settings);
+    let settings = JobSettings {
+        workers: 2,
+        lease: Duration::from_secs(30),
+        poll: Duration::from_millis(10),
+        ..JobSettings::default()
+    };
+    let services = Services::new(ports, Config::offline())
+        .await
+        .unwrap()
+        .with_jobs(ec2.clone(), settings);
     let admin = Caller::new(
-        Principal::Operator { user_id: UserId::parse("admin").unwrap(), role: Role::Admin },
+        Principal::Operator {
+            user_id: UserId::parse("admin").unwrap(),
+            role: Role::Admin,
+        },
         RequestContext::system("test"),
     );
     let org = OrgName::parse("acme").unwrap();
-    services.orgs.register(&admin, RegisterOrgCommand { name: org.clone(), expected_account_id: None }).await.unwrap();
+    services
+        .orgs
+        .register(
+            &admin,
+            RegisterOrgCommand {
+                name: org.clone(),
+                expected_account_id: None,
+            },
+        )
+        .await
+        .unwrap();
     let key = keyspace::org(&org);
     let mut rec = services.records.get(&key).await.unwrap().unwrap().value;
     rec.status = OrgStatus::Validated;
     rec.role_arn = Some("arn:aws:iam::111122223333:role/r".into());
     let txn = services.records.put(Txn::new(), &key, &rec).unwrap();
     assert!(services.records.vault().commit(txn).await.unwrap());
-    Rig { services, store, clock, admin, sts, ec2 }
+    Rig {
+        services,
+        store,
+        clock,
+        admin,
+        sts,
+        ec2,
+    }
 }
 
 fn create_cmd(kind: &str, name: &str) -> CreateJobCommand {
-    CreateJobCommand::parse("acme", Some(kind), &json!({"name": name}), Some("operator"), Some("test")).unwrap()
+    CreateJobCommand::parse(
+        "acme",
+        Some(kind),
+        &json!({"name": name}),
+        Some("operator"),
+        Some("test"),
+    )
+    .unwrap()
 }
 
 async fn wait_final(r: &Rig, id: &str) -> JobRecord {
@@ -144,7 +227,12 @@ fn run_pool(r: &Rig) -> tokio::task::JoinHandle<()> {
 #[tokio::test]
 async fn a_key_pair_job_runs_with_its_own_policy_and_hands_out_the_key_once() {
     let r = rig(false).await;
-    let job = r.services.jobs.create(&r.admin, &create_cmd("keypair.create", "k1")).await.unwrap();
+    let job = r
+        .services
+        .jobs
+        .create(&r.admin, &create_cmd("keypair.create", "k1"))
+        .await
+        .unwrap();
     assert_eq!(job.state, JobState::Queued);
     let pool = run_pool(&r);
     let done = wait_final(&r, &job.id).await;
@@ -157,15 +245,37 @@ async fn a_key_pair_job_runs_with_its_own_policy_and_hands_out_the_key_once() {
     let policy = call.policy.unwrap();
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(policy.as_bytes()));
     assert_eq!(done.session.unwrap().session_policy_sha256, sha);
-    assert!(call.tags.contains(&("rolegate:job".into(), job.id.clone())), "{:?}", call.tags);
+    assert!(
+        call.tags.contains(&("rolegate:job".into(), job.id.clone())),
+        "{:?}",
+        call.tags
+    );
     assert_eq!(call.source_identity.as_deref(), Some("admin"));
     // Nothing of the job is left behind but the job, its index and the secret.
     for prefix in ["jobq/", "joblease/", "joblock/"] {
-        assert!(r.store.list(prefix, None, 10).await.unwrap().items.is_empty(), "{prefix}");
+        assert!(
+            r.store
+                .list(prefix, None, 10)
+                .await
+                .unwrap()
+                .items
+                .is_empty(),
+            "{prefix}"
+        );
     }
-    let s = r.services.jobs.take_secret(&r.admin, &job.id).await.unwrap();
+    let s = r
+        .services
+        .jobs
+        .take_secret(&r.admin, &job.id)
+        .await
+        .unwrap();
     assert!(s.private_key.expose().contains("PRIVATE KEY"));
-    let again = r.services.jobs.take_secret(&r.admin, &job.id).await.unwrap_err();
+    let again = r
+        .services
+        .jobs
+        .take_secret(&r.admin, &job.id)
+        .await
+        .unwrap_err();
     assert_eq!(again.code(), Code::SecretAlreadyRetrieved);
     assert_eq!(Code::SecretAlreadyRetrieved.status(), 410);
 }
@@ -173,7 +283,12 @@ async fn a_key_pair_job_runs_with_its_own_policy_and_hands_out_the_key_once() {
 #[tokio::test]
 async fn an_unread_secret_is_purged_in_time() {
     let r = rig(false).await;
-    let job = r.services.jobs.create(&r.admin, &create_cmd("keypair.create", "k1")).await.unwrap();
+    let job = r
+        .services
+        .jobs
+        .create(&r.admin, &create_cmd("keypair.create", "k1"))
+        .await
+        .unwrap();
     let pool = run_pool(&r);
     wait_final(&r, &job.id).await;
     pool.abort();
@@ -182,19 +297,39 @@ async fn an_unread_secret_is_purged_in_time() {
     assert_eq!(r.services.jobs.purge_expired_secrets().await.unwrap(), 1);
     let j = r.services.jobs.get(&r.admin, &job.id).await.unwrap();
     assert_eq!(j.secret, SecretState::Purged);
-    assert_eq!(r.services.jobs.take_secret(&r.admin, &job.id).await.unwrap_err().code(), Code::SecretPurged);
+    assert_eq!(
+        r.services
+            .jobs
+            .take_secret(&r.admin, &job.id)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::SecretPurged
+    );
 }
 
 #[tokio::test]
 async fn a_denied_call_fails_the_job_at_its_step() {
     let r = rig(true).await;
-    let job = r.services.jobs.create(&r.admin, &create_cmd("keypair.create", "k1")).await.unwrap();
+    let job = r
+        .services
+        .jobs
+        .create(&r.admin, &create_cmd("keypair.create", "k1"))
+        .await
+        .unwrap();
     let pool = run_pool(&r);
     let done = wait_final(&r, &job.id).await;
     pool.abort();
     assert_eq!(done.state, JobState::Failed);
     let e = done.error.unwrap();
-    assert_eq!((e.code.as_str(), e.step.as_deref(), e.aws_code.as_deref()), ("aws_access_denied", Some("create_key_pair"), Some("UnauthorizedOperation")));
+    assert_eq!(
+        (e.code.as_str(), e.step.as_deref(), e.aws_code.as_deref()),
+        (
+            "aws_access_denied",
+            Some("create_key_pair"),
+            Some("UnauthorizedOperation")
+        )
+    );
     assert_eq!(done.steps[1].state, StepState::Failed);
 }
 
@@ -202,21 +337,38 @@ async fn a_denied_call_fails_the_job_at_its_step() {
 async fn leases_lapse_by_the_clock_and_targets_take_one_job_at_a_time() {
     let r = rig(false).await;
     let jobs = &r.services.jobs;
-    let a = jobs.create(&r.admin, &create_cmd("keypair.create", "k1")).await.unwrap();
-    let b = jobs.create(&r.admin, &create_cmd("keypair.delete", "k1")).await.unwrap();
+    let a = jobs
+        .create(&r.admin, &create_cmd("keypair.create", "k1"))
+        .await
+        .unwrap();
+    let b = jobs
+        .create(&r.admin, &create_cmd("keypair.delete", "k1"))
+        .await
+        .unwrap();
     assert!(jobs.claim("w1", &a.id).await.unwrap().is_some());
     // A live lease keeps others off; the target's lock keeps b waiting.
     assert!(jobs.claim("w2", &a.id).await.unwrap().is_none());
     assert!(jobs.claim("w2", &b.id).await.unwrap().is_none());
     r.clock.advance_ms(31_000);
-    assert!(jobs.claim("w2", &a.id).await.unwrap().is_some(), "a lapsed lease is resumed");
-    assert!(jobs.claim("w3", &b.id).await.unwrap().is_none(), "the target is still a's");
+    assert!(
+        jobs.claim("w2", &a.id).await.unwrap().is_some(),
+        "a lapsed lease is resumed"
+    );
+    assert!(
+        jobs.claim("w3", &b.id).await.unwrap().is_none(),
+        "the target is still a's"
+    );
 }
 
 #[tokio::test]
 async fn a_resumed_create_replaces_the_key_pair_it_lost() {
     let r = rig(false).await;
-    let job = r.services.jobs.create(&r.admin, &create_cmd("keypair.create", "k1")).await.unwrap();
+    let job = r
+        .services
+        .jobs
+        .create(&r.admin, &create_cmd("keypair.create", "k1"))
+        .await
+        .unwrap();
     // A crashed run: the step had called AWS, and the key pair carries the job's tag.
     let key = keyspace::job(&job.id);
     let mut rec = r.services.records.get(&key).await.unwrap().unwrap().value;
@@ -224,7 +376,15 @@ async fn a_resumed_create_replaces_the_key_pair_it_lost() {
     rec.called_aws = true;
     let txn = r.services.records.put(Txn::new(), &key, &rec).unwrap();
     assert!(r.services.records.vault().commit(txn).await.unwrap());
-    r.ec2.keys.lock().unwrap().insert("k1".into(), KeyPairInfo { name: "k1".into(), key_pair_id: "key-old".into(), fingerprint: "f".into(), tags: vec![("rolegate:job".into(), job.id.clone())] });
+    r.ec2.keys.lock().unwrap().insert(
+        "k1".into(),
+        KeyPairInfo {
+            name: "k1".into(),
+            key_pair_id: "key-old".into(),
+            fingerprint: "f".into(),
+            tags: vec![("rolegate:job".into(), job.id.clone())],
+        },
+    );
     let pool = run_pool(&r);
     let done = wait_final(&r, &job.id).await;
     pool.abort();
@@ -239,13 +399,26 @@ async fn a_resumed_create_replaces_the_key_pair_it_lost() {
 async fn cancel_works_until_aws_is_called() {
     let r = rig(false).await;
     let jobs = &r.services.jobs;
-    let a = jobs.create(&r.admin, &create_cmd("keypair.create", "k1")).await.unwrap();
+    let a = jobs
+        .create(&r.admin, &create_cmd("keypair.create", "k1"))
+        .await
+        .unwrap();
     let c = jobs.cancel(&r.admin, &a.id).await.unwrap();
     assert_eq!(c.state, JobState::Cancelled);
-    assert!(r.store.list("jobq/", None, 10).await.unwrap().items.is_empty());
+    assert!(
+        r.store
+            .list("jobq/", None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     let e = jobs.cancel(&r.admin, &a.id).await.unwrap_err();
     assert_eq!(e.code(), Code::NotCancellable);
-    let missing = jobs.get(&r.admin, "j000000000000ffffffffffffffff").await.unwrap_err();
+    let missing = jobs
+        .get(&r.admin, "j000000000000ffffffffffffffff")
+        .await
+        .unwrap_err();
     assert!(matches!(missing, Error::NotFound { .. }));
     let _ = r.clock.now_ms();
 }

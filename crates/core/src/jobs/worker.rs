@@ -69,7 +69,11 @@ impl Jobs {
         let mut queued = 0;
         for (key, _) in &page.items {
             let id = &key[prefix.len()..];
-            if busy.lock().unwrap_or_else(PoisonError::into_inner).contains(id) {
+            if busy
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(id)
+            {
                 continue;
             }
             let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -85,7 +89,9 @@ impl Jobs {
                     let id = id.to_owned();
                     tokio::spawn(async move {
                         me.run_claimed(claim, &*observer).await;
-                        busy.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+                        busy.lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .remove(&id);
                         drop(permit);
                     });
                 }

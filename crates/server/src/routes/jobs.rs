@@ -155,18 +155,31 @@ async fn list(
     let org = rolegate_core::ids::OrgName::parse(&org)?;
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 500 {
-        return Err(ApiError::invalid_field("limit", "limit must be between 1 and 500"));
+        return Err(ApiError::invalid_field(
+            "limit",
+            "limit must be between 1 and 500",
+        ));
     }
     let job_state = q.state.as_deref().map(JobState::parse).transpose()?;
     if let Some(c) = &q.cursor
         && (c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric()))
     {
-        return Err(ApiError::invalid_field("cursor", "cursor is not one this server returned"));
+        return Err(ApiError::invalid_field(
+            "cursor",
+            "cursor is not one this server returned",
+        ));
     }
     let page = state
         .services
         .jobs
-        .list(&caller, &org, job_state, q.kind.as_deref(), q.cursor.as_deref(), limit)
+        .list(
+            &caller,
+            &org,
+            job_state,
+            q.kind.as_deref(),
+            q.cursor.as_deref(),
+            limit,
+        )
         .await?;
     Ok(Json(JobListResponse {
         jobs: page.jobs,
@@ -256,7 +269,10 @@ fn event(name: &str, data: &serde_json::Value) -> Result<Event, std::convert::In
 fn changes(seen: &mut Seen, job: &JobRecord) -> Vec<Result<Event, std::convert::Infallible>> {
     let mut out = Vec::new();
     for (i, s) in job.steps.iter().enumerate() {
-        let now = (s.name.clone(), serde_json::to_string(&s.state).unwrap_or_default());
+        let now = (
+            s.name.clone(),
+            serde_json::to_string(&s.state).unwrap_or_default(),
+        );
         if seen.steps.get(i) != Some(&now) {
             let mut v = serde_json::to_value(s).unwrap_or_default();
             v["index"] = i.into();
@@ -270,7 +286,10 @@ fn changes(seen: &mut Seen, job: &JobRecord) -> Vec<Result<Event, std::convert::
     }
     if seen.progress != Some(job.progress) {
         seen.progress = Some(job.progress);
-        out.push(event("progress", &serde_json::json!({"progress": job.progress})));
+        out.push(event(
+            "progress",
+            &serde_json::json!({"progress": job.progress}),
+        ));
     }
     if seen.state != Some(job.state) {
         seen.state = Some(job.state);
@@ -360,6 +379,11 @@ impl Follow {
                 () = &mut wait => break,
             }
         }
-        self.state.services.jobs.get(&self.caller, &self.id).await.ok()
+        self.state
+            .services
+            .jobs
+            .get(&self.caller, &self.id)
+            .await
+            .ok()
     }
 }

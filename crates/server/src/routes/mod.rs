@@ -7,10 +7,10 @@ pub mod audit;
 pub mod credentials;
 /// The OpenAPI document and the `/docs` page (public).
 pub mod docs;
-/// Jobs in customer accounts: create, read, list, cancel, events, the one-time secret.
-pub mod jobs;
 /// Liveness and readiness.
 pub mod health;
+/// Jobs in customer accounts: create, read, list, cancel, events, the one-time secret.
+pub mod jobs;
 /// `GET /metrics` and the per-request counting middleware.
 pub mod metrics;
 /// Onboarding: the signed callback, links, binding reset.

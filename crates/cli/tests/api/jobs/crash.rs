@@ -8,12 +8,33 @@ use crate::support::Engine;
 /// The real binary on the test app's store, with `[jobs]` settings `jobs`.
 fn serve(app: &crate::support::TestApp, dir: &std::path::Path, jobs: &str) -> Server {
     let config = dir.join(format!("rolegate-{}.toml", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&config, onboarding_toml(false, &format!("[jobs]\npoll_ms = 50\nlease_secs = 2\n{jobs}"))).unwrap();
-    start_with_args(&app.data_dir, &app.store, &app.master_key, &[], &["--config", config.to_str().unwrap()])
+    std::fs::write(
+        &config,
+        onboarding_toml(
+            false,
+            &format!("[jobs]\npoll_ms = 50\nlease_secs = 2\n{jobs}"),
+        ),
+    )
+    .unwrap();
+    start_with_args(
+        &app.data_dir,
+        &app.store,
+        &app.master_key,
+        &[],
+        &["--config", config.to_str().unwrap()],
+    )
 }
 
 async fn get(client: &reqwest::Client, base: &str, token: &str, path: &str) -> serde_json::Value {
-    client.get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+    client
+        .get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 async fn a_job_killed_mid_step_resumes_after_a_restart_and_makes_one_key_pair(engine: Engine) {
@@ -32,7 +53,10 @@ async fn a_job_killed_mid_step_resumes_after_a_restart_and_makes_one_key_pair(en
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // Wait until the key pair exists in AWS while the step is held open, then SIGKILL.
     for _ in 0..300 {
         if !customer_key_pairs(&name).is_empty() {
@@ -40,8 +64,18 @@ async fn a_job_killed_mid_step_resumes_after_a_restart_and_makes_one_key_pair(en
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(customer_key_pairs(&name).len(), 1, "the first run made the key pair");
-    let job = get(&client, &first.base, &app.admin_token, &format!("/api/jobs/{id}")).await;
+    assert_eq!(
+        customer_key_pairs(&name).len(),
+        1,
+        "the first run made the key pair"
+    );
+    let job = get(
+        &client,
+        &first.base,
+        &app.admin_token,
+        &format!("/api/jobs/{id}"),
+    )
+    .await;
     assert_eq!(job["state"], "running", "{job}");
     assert_eq!(job["steps"][1]["state"], "running", "{job}");
     first.child.kill().unwrap();
@@ -51,7 +85,13 @@ async fn a_job_killed_mid_step_resumes_after_a_restart_and_makes_one_key_pair(en
     let mut second = serve(&app, dir.path(), "");
     let mut job = serde_json::Value::Null;
     for _ in 0..400 {
-        job = get(&client, &second.base, &app.admin_token, &format!("/api/jobs/{id}")).await;
+        job = get(
+            &client,
+            &second.base,
+            &app.admin_token,
+            &format!("/api/jobs/{id}"),
+        )
+        .await;
         if job["state"] != "running" && job["state"] != "queued" {
             break;
         }
@@ -61,9 +101,17 @@ async fn a_job_killed_mid_step_resumes_after_a_restart_and_makes_one_key_pair(en
     assert_eq!(job["attempts"], 2, "{job}");
     let pairs = customer_key_pairs(&name);
     assert_eq!(pairs.len(), 1, "exactly one key pair: {pairs:?}");
-    assert_ne!(pairs[0]["KeyPairId"], old_id, "the lost key was replaced, its private key being gone");
+    assert_ne!(
+        pairs[0]["KeyPairId"], old_id,
+        "the lost key was replaced, its private key being gone"
+    );
     // The secret handed out is the replacement's.
-    let s = client.get(format!("{}/api/jobs/{id}/secret", second.base)).bearer_auth(&app.admin_token).send().await.unwrap();
+    let s = client
+        .get(format!("{}/api/jobs/{id}/secret", second.base))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(s.status(), 200);
     second.child.kill().unwrap();
     let _ = second.child.wait();

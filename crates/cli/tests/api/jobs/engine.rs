@@ -16,14 +16,34 @@ async fn two_jobs_on_one_target_run_one_after_the_other(engine: Engine) {
     let a = create_job(&app, &app.admin_token, "lock-org", "a", keypair_body(&name)).await;
     let del = json!({"kind": "keypair.delete", "spec": {"name": name}, "access_level": "operator"});
     let b = create_job(&app, &app.admin_token, "lock-org", "b", del).await;
-    let other = create_job(&app, &app.admin_token, "lock-org", "c", keypair_body(&unique("free"))).await;
-    let (a, b, other) = (a.body["id"].as_str().unwrap().to_owned(), b.body["id"].as_str().unwrap().to_owned(), other.body["id"].as_str().unwrap().to_owned());
+    let other = create_job(
+        &app,
+        &app.admin_token,
+        "lock-org",
+        "c",
+        keypair_body(&unique("free")),
+    )
+    .await;
+    let (a, b, other) = (
+        a.body["id"].as_str().unwrap().to_owned(),
+        b.body["id"].as_str().unwrap().to_owned(),
+        other.body["id"].as_str().unwrap().to_owned(),
+    );
     let mut saw_b_waiting = false;
     let mut saw_other_alongside = false;
     loop {
-        let ja = app.get(&format!("/api/jobs/{a}"), &app.admin_token).await.body;
-        let jb = app.get(&format!("/api/jobs/{b}"), &app.admin_token).await.body;
-        let jo = app.get(&format!("/api/jobs/{other}"), &app.admin_token).await.body;
+        let ja = app
+            .get(&format!("/api/jobs/{a}"), &app.admin_token)
+            .await
+            .body;
+        let jb = app
+            .get(&format!("/api/jobs/{b}"), &app.admin_token)
+            .await
+            .body;
+        let jo = app
+            .get(&format!("/api/jobs/{other}"), &app.admin_token)
+            .await
+            .body;
         if ja["state"] == "running" {
             assert_eq!(jb["state"], "queued", "b runs only once a has ended: {jb}");
             saw_b_waiting = true;
@@ -36,16 +56,33 @@ async fn two_jobs_on_one_target_run_one_after_the_other(engine: Engine) {
     }
     assert!(saw_b_waiting, "a was seen running");
     assert!(saw_other_alongside, "another target is not held up");
-    let (ja, jb) = (wait_job(&app, &app.admin_token, &a).await, wait_job(&app, &app.admin_token, &b).await);
-    assert_eq!((ja["state"].as_str(), jb["state"].as_str()), (Some("succeeded"), Some("succeeded")), "{ja} {jb}");
-    assert_eq!(jb["result"]["existed"], true, "the delete ran after the create: {jb}");
+    let (ja, jb) = (
+        wait_job(&app, &app.admin_token, &a).await,
+        wait_job(&app, &app.admin_token, &b).await,
+    );
+    assert_eq!(
+        (ja["state"].as_str(), jb["state"].as_str()),
+        (Some("succeeded"), Some("succeeded")),
+        "{ja} {jb}"
+    );
+    assert_eq!(
+        jb["result"]["existed"], true,
+        "the delete ran after the create: {jb}"
+    );
     assert!(jb["started_at"].as_str() >= ja["finished_at"].as_str());
     assert!(customer_key_pairs(&name).is_empty());
 }
 
 async fn the_event_stream_delivers_every_step(engine: Engine) {
     let (app, _) = jobs_app(engine, "test_step_delay_ms = 400\n", "sse-org").await;
-    let r = create_job(&app, &app.admin_token, "sse-org", "s", keypair_body(&unique("sse"))).await;
+    let r = create_job(
+        &app,
+        &app.admin_token,
+        "sse-org",
+        "s",
+        keypair_body(&unique("sse")),
+    )
+    .await;
     let id = r.body["id"].as_str().unwrap().to_owned();
     let res = app
         .client
@@ -55,9 +92,17 @@ async fn the_event_stream_delivers_every_step(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     // The stream ends by itself when the job ends.
-    let text = tokio::time::timeout(Duration::from_secs(30), res.text()).await.unwrap().unwrap();
+    let text = tokio::time::timeout(Duration::from_secs(30), res.text())
+        .await
+        .unwrap()
+        .unwrap();
     let mut events: Vec<(String, Value)> = Vec::new();
     for block in text.split("\n\n") {
         let (mut name, mut data) = (String::new(), String::new());
@@ -75,12 +120,19 @@ async fn the_event_stream_delivers_every_step(engine: Engine) {
     for step in ["assume_role", "create_key_pair"] {
         for state in ["running", "succeeded"] {
             assert!(
-                events.iter().any(|(n, v)| n == "step" && v["name"] == step && v["state"] == state),
+                events
+                    .iter()
+                    .any(|(n, v)| n == "step" && v["name"] == step && v["state"] == state),
                 "{step} {state} in {events:?}"
             );
         }
     }
-    assert!(events.iter().any(|(n, v)| n == "progress" && v["progress"] == 50), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|(n, v)| n == "progress" && v["progress"] == 50),
+        "{events:?}"
+    );
     let (last, job) = events.last().unwrap();
     assert_eq!(last, "end");
     assert_eq!(job["state"], "succeeded");
@@ -139,7 +191,11 @@ async fn a_role_that_may_not_create_key_pairs_fails_the_job_at_its_step(engine: 
     assert_eq!(job["steps"][1]["aws_request_id"], "denied-1");
     assert!(customer_key_pairs(&name).is_empty());
     let events = app.audit_events().await;
-    assert!(events.iter().any(|e| e.action == "job.failed" && e.code.as_deref() == Some("aws_access_denied")));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == "job.failed" && e.code.as_deref() == Some("aws_access_denied"))
+    );
 }
 
 crate::both_engines!(

@@ -142,7 +142,9 @@ impl Ec2 for NoEc2 {
         _: KeyType,
         _: &[(String, String)],
     ) -> Result<CreatedKeyPair, AwsError> {
-        Err(AwsError::Unavailable("no EC2 client in this process".into()))
+        Err(AwsError::Unavailable(
+            "no EC2 client in this process".into(),
+        ))
     }
     async fn import_key_pair(
         &self,
@@ -151,20 +153,26 @@ impl Ec2 for NoEc2 {
         _: &str,
         _: &[(String, String)],
     ) -> Result<(KeyPairInfo, Option<String>), AwsError> {
-        Err(AwsError::Unavailable("no EC2 client in this process".into()))
+        Err(AwsError::Unavailable(
+            "no EC2 client in this process".into(),
+        ))
     }
     async fn find_key_pair(
         &self,
         _: &TemporaryCredentials,
         _: &str,
     ) -> Result<Option<KeyPairInfo>, AwsError> {
-        Err(AwsError::Unavailable("no EC2 client in this process".into()))
+        Err(AwsError::Unavailable(
+            "no EC2 client in this process".into(),
+        ))
     }
     async fn delete_key_pair(
         &self,
         _: &TemporaryCredentials,
         _: &str,
     ) -> Result<Option<String>, AwsError> {
-        Err(AwsError::Unavailable("no EC2 client in this process".into()))
+        Err(AwsError::Unavailable(
+            "no EC2 client in this process".into(),
+        ))
     }
 }
