@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 use crate::onboarding::{CUSTOMER, onboarding_app, validated_org};
 use crate::support::{Engine, Resp, TestApp, aws_cli, customer_credentials};
 
+/// `rolegate keypair create` and `rolegate jobs …`; cancelling.
+mod cli;
 /// SIGKILL mid-step, restart, resume.
 mod crash;
 /// One job at a time per target, the SSE stream, a role that may not create key pairs.

@@ -53,7 +53,10 @@ impl Jobs {
                 }
                 SecretState::None => refusal(
                     Code::JobNotFinished,
-                    format!("job {id} is {}; it has no secret yet", cur.state.as_str()),
+                    format!(
+                        "job {id} is {}; only a succeeded keypair.create job has a secret",
+                        cur.state.as_str()
+                    ),
                 ),
                 SecretState::Available => {
                     if secret.is_none() {

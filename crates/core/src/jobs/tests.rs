@@ -297,6 +297,26 @@ async fn an_unread_secret_is_purged_in_time() {
     assert_eq!(r.services.jobs.purge_expired_secrets().await.unwrap(), 1);
     let j = r.services.jobs.get(&r.admin, &job.id).await.unwrap();
     assert_eq!(j.secret, SecretState::Purged);
+    assert!(
+        r.store
+            .list("jobsec/", None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let events = r
+        .services
+        .records
+        .vault()
+        .list_all::<crate::audit::AuditEvent>(crate::audit::EVENT_PREFIX)
+        .await
+        .unwrap();
+    assert!(
+        events.iter().any(|(_, e)| e.action == "job.secret_purged"
+            && e.target.as_deref() == Some(job.id.as_str())),
+        "the purge is audited"
+    );
     assert_eq!(
         r.services
             .jobs
