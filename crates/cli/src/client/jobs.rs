@@ -22,14 +22,25 @@ const POLL: Duration = Duration::from_millis(500);
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
     /// Start a job (prints it; `--wait` follows it to its end).
+    #[command(
+        after_help = "Examples:\n  rolegate jobs create --org acme-corp --kind keypair.delete --access-level operator --spec '{\"name\":\"old\"}' --wait"
+    )]
     Create(CreateArgs),
     /// List an organisation's jobs.
+    #[command(
+        after_help = "Examples:\n  rolegate jobs list --org acme-corp --state failed --kind keypair.create"
+    )]
     List(ListArgs),
     /// Print a job.
+    #[command(after_help = "Examples:\n  rolegate jobs show j0190f3c2a1b4e5d6c7b8a9f0e1d2c")]
     Show(IdArgs),
     /// Follow a job to its end; exits 1 if it failed or was cancelled.
+    #[command(
+        after_help = "Examples:\n  rolegate jobs wait j0190f3c2a1b4e5d6c7b8a9f0e1d2c && echo done"
+    )]
     Wait(IdArgs),
     /// Cancel a job that has not called AWS yet.
+    #[command(after_help = "Examples:\n  rolegate jobs cancel j0190f3c2a1b4e5d6c7b8a9f0e1d2c")]
     Cancel(IdArgs),
 }
 
@@ -83,6 +94,9 @@ pub enum KeypairCommand {
     /// Create a key pair in the organisation's account, wait, and fetch its private key
     /// (once). Prefer `jobs create --kind keypair.import`: the private key then never
     /// leaves your machine.
+    #[command(
+        after_help = "Examples:\n  rolegate keypair create --org acme-corp --name deploy --out deploy.pem\n  rolegate keypair create --org acme-corp --name legacy --type rsa > legacy.pem"
+    )]
     Create(KeypairCreateArgs),
 }
 
