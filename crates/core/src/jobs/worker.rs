@@ -14,6 +14,9 @@ use crate::model::{JobLease, JobRecord};
 use crate::ports::Txn;
 use crate::vault::Versioned;
 
+/// How often the pool looks for unread secrets whose time is up.
+const PURGE_EVERY_MS: i64 = 5_000;
+
 /// Told about finished jobs and the queue's length (the server's metrics).
 pub trait JobObserver: Send + Sync + std::fmt::Debug + 'static {
     /// A job ended: `outcome` is `succeeded`, `failed` or `cancelled`.
@@ -46,9 +49,15 @@ impl Jobs {
         let worker = format!("w-{}", rolegate_crypto::short_id());
         let slots = Arc::new(Semaphore::new(self.settings.workers));
         let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let mut last_purge = i64::MIN;
         loop {
-            if let Err(e) = self.purge_expired_secrets().await {
-                tracing::warn!(error = %e, "purging unread job secrets failed");
+            // Unread secrets are looked at every few seconds, not on every poll.
+            let now = self.records.clock().now_ms();
+            if now.saturating_sub(last_purge) >= PURGE_EVERY_MS {
+                last_purge = now;
+                if let Err(e) = self.purge_expired_secrets().await {
+                    tracing::warn!(error = %e, "purging unread job secrets failed");
+                }
             }
             if let Err(e) = self.scan(&worker, &slots, &busy, &observer).await {
                 tracing::warn!(error = %e, "scanning the job queue failed");

@@ -217,6 +217,20 @@ async fn the_same_idempotency_key_gives_one_job_and_one_key_pair(engine: Engine)
         (400, "idempotency_key_required")
     );
     wait_job(&app, &app.admin_token, a.body["id"].as_str().unwrap()).await;
+    // The worker counted it.
+    let text = crate::metrics::scrape(&app).await;
+    let kind = [("kind", "keypair.create")];
+    let ok = [("kind", "keypair.create"), ("outcome", "succeeded")];
+    assert_eq!(
+        crate::metrics::sample(&text, "rolegate_jobs_total", &ok),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        crate::metrics::sample(&text, "rolegate_job_duration_seconds_count", &kind),
+        1.0
+    );
+    assert!(text.contains("rolegate_jobs_queued "), "{text}");
     let list = app
         .get(
             "/api/orgs/idem-org/jobs?kind=keypair.create",
