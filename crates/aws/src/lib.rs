@@ -1,7 +1,7 @@
 //! The AWS calls rolegate makes (STS `AssumeRole` and `GetCallerIdentity`, S3 template
-//! publishing, the console federation endpoint), implementing `rolegate-core`'s ports.
+//! publishing, the console federation endpoint, EC2 key pairs for jobs), implementing `rolegate-core`'s ports.
 //! This crate must not depend on HTTP server or storage crates. Errors are mapped to
-//! `StsError` here and nowhere else.
+//! `StsError` (and, for jobs' service calls, `AwsError`) here and nowhere else.
 
 use std::time::Duration;
 
@@ -11,6 +11,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use secrecy::{ExposeSecret as _, SecretString};
 
+/// EC2 calls for jobs, with the job's own credentials.
+mod ec2;
 /// The console sign-in federation endpoint.
 mod federation;
 /// S3 template publishing.
@@ -18,6 +20,7 @@ mod s3;
 /// STS calls and their error mapping.
 mod sts;
 
+pub use ec2::SdkEc2;
 pub use federation::FederationClient;
 pub use s3::S3TemplateStore;
 pub use sts::SdkSts;

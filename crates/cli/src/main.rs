@@ -157,6 +157,26 @@ Examples:
   rolegate exec --org acme-corp --server-mode -- terraform apply   # outlives one session
   rolegate exec --org acme-corp -- \"$SHELL\"                         # a shell for one org")]
     Exec(client::args::ExecArgs),
+    /// Jobs in an organisation's AWS account: create, list, show, wait, cancel.
+    #[command(after_help = "\
+Examples:
+  rolegate jobs create --org acme-corp --kind keypair.import --access-level operator --wait \\
+      --spec '{\"name\":\"deploy\",\"public_key\":\"ssh-ed25519 AAAA… me@host\"}'
+  rolegate jobs list --org acme-corp --state failed
+  rolegate jobs wait j0190f3c2a1b4e5d6c7b8a9f0e1d2c")]
+    Jobs {
+        #[command(subcommand)]
+        command: client::jobs::JobsCommand,
+    },
+    /// EC2 key pairs in an organisation's AWS account.
+    #[command(after_help = "\
+Examples:
+  rolegate keypair create --org acme-corp --name deploy --out deploy.pem   # 0600
+  rolegate keypair create --org acme-corp --name legacy --type rsa > legacy.pem")]
+    Keypair {
+        #[command(subcommand)]
+        command: client::jobs::KeypairCommand,
+    },
     /// AWS config profiles for the organisations you may use.
     #[command(after_help = "\
 Examples:
@@ -517,6 +537,14 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Console(args) => {
             drop(out);
             client::console(&args, &|k| std::env::var(k).ok()).await?;
+        }
+        Command::Jobs { command } => {
+            drop(out);
+            client::jobs::jobs(&command, &|k| std::env::var(k).ok()).await?;
+        }
+        Command::Keypair { command } => {
+            drop(out);
+            client::jobs::keypair(&command, &|k| std::env::var(k).ok()).await?;
         }
         Command::Exec(args) => {
             drop(out);

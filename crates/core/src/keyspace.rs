@@ -7,8 +7,8 @@ use std::marker::PhantomData;
 
 use crate::ids::{OrgName, UserId};
 use crate::model::{
-    ApiKeyEntry, AuditEvent, AuditHead, CachedCredentials, OrgRecord, TokenEntry,
-    TrustAnchorRecord, UserRecord, WorkloadProfileRecord,
+    ApiKeyEntry, AuditEvent, AuditHead, CachedCredentials, JobLease, JobRecord, JobSecret,
+    OrgRecord, TokenEntry, TrustAnchorRecord, UserRecord, WorkloadProfileRecord,
 };
 
 /// What `rekey` does with a family's records when they are sealed under an older key.
@@ -190,6 +190,48 @@ family!(
     Skip
 );
 
+family!(JOB, "job", "job/", "JobRecord (job/<id>)", true, Reseal);
+family!(
+    JOB_ORG,
+    "job org index",
+    "jobidx/",
+    "() (jobidx/<org>/<id>)",
+    true,
+    Reseal
+);
+family!(
+    JOB_QUEUE,
+    "job queue",
+    "jobq/",
+    "unsealed marker (jobq/<id>) while a job has not ended",
+    false,
+    Skip
+);
+family!(
+    JOB_LEASE,
+    "job lease",
+    "joblease/",
+    "JobLease (joblease/<id>), renewed while a worker runs the job",
+    true,
+    Skip
+);
+family!(
+    JOB_LOCK,
+    "job target lock",
+    "joblock/",
+    "job id (joblock/<org>/<target>) while a job on that target runs",
+    true,
+    Reseal
+);
+family!(
+    JOB_SECRET,
+    "job secret",
+    "jobsec/",
+    "JobSecret (jobsec/<id>): a private key until read once or purged",
+    true,
+    Reseal
+);
+
 /// Every family kept in the key-value store, in the order of the table above.
 pub const FAMILIES: &[Family] = &[
     SYS_PEPPER,
@@ -211,6 +253,12 @@ pub const FAMILIES: &[Family] = &[
     WORKLOAD_PROFILE,
     WORKLOAD_PROFILE_ID,
     SESSION_REPLAY,
+    JOB,
+    JOB_ORG,
+    JOB_QUEUE,
+    JOB_LEASE,
+    JOB_LOCK,
+    JOB_SECRET,
 ];
 
 /// The family `key` belongs to (the longest matching prefix), if any.
@@ -369,6 +417,36 @@ pub fn session_replay(digest_hex: &str) -> String {
     format!("{}{digest_hex}", SESSION_REPLAY.prefix)
 }
 
+#[must_use]
+pub fn job(id: &str) -> Key<JobRecord> {
+    Key::new(&JOB, id)
+}
+#[must_use]
+pub fn job_org(org: &OrgName, id: &str) -> Key<()> {
+    Key::new(&JOB_ORG, &format!("{org}/{id}"))
+}
+/// The prefix of `org`'s job index.
+#[must_use]
+pub fn job_org_prefix(org: &OrgName) -> String {
+    format!("{}{org}/", JOB_ORG.prefix)
+}
+#[must_use]
+pub fn job_queue(id: &str) -> String {
+    format!("{}{id}", JOB_QUEUE.prefix)
+}
+#[must_use]
+pub fn job_lease(id: &str) -> Key<JobLease> {
+    Key::new(&JOB_LEASE, id)
+}
+#[must_use]
+pub fn job_lock(org: &OrgName, target: &str) -> Key<String> {
+    Key::new(&JOB_LOCK, &format!("{org}/{target}"))
+}
+#[must_use]
+pub fn job_secret(id: &str) -> Key<JobSecret> {
+    Key::new(&JOB_SECRET, id)
+}
+
 /// Rate-limit buckets: a namespace of their own in every engine (never listed, never
 /// sealed: a bucket holds only a time).
 pub mod rate {
@@ -459,6 +537,12 @@ mod tests {
             ),
             (workload_profile_id("u").to_string(), &WORKLOAD_PROFILE_ID),
             (session_replay("ab"), &SESSION_REPLAY),
+            (job("j1").to_string(), &JOB),
+            (job_org(&org_name, "j1").to_string(), &JOB_ORG),
+            (job_queue("j1"), &JOB_QUEUE),
+            (job_lease("j1").to_string(), &JOB_LEASE),
+            (job_lock(&org_name, "keypair:k").to_string(), &JOB_LOCK),
+            (job_secret("j1").to_string(), &JOB_SECRET),
         ] {
             assert_eq!(family_of(&key), Some(family), "{key}");
         }

@@ -5,7 +5,7 @@
 //! Layers, each using only those below it: `ids`, `clock`, `ports` and `error` → `model`
 //! → `keyspace` → `vault` → `audit` → `principal`, `levels`, `policy` → `records` (the one
 //! update loop) → the areas (`users`, `orgs`, then `onboarding`, `credentials`,
-//! `audit_log`) → `services` (the wiring).
+//! `audit_log`, `jobs`) → `services` (the wiring).
 //!
 //! The `openapi` feature (used by the server) derives `utoipa::ToSchema` on the public views
 //! (`Org`, `User`, `AuditEvent`, …) so the API document is generated from the very types that
@@ -25,6 +25,8 @@ pub mod error;
 pub mod idempotency;
 /// Validated identifiers (`OrgName`, `UserId`, `AccountId`, `Role`).
 pub mod ids;
+/// The job engine: jobs in customer accounts, their workers, leases and locks.
+pub mod jobs;
 /// Every record family and its keys.
 pub mod keyspace;
 /// Access levels and who may use them.

@@ -47,6 +47,13 @@ pub enum Action {
     DeleteWorkloadProfile,
     /// A workload's `POST /sessions`: credentials for a verified certificate.
     CreateWorkloadSession,
+    /// Start a job in the org's AWS account (under an access level).
+    CreateJob,
+    ListJobs,
+    ReadJob,
+    CancelJob,
+    /// Read a job's one-time secret (a created key pair's private key).
+    ReadJobSecret,
 }
 
 impl Action {
@@ -79,6 +86,11 @@ impl Action {
         Action::ListWorkloadProfiles,
         Action::DeleteWorkloadProfile,
         Action::CreateWorkloadSession,
+        Action::CreateJob,
+        Action::ListJobs,
+        Action::ReadJob,
+        Action::CancelJob,
+        Action::ReadJobSecret,
     ];
 
     /// The name audit events use for this action (a refusal is recorded under it).
@@ -112,6 +124,11 @@ impl Action {
             Self::ListWorkloadProfiles => "workload_profile.list",
             Self::DeleteWorkloadProfile => "workload_profile.delete",
             Self::CreateWorkloadSession => "workload.session",
+            Self::CreateJob => "job.create",
+            Self::ListJobs => "job.list",
+            Self::ReadJob => "job.read",
+            Self::CancelJob => "job.cancel",
+            Self::ReadJobSecret => "job.secret_read",
         }
     }
 
@@ -121,7 +138,10 @@ impl Action {
     pub const fn uses_access_level(self) -> bool {
         matches!(
             self,
-            Self::IssueCredentials | Self::ConsoleSignin | Self::CreateWorkloadSession
+            Self::IssueCredentials
+                | Self::ConsoleSignin
+                | Self::CreateWorkloadSession
+                | Self::CreateJob
         )
     }
 
@@ -179,6 +199,12 @@ impl Action {
             | Self::DeleteWorkloadProfile => r(Allow, OwnerOfOrg, Deny, Deny, Deny, Deny),
             // Only a verified certificate, and only for its own org.
             Self::CreateWorkloadSession => r(Deny, Deny, Deny, Deny, Deny, OwnOrg),
+            // Jobs act in the customer's account for a person or a service, like credentials.
+            Self::CreateJob
+            | Self::ListJobs
+            | Self::ReadJob
+            | Self::CancelJob
+            | Self::ReadJobSecret => r(Allow, OwnerOfOrg, OwnOrg, Deny, Deny, Deny),
         }
     }
 }

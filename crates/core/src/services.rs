@@ -7,6 +7,7 @@ use crate::audit_log::AuditLog;
 use crate::clock::Clock;
 use crate::credentials::{ConsoleSettings, Credentials};
 use crate::error::Error;
+use crate::jobs::{JobSettings, Jobs};
 use crate::levels::CredentialPolicy;
 use crate::onboarding::{Onboarding, OnboardingPolicy, OnboardingSettings};
 use crate::orgs::Orgs;
@@ -74,6 +75,9 @@ pub struct Services {
     pub credentials: Credentials,
     pub audit: AuditLog,
     pub workloads: Workloads,
+    /// Jobs in customer accounts. Built without EC2 and without workers; `serve` gives it
+    /// both with [`Services::with_jobs`].
+    pub jobs: Jobs,
 }
 
 impl Services {
@@ -91,7 +95,12 @@ impl Services {
             config.credentials_per_org,
         );
         Ok(Self {
-            workloads: Workloads::new(orgs.clone(), credentials.clone(), levels, config.workload),
+            workloads: Workloads::new(
+                orgs.clone(),
+                credentials.clone(),
+                levels.clone(),
+                config.workload,
+            ),
             users: Users::new(records.clone()),
             onboarding: Onboarding::new(
                 orgs.clone(),
@@ -101,10 +110,31 @@ impl Services {
                 ports.templates,
                 config.template,
             ),
+            jobs: Jobs::new(
+                orgs.clone(),
+                ports.sts.clone(),
+                Arc::new(crate::ports::aws::ec2::NoEc2),
+                levels.clone(),
+                JobSettings {
+                    workers: 0,
+                    ..JobSettings::default()
+                },
+            ),
             credentials,
             audit: AuditLog::new(orgs.clone()),
             orgs,
             records,
         })
+    }
+
+    /// Gives the jobs area its EC2 client and settings (a process that runs jobs).
+    #[must_use]
+    pub fn with_jobs(
+        mut self,
+        ec2: Arc<dyn crate::ports::aws::ec2::Ec2>,
+        settings: JobSettings,
+    ) -> Self {
+        self.jobs = self.jobs.with_ec2(ec2, settings);
+        self
     }
 }

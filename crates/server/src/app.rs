@@ -73,6 +73,7 @@ pub async fn open_services_with(
         rolegate_aws::FederationClient::new(aws.connect_timeout, aws.operation_timeout)
             .map_err(|e| anyhow::anyhow!("cannot set up the console federation client: {e}"))?,
     );
+    let ec2 = Arc::new(rolegate_aws::SdkEc2::new(&sdk));
     let ports = Ports {
         vault,
         clock,
@@ -80,7 +81,9 @@ pub async fn open_services_with(
         federation,
         templates: template_store(settings).await,
     };
-    Ok(Services::new(ports, service_config(settings, callback_url)).await?)
+    Ok(Services::new(ports, service_config(settings, callback_url))
+        .await?
+        .with_jobs(ec2, settings.jobs.clone()))
 }
 
 /// What the area services are configured with, from the settings.
@@ -216,8 +219,8 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM (over TLS when configured; SIGHUP then reloads the
-    /// certificate). Meanwhile background tasks write an audit checkpoint to the log every
-    /// minute and after every 10,000 events, and the aggregated events of failed logins and
+    /// certificate). Meanwhile background tasks run jobs (`jobs.workers` at once), write an
+    /// audit checkpoint to the log every minute and after every 10,000 events, and the aggregated events of failed logins and
     /// rejected callbacks when their minute ends; on the way out, the failures still being
     /// counted are written, then one more checkpoint.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
@@ -231,6 +234,13 @@ impl Application {
         let audit = self.state.services.records.audit().clone();
         let checkpoints = AbortOnDrop(tokio::spawn(audit.clone().run_checkpoints()));
         let failures = AbortOnDrop(tokio::spawn(audit.clone().run_failure_flusher()));
+        let jobs = AbortOnDrop(tokio::spawn(
+            self.state
+                .services
+                .jobs
+                .clone()
+                .run_workers(Arc::new(self.state.metrics.jobs())),
+        ));
         let header_timeout = self.state.settings.timeouts.header_read;
         let served = crate::serve::run(
             self.listener,
@@ -240,7 +250,7 @@ impl Application {
             shutdown_signal(),
         )
         .await;
-        drop((checkpoints, failures));
+        drop((checkpoints, failures, jobs));
         audit.flush_failures(true).await;
         audit.emit_checkpoint().await;
         served
@@ -322,6 +332,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::routes::onboarding::router(&state))
         .merge(crate::routes::credentials::router(&state))
         .merge(crate::routes::workload::router(&state))
+        .merge(crate::routes::jobs::router(&state))
         .split_for_parts();
     crate::openapi::protect(&mut doc);
     let protected = protected

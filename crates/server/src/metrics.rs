@@ -42,6 +42,10 @@ pub struct Metrics {
     pub sts_calls: IntCounterVec,
     /// Credential requests, by `result`: `hit` (served from the cache) or `miss`.
     pub credential_cache: IntCounterVec,
+    /// Jobs that ended, by `kind` and `outcome`; see [`JobMetrics`].
+    jobs_total: IntCounterVec,
+    job_duration: HistogramVec,
+    jobs_queued: prometheus::IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -126,8 +130,30 @@ impl Metrics {
             "Credential cache lookups, by result (hit or miss).",
             &["result"],
         )?;
+        let jobs_total = counter(
+            &registry,
+            "rolegate_jobs_total",
+            "Jobs that ended on this replica, by kind and outcome (succeeded, failed, cancelled).",
+            &["kind", "outcome"],
+        )?;
+        let job_duration = histogram(
+            &registry,
+            HistogramOpts::new(
+                "rolegate_job_duration_seconds",
+                "Time a worker of this replica took to run a job to its end, by kind.",
+            ),
+            &["kind"],
+        )?;
+        let jobs_queued = prometheus::IntGauge::new(
+            "rolegate_jobs_queued",
+            "Jobs waiting to run (queued, or held back by another job on their target), as of this replica's last scan.",
+        )?;
+        registry.register(Box::new(jobs_queued.clone()))?;
         Ok(Self {
             registry,
+            jobs_total,
+            job_duration,
+            jobs_queued,
             http_requests,
             http_duration,
             rate_limit_rejections,
@@ -179,6 +205,12 @@ impl Metrics {
         }
     }
 
+    /// This registry as the job engine's observer.
+    #[must_use]
+    pub fn jobs(&self) -> JobMetrics {
+        JobMetrics(self.clone())
+    }
+
     /// The registry in the Prometheus text exposition format.
     ///
     /// # Errors
@@ -187,6 +219,29 @@ impl Metrics {
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(out)
+    }
+}
+
+/// The job engine's counts, into an app's registry.
+#[derive(Debug, Clone)]
+pub struct JobMetrics(Metrics);
+
+impl rolegate_core::jobs::JobObserver for JobMetrics {
+    fn finished(&self, kind: &str, outcome: &str, seconds: f64) {
+        if let Ok(c) = self
+            .0
+            .jobs_total
+            .get_metric_with_label_values(&[kind, outcome])
+        {
+            c.inc();
+        }
+        if let Ok(h) = self.0.job_duration.get_metric_with_label_values(&[kind]) {
+            h.observe(seconds);
+        }
+    }
+
+    fn queued(&self, n: usize) {
+        self.0.jobs_queued.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 }
 

@@ -146,7 +146,7 @@ impl ClientError {
 /// A client for one server and one credential.
 #[derive(Debug)]
 pub struct ApiClient {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     server: Url,
     credential: Credential,
 }
@@ -222,7 +222,7 @@ impl ApiClient {
         self.send(self.http.get(url)).await
     }
 
-    fn url(&self, path: &str) -> Result<Url, ClientError> {
+    pub(super) fn url(&self, path: &str) -> Result<Url, ClientError> {
         self.server.join(path).map_err(|_| ClientError::Unexpected {
             server: self.server.to_string(),
             status: 0,
@@ -239,7 +239,7 @@ impl ApiClient {
         self.send(self.http.post(url).json(body)).await
     }
 
-    async fn send<T: for<'de> Deserialize<'de>>(
+    pub(super) async fn send<T: for<'de> Deserialize<'de>>(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {

@@ -20,6 +20,8 @@ pub mod exec;
 pub mod format;
 /// The HTTP calls and the server's error shape.
 pub mod http;
+/// `rolegate jobs …` and `rolegate keypair create`.
+pub mod jobs;
 /// A validated AWS profile name.
 pub mod profile_name;
 /// `rolegate profiles generate`: rolegate's section of `~/.aws/config`.

@@ -12,7 +12,7 @@ use crate::support::{AppOptions, Engine, Resp, TestApp, aws_cli, spawn_with};
 /// Console sign-in against a stand-in federation endpoint.
 mod console;
 /// STS failures mapped to their codes, through a stand-in STS and a refused endpoint.
-mod errors;
+pub(crate) mod errors;
 /// The security review's credential defects: revocation races, replay, budgets, echo.
 mod revocation;
 /// `POST /api/validate`.

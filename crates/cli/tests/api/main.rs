@@ -24,6 +24,8 @@ mod errors;
 mod hardening;
 /// Idempotency-Key semantics.
 mod idempotency;
+/// Jobs in the customer's account: key pairs, least privilege, leases, locks, SSE.
+mod jobs;
 /// `GET /metrics` (per-app registry) and the JSON request logs of the real binary.
 mod metrics;
 /// Customer onboarding: the stack, the signed callback, binding.

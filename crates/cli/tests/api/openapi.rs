@@ -281,7 +281,8 @@ fn raw_registrations(text: &str) -> Vec<(usize, String)> {
 async fn idempotency_key_is_documented_on_every_post_and_enforced_as_documented() {
     let app = spawn_app(Engine::Sqlite).await;
     let doc = document(&app).await;
-    let registration = ["/api/orgs", "/api/register"];
+    // Registration, and starting a job: a retry must never act twice.
+    let registration = ["/api/orgs", "/api/register", "/api/orgs/{org}/jobs"];
     let mut posts = 0;
     for (method, path) in operations(&doc).into_iter().filter(|(m, _)| m == "POST") {
         posts += 1;

@@ -30,6 +30,17 @@ pub fn start_with(
     key: &str,
     env: &[(&str, &str)],
 ) -> Server {
+    start_with_args(data_dir, store, key, env, &[])
+}
+
+/// [`start_with`] with extra arguments after `serve` (`--config FILE`).
+pub fn start_with_args(
+    data_dir: &std::path::Path,
+    store: &str,
+    key: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Server {
     let mut cmd = Command::new(BIN);
     cmd.args([
         "--data-dir",
@@ -40,6 +51,7 @@ pub fn start_with(
         "--listen",
         "127.0.0.1:0",
     ])
+    .args(args)
     .env("ROLEGATE_LOG_LEVEL", "warn")
     .env_remove("RUST_LOG")
     .stdout(Stdio::piped())

@@ -102,10 +102,14 @@ pub fn moto_url() -> &'static str {
         let port = free_port();
         let pid = std::process::id();
         let moto = venv_bin("moto_server");
+        // moto's request recorder (used by the jobs tests) writes to a file of its own,
+        // removed with the server, never into the working tree.
+        let recording = std::env::temp_dir().join(format!("rolegate-moto-recording-{pid}-{port}"));
         let script = format!(
-            "'{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & M=$!; \
-             while kill -0 {pid} 2>/dev/null && kill -0 $M 2>/dev/null; do sleep 1; done; kill $M 2>/dev/null",
-            moto.display()
+            "MOTO_RECORDER_FILEPATH='{rec}' '{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & M=$!; \
+             while kill -0 {pid} 2>/dev/null && kill -0 $M 2>/dev/null; do sleep 1; done; kill $M 2>/dev/null; rm -f '{rec}'",
+            moto.display(),
+            rec = recording.display()
         );
         // The watchdog outlives this call by design; it reaps moto_server itself.
         #[allow(clippy::zombie_processes)]

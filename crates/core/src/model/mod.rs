@@ -5,6 +5,8 @@
 pub mod audit;
 /// Cached credentials.
 pub mod credential;
+/// Jobs: the record, its steps, leases and one-time secrets.
+pub mod job;
 /// Organisations and their API-key index.
 pub mod org;
 /// Secret text inside a sealed record.
@@ -16,6 +18,9 @@ pub mod workload;
 
 pub use audit::{AuditEvent, AuditHead, Outcome};
 pub use credential::CachedCredentials;
+pub use job::{
+    JobError, JobLease, JobRecord, JobSecret, JobSession, JobState, SecretState, Step, StepState,
+};
 pub use org::{ApiKeyEntry, Org, OrgRecord, OrgStatus};
 pub use secret::Secret;
 pub use user::{TokenEntry, User, UserRecord};

@@ -126,3 +126,6 @@ pub trait TemplateStore: Send + Sync + fmt::Debug + 'static {
         expires_in: std::time::Duration,
     ) -> Result<String, StsError>;
 }
+
+/// EC2, called with a job's own narrowed session (never the provider's credentials).
+pub mod ec2;

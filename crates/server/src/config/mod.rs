@@ -6,6 +6,8 @@
 pub mod aws;
 /// `[credentials]` (access levels, cache) and `[console]`.
 pub mod credentials;
+/// `[jobs]`: the worker pool and one-time secrets.
+pub mod jobs;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -100,6 +102,8 @@ pub struct RawSettings {
     pub credentials: credentials::RawCredentials,
     #[serde(default)]
     pub console: credentials::RawConsole,
+    #[serde(default)]
+    pub jobs: jobs::RawJobs,
 }
 
 /// Environment variable names, one per scalar setting.
@@ -443,6 +447,7 @@ impl RawSettings {
             .credentials
             .validate(&onboarding.partition, &aws.settings.region)?;
         let console = self.console.validate()?;
+        let jobs = self.jobs.validate()?;
         Ok(Settings {
             listen,
             data_dir,
@@ -463,6 +468,7 @@ impl RawSettings {
             onboarding,
             credentials,
             console,
+            jobs,
         })
     }
 }
@@ -564,6 +570,8 @@ pub struct Settings {
     pub credentials: rolegate_core::levels::CredentialPolicy,
     /// Console sign-in.
     pub console: rolegate_core::credentials::ConsoleSettings,
+    /// The job engine's workers and secrets.
+    pub jobs: rolegate_core::jobs::JobSettings,
 }
 
 impl Settings {

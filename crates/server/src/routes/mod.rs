@@ -9,6 +9,8 @@ pub mod credentials;
 pub mod docs;
 /// Liveness and readiness.
 pub mod health;
+/// Jobs in customer accounts: create, read, list, cancel, events, the one-time secret.
+pub mod jobs;
 /// `GET /metrics` and the per-request counting middleware.
 pub mod metrics;
 /// Onboarding: the signed callback, links, binding reset.

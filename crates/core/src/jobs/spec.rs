@@ -1,0 +1,363 @@
+//! What a job may be asked to do: each kind's spec, validated here (moto accepts almost
+//! anything, AWS does not, and a name lands in an IAM resource ARN), its target, its steps,
+//! and the session policy its AssumeRole carries.
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::Error;
+use crate::ports::aws::ec2::KeyType;
+
+/// The longest inline session policy AWS accepts, in characters (its packed size, with
+/// the session tags, is checked by AWS too: `PackedPolicyTooLarge`).
+pub const MAX_SESSION_POLICY_CHARS: usize = 2048;
+/// The session tag every job's AssumeRole carries, and the tag on what it creates.
+pub const TAG_JOB: &str = "rolegate:job";
+/// The longest public key `keypair.import` takes.
+const MAX_PUBLIC_KEY: usize = 16 * 1024;
+
+/// A validated job spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobSpec {
+    KeypairCreate { name: String, key_type: KeyType },
+    KeypairImport { name: String, public_key: String },
+    KeypairDelete { name: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRaw {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    key_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportRaw {
+    name: Option<String>,
+    public_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteRaw {
+    name: Option<String>,
+}
+
+/// Every kind rolegate runs.
+pub const KINDS: &[&str] = &["keypair.create", "keypair.import", "keypair.delete"];
+
+fn fields<T: serde::de::DeserializeOwned>(kind: &str, spec: &Value) -> Result<T, Error> {
+    let spec = if spec.is_null() {
+        json!({})
+    } else {
+        spec.clone()
+    };
+    serde_json::from_value(spec).map_err(|e| {
+        Error::invalid(
+            "spec",
+            format!("spec of {kind}: {}", e.to_string().replace('`', "")),
+        )
+    })
+}
+
+/// A key pair name: 1 to 255 of `[A-Za-z0-9._-]`. AWS allows more, but the name is part of
+/// the session policy's resource ARN, where `*` or `?` would widen what the job may touch.
+pub fn parse_key_name(raw: Option<&str>) -> Result<String, Error> {
+    let name = raw.ok_or_else(|| Error::invalid("spec.name", "spec.name is required"))?;
+    if name.is_empty() || name.len() > 255 {
+        return Err(Error::invalid(
+            "spec.name",
+            "spec.name must be 1 to 255 characters",
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(Error::invalid(
+            "spec.name",
+            "spec.name may only contain letters, digits, '.', '_' and '-'",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// An OpenSSH public key line (`ssh-ed25519 AAAA… [comment]`, `ssh-rsa`, `ecdsa-sha2-*`)
+/// whose base64 blob decodes and names the same algorithm. Returned without the comment.
+pub fn parse_public_key(raw: Option<&str>) -> Result<String, Error> {
+    let bad = |m: &str| Error::invalid("spec.public_key", m.to_owned());
+    let key = raw
+        .ok_or_else(|| bad("spec.public_key is required"))?
+        .trim();
+    if key.len() > MAX_PUBLIC_KEY {
+        return Err(bad("spec.public_key is too long"));
+    }
+    if key.starts_with("-----BEGIN") || key.contains("PRIVATE KEY") {
+        return Err(bad(
+            "spec.public_key looks like a private key: send only the public key (the .pub file)",
+        ));
+    }
+    let mut parts = key.split_ascii_whitespace();
+    let (Some(algo), Some(blob)) = (parts.next(), parts.next()) else {
+        return Err(bad(
+            "spec.public_key must be an OpenSSH public key: '<type> <base64> [comment]'",
+        ));
+    };
+    if !matches!(
+        algo,
+        "ssh-ed25519"
+            | "ssh-rsa"
+            | "ecdsa-sha2-nistp256"
+            | "ecdsa-sha2-nistp384"
+            | "ecdsa-sha2-nistp521"
+    ) {
+        return Err(bad(
+            "spec.public_key type must be ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp256/384/521",
+        ));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .map_err(|_| bad("spec.public_key's key data is not valid base64"))?;
+    // The blob starts with the algorithm's name, length-prefixed (RFC 4253 §6.6).
+    let named = decoded
+        .get(..4)
+        .and_then(|l| usize::try_from(u32::from_be_bytes([l[0], l[1], l[2], l[3]])).ok())
+        .and_then(|n| decoded.get(4..4 + n));
+    if named != Some(algo.as_bytes()) {
+        return Err(bad("spec.public_key's key data does not match its type"));
+    }
+    Ok(format!("{algo} {blob}"))
+}
+
+impl JobSpec {
+    /// Parses `spec` for `kind`; an unknown kind or field, or a bad value, names itself.
+    pub fn parse(kind: &str, spec: &Value) -> Result<Self, Error> {
+        match kind {
+            "keypair.create" => {
+                let raw: CreateRaw = fields(kind, spec)?;
+                let key_type = match raw.key_type.as_deref() {
+                    None | Some("ed25519") => KeyType::Ed25519,
+                    Some("rsa") => KeyType::Rsa,
+                    Some(_) => {
+                        return Err(Error::invalid(
+                            "spec.type",
+                            "spec.type must be ed25519 or rsa",
+                        ));
+                    }
+                };
+                Ok(Self::KeypairCreate {
+                    name: parse_key_name(raw.name.as_deref())?,
+                    key_type,
+                })
+            }
+            "keypair.import" => {
+                let raw: ImportRaw = fields(kind, spec)?;
+                Ok(Self::KeypairImport {
+                    name: parse_key_name(raw.name.as_deref())?,
+                    public_key: parse_public_key(raw.public_key.as_deref())?,
+                })
+            }
+            "keypair.delete" => {
+                let raw: DeleteRaw = fields(kind, spec)?;
+                Ok(Self::KeypairDelete {
+                    name: parse_key_name(raw.name.as_deref())?,
+                })
+            }
+            _ => Err(Error::invalid(
+                "kind",
+                format!("kind must be one of {}", KINDS.join(", ")),
+            )),
+        }
+    }
+
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::KeypairCreate { .. } => "keypair.create",
+            Self::KeypairImport { .. } => "keypair.import",
+            Self::KeypairDelete { .. } => "keypair.delete",
+        }
+    }
+
+    /// The spec as stored and shown (normalised).
+    #[must_use]
+    pub fn to_value(&self) -> Value {
+        match self {
+            Self::KeypairCreate { name, key_type } => json!({
+                "name": name,
+                "type": match key_type { KeyType::Ed25519 => "ed25519", KeyType::Rsa => "rsa" },
+            }),
+            Self::KeypairImport { name, public_key } => {
+                json!({"name": name, "public_key": public_key})
+            }
+            Self::KeypairDelete { name } => json!({"name": name}),
+        }
+    }
+
+    /// What the job changes: one job at a time per target of an org.
+    #[must_use]
+    pub fn target(&self) -> String {
+        match self {
+            Self::KeypairCreate { name, .. }
+            | Self::KeypairImport { name, .. }
+            | Self::KeypairDelete { name } => format!("keypair:{name}"),
+        }
+    }
+
+    /// The steps, in order.
+    #[must_use]
+    pub fn steps(&self) -> &'static [&'static str] {
+        match self {
+            Self::KeypairCreate { .. } => &["assume_role", "create_key_pair"],
+            Self::KeypairImport { .. } => &["assume_role", "import_key_pair"],
+            Self::KeypairDelete { .. } => &["assume_role", "delete_key_pair"],
+        }
+    }
+
+    /// The session policy for job `job_id`: only the calls this kind makes, only on its own
+    /// key pair, and creation only with the job's tag. `DescribeKeyPairs` (which has no
+    /// resource-level permissions) lets a resumed job recognise what it already did, and a
+    /// create may delete only a key pair tagged with its own job id (one it made before a
+    /// crash, whose private key was lost).
+    #[must_use]
+    pub fn session_policy(&self, job_id: &str) -> String {
+        let key_arn = |name: &str| format!("arn:aws:ec2:*:*:key-pair/{name}");
+        let tagged = json!({"StringEquals": {format!("aws:RequestTag/{TAG_JOB}"): job_id}});
+        let describe =
+            json!({"Effect": "Allow", "Action": "ec2:DescribeKeyPairs", "Resource": "*"});
+        let statements = match self {
+            Self::KeypairCreate { name, .. } | Self::KeypairImport { name, .. } => {
+                let action = if matches!(self, Self::KeypairCreate { .. }) {
+                    "ec2:CreateKeyPair"
+                } else {
+                    "ec2:ImportKeyPair"
+                };
+                let mut s = vec![
+                    json!({"Effect": "Allow", "Action": action, "Resource": key_arn(name), "Condition": tagged}),
+                    json!({"Effect": "Allow", "Action": "ec2:CreateTags", "Resource": key_arn(name),
+                    "Condition": {"StringEquals": {
+                        format!("aws:RequestTag/{TAG_JOB}"): job_id,
+                        "ec2:CreateAction": action.trim_start_matches("ec2:"),
+                    }}}),
+                    describe,
+                ];
+                if matches!(self, Self::KeypairCreate { .. }) {
+                    s.push(json!({"Effect": "Allow", "Action": "ec2:DeleteKeyPair", "Resource": key_arn(name),
+                                  "Condition": {"StringEquals": {format!("aws:ResourceTag/{TAG_JOB}"): job_id}}}));
+                }
+                s
+            }
+            Self::KeypairDelete { name } => vec![
+                json!({"Effect": "Allow", "Action": "ec2:DeleteKeyPair", "Resource": key_arn(name)}),
+                describe,
+            ],
+        };
+        json!({"Version": "2012-10-17", "Statement": statements}).to_string()
+    }
+}
+
+/// Refuses a session policy AWS would refuse for its size, before any call.
+pub fn check_policy_size(policy: &str) -> Result<(), Error> {
+    let chars = policy.chars().filter(|c| !c.is_whitespace()).count();
+    if chars > MAX_SESSION_POLICY_CHARS {
+        return Err(Error::Upstream {
+            code: crate::Code::SessionPolicyTooLarge,
+            message: format!(
+                "the job's session policy has {chars} characters; AWS accepts at most {MAX_SESSION_POLICY_CHARS}"
+            ),
+            retry_after_secs: None,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIASRa/zrYWi1u1X0hXDCx8ZYwlyipc4h34Bep/vYpUD7 me@host";
+
+    #[test]
+    fn specs_are_validated_and_name_the_field() {
+        let ok = JobSpec::parse("keypair.create", &json!({"name": "web-1"})).unwrap();
+        assert_eq!(ok.target(), "keypair:web-1");
+        for (kind, spec, field) in [
+            ("keypair.create", json!({"name": "a*"}), "spec.name"),
+            ("keypair.create", json!({"name": ""}), "spec.name"),
+            ("keypair.create", json!({}), "spec.name"),
+            (
+                "keypair.create",
+                json!({"name": "x".repeat(256)}),
+                "spec.name",
+            ),
+            (
+                "keypair.create",
+                json!({"name": "a", "type": "dsa"}),
+                "spec.type",
+            ),
+            ("keypair.create", json!({"name": "a", "extra": 1}), "spec"),
+            (
+                "keypair.import",
+                json!({"name": "a", "public_key": "ssh-ed25519 !!"}),
+                "spec.public_key",
+            ),
+            (
+                "keypair.import",
+                json!({"name": "a", "public_key": "-----BEGIN OPENSSH PRIVATE KEY-----"}),
+                "spec.public_key",
+            ),
+            (
+                "keypair.import",
+                json!({"name": "a", "public_key": ED.replace("ssh-ed25519", "ssh-rsa")}),
+                "spec.public_key",
+            ),
+            ("nope", json!({}), "kind"),
+        ] {
+            match JobSpec::parse(kind, &spec) {
+                Err(Error::Invalid { field: f, .. }) => assert_eq!(f, field, "{kind} {spec}"),
+                other => panic!("{kind} {spec}: {other:?}"),
+            }
+        }
+        let imp =
+            JobSpec::parse("keypair.import", &json!({"name": "a", "public_key": ED})).unwrap();
+        assert_eq!(
+            imp.to_value()["public_key"]
+                .as_str()
+                .unwrap()
+                .split(' ')
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn session_policies_are_narrow_and_fit() {
+        let long = "n".repeat(255);
+        for spec in [
+            JobSpec::parse("keypair.create", &json!({"name": long})).unwrap(),
+            JobSpec::parse("keypair.import", &json!({"name": long, "public_key": ED})).unwrap(),
+            JobSpec::parse("keypair.delete", &json!({"name": long})).unwrap(),
+        ] {
+            let p = spec.session_policy("j0123456789abcdef0123456789ab");
+            check_policy_size(&p).unwrap();
+            let v: Value = serde_json::from_str(&p).unwrap();
+            for s in v["Statement"].as_array().unwrap() {
+                let r = s["Resource"].as_str().unwrap();
+                assert!(
+                    (r == "*" && s["Action"] == "ec2:DescribeKeyPairs") || r.ends_with(&long),
+                    "{s}"
+                );
+            }
+        }
+        let p = JobSpec::parse("keypair.create", &json!({"name": "k"}))
+            .unwrap()
+            .session_policy("j1");
+        assert!(p.contains("\"aws:RequestTag/rolegate:job\":\"j1\""), "{p}");
+        assert!(check_policy_size(&"x".repeat(2049)).is_err());
+    }
+}
