@@ -94,6 +94,10 @@ pub fn venv_bin(tool: &str) -> PathBuf {
     path
 }
 
+/// moto's request recorder is one per server, and the server is shared by the whole test
+/// binary: a test that records holds this from start-recording to reset-recording.
+pub static MOTO_RECORDER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// One private `moto_server` per test binary, on a free port, reaped by a watchdog when
 /// this process exits. moto's default account (123456789012) plays the provider.
 pub fn moto_url() -> &'static str {

@@ -103,8 +103,6 @@ fn crl(ca: &Ca, revoked: &[u64], next_update: OffsetDateTime) -> Vec<u8> {
     .to_vec()
 }
 
-static RECORDER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// The headers of a CreateSession request signed over `signed_body`, as signer.go makes
@@ -262,7 +260,7 @@ async fn certificate_sessions_and_every_refusal(engine: Engine) {
 
     // A session: moto's recorder sees the AssumeRole with the CN and the mapped tags (one
     // test at a time records: the recorder is moto's, shared by the whole binary).
-    let recorder = RECORDER.lock().await;
+    let recorder = crate::support::MOTO_RECORDER.lock().await;
     let _ = moto_recording("/moto-api/recorder/start-recording").await;
     let b = body(&s);
     let h = signed_headers(&app, &good, now, &b);
@@ -307,7 +305,10 @@ async fn certificate_sessions_and_every_refusal(engine: Engine) {
                 _ => Some(body),
             }
         })
-        .find(|b| b.contains("Action=AssumeRole") && b.contains(&org))
+        // The session's, not the onboarding check's (`rolegate-verify-…`).
+        .find(|b| {
+            b.contains("Action=AssumeRole") && b.contains(&org) && !b.contains("rolegate-verify")
+        })
         .unwrap_or_else(|| {
             panic!(
                 "no AssumeRole with the CN in moto's recording: {}",

@@ -123,10 +123,13 @@ async fn create(
 #[into_params(parameter_in = Query)]
 pub struct JobListQuery {
     /// Only jobs in this state.
+    #[param(pattern = "^(queued|running|cancelling|succeeded|failed|cancelled)$")]
     state: Option<String>,
     /// Only jobs of this kind.
+    #[param(pattern = r"^keypair\.(create|import|delete)$")]
     kind: Option<String>,
-    /// `next_cursor` from the previous page.
+    /// `next_cursor` from the previous page (an opaque token).
+    #[param(pattern = "^[A-Za-z0-9]{1,64}$")]
     cursor: Option<String>,
     /// 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
@@ -162,7 +165,7 @@ async fn list(
     }
     let job_state = q.state.as_deref().map(JobState::parse).transpose()?;
     if let Some(c) = &q.cursor
-        && (c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric()))
+        && (c.is_empty() || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric()))
     {
         return Err(ApiError::invalid_field(
             "cursor",

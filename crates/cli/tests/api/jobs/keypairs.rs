@@ -58,6 +58,7 @@ async fn a_key_pair_job_makes_the_key_in_the_customer_account_and_hands_it_out_o
 ) {
     let (app, _) = jobs_app(engine, "", "kp-org").await;
     let name = unique("kp");
+    let recorder = crate::support::MOTO_RECORDER.lock().await;
     reqwest::Client::new()
         .post(format!("{}/moto-api/recorder/start-recording", moto_url()))
         .send()
@@ -103,6 +104,14 @@ async fn a_key_pair_job_makes_the_key_in_the_customer_account_and_hands_it_out_o
     );
     // The AssumeRole that moto saw carried the policy whose hash is on the job.
     let policies = recorded_policies(&id).await;
+    for step in ["stop-recording", "reset-recording"] {
+        reqwest::Client::new()
+            .post(format!("{}/moto-api/recorder/{step}", moto_url()))
+            .send()
+            .await
+            .unwrap();
+    }
+    drop(recorder);
     assert!(!policies.is_empty(), "moto recorded the job's AssumeRole");
     for p in &policies {
         assert_eq!(
