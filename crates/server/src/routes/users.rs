@@ -41,11 +41,12 @@ pub struct CreateUserRequest {
     /// 2 to 64 characters: letters, digits and `+ = , . @ _ -`; case-insensitive (kept lowercase).
     #[schema(required = true, nullable = false, example = "alice")]
     user_id: Option<String>,
-    /// `admin` or `operator` (the default).
-    #[schema(nullable = false, example = "operator", pattern = "^(admin|operator)$")]
+    /// `admin` or `operator` (the default; `null` means the default too).
+    #[schema(nullable = true, example = "operator", pattern = "^(admin|operator)$")]
     role: Option<String>,
-    /// A JSON object kept with the operator (default `{}`), at most 4096 bytes as JSON.
-    #[schema(nullable = false, value_type = Option<Object>)]
+    /// A JSON object kept with the operator (default `{}`; `null` means the default too), at
+    /// most 4096 bytes as JSON.
+    #[schema(nullable = true, value_type = Option<Object>)]
     metadata: Option<serde_json::Value>,
 }
 
