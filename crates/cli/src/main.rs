@@ -471,10 +471,22 @@ fn read_checkpoint(path: &std::path::Path) -> anyhow::Result<Checkpoint> {
         })
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    match run(cli).await {
+/// Threads the runtime may start for blocking work: SQLite's calls (four readers and one
+/// writer do the work) and file I/O. tokio's default, 512, lets a burst of concurrent
+/// requests start a thread each, nearly all of them waiting on SQLite's locks (the fault
+/// suite's thirty slow STS calls at once started eleven); bounded, a burst queues instead.
+const MAX_BLOCKING_THREADS: usize = 16;
+
+fn main() -> std::process::ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .build();
+    let result = match runtime {
+        Ok(runtime) => runtime.block_on(run(Cli::parse())),
+        Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             #[allow(clippy::print_stderr)]

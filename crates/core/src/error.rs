@@ -83,7 +83,7 @@ codes! {
     RateLimited = ("rate_limited", 429, "a rate limit is spent (with `Retry-After`, `RateLimit-Limit/-Remaining/-Reset`)"),
     Internal = ("internal", 500, "a bug or an unreadable record; details are only in the log, under the request id"),
     NotConfigured = ("not_configured", 501, "the server is not set up for this feature: a setting it needs is missing (the message names it); not transient, so no `Retry-After`"),
-    StsUnavailable = ("sts_unavailable", 502, "STS could not be reached, after the SDK's bounded retries"),
+    StsUnavailable = ("sts_unavailable", 502, "STS could not be reached, after the SDK's bounded retries (with `Retry-After`)"),
     StsError = ("sts_error", 502, "STS answered with an error rolegate does not expect (its code is in the message, the rest in the log)"),
     ConsoleFederationFailed = ("console_federation_failed", 502, "the sign-in federation endpoint failed"),
     AwsError = ("aws_error", 502, "a job: an AWS call failed with an error rolegate does not expect; the job's `error.aws_code` has its code"),
@@ -93,7 +93,7 @@ codes! {
     TemplateStoreUnavailable = ("template_store_unavailable", 503, "onboarding: the template could not be published to S3 (with `Retry-After`)"),
     HandlerTimeout = ("handler_timeout", 503, "the server did not answer within `request_timeout_secs`; retry later"),
     AuditUnavailable = ("audit_unavailable", 503, "the audit log cannot record the action, so it was not performed"),
-    StoreUnavailable = ("store_unavailable", 503, "the store cannot be reached"),
+    StoreUnavailable = ("store_unavailable", 503, "the store cannot be reached (with `Retry-After`)"),
     Contention = ("contention", 503, "too many concurrent writers on one record; retry (with `Retry-After`)"),
     Unavailable = ("unavailable", 503, "service unavailable (framework-level)"),
 }
@@ -272,7 +272,9 @@ impl Error {
             ),
             StsError::Unavailable(detail) => {
                 tracing::warn!(%detail, "STS unreachable");
-                upstream("STS could not be reached after retries".to_owned(), None)
+                // Transient by nature (a network or STS outage): say when to try again, as
+                // for throttling, so that clients back off instead of hammering.
+                upstream("STS could not be reached after retries".to_owned(), Some(5))
             }
             StsError::PolicyTooLarge(m) => {
                 upstream(format!("the session policy is too large: {m}"), None)

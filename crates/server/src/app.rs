@@ -164,7 +164,7 @@ impl Application {
         let degraded = crate::redis_durability::check(&settings).await?;
         let metrics =
             Arc::new(Metrics::new().map_err(|e| anyhow::anyhow!("cannot set up metrics: {e}"))?);
-        let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+        let listener = crate::serve::bind(settings.listen).map_err(|e| {
             anyhow::anyhow!(
                 "invalid setting `listen`: cannot bind {}: {e}",
                 settings.listen

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
@@ -21,6 +21,24 @@ use crate::timeouts::HeadDeadline;
 
 /// How long a shutdown waits for open connections before it stops anyway.
 const DRAIN: Duration = Duration::from_secs(30);
+
+/// Connections the kernel queues for the accept loop (capped by `net.core.somaxconn`).
+/// tokio's default of 1024 overflows under a burst of thousands of connections (the fault
+/// suite opens 10,000 idle ones): the kernel then drops SYNs, and every new client, a health
+/// probe included, waits a full second for its retransmission.
+const BACKLOG: u32 = 4096;
+
+/// Binds the listener with [`BACKLOG`] (and `SO_REUSEADDR`, as `TcpListener::bind` does).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
 
 /// Serves `router` on `listener` until `shutdown` completes. With `tls`, every connection
 /// must complete a TLS handshake (within `header_timeout`) first.

@@ -20,6 +20,8 @@ mod credentials;
 mod durability;
 /// Malformed input and the error shape (foundation issue, section 7).
 mod errors;
+/// Faults under load with a ledger of acknowledged writes, and the soak (issue 17).
+mod faults;
 /// The security review's defects at the edge (issue 10): timeouts, TLS, files, Redis.
 mod hardening;
 /// Idempotency-Key semantics.

@@ -60,7 +60,7 @@ async fn health() -> Json<HealthResponse> {
     get, path = "/api/ready", operation_id = "ready", tag = "health",
     responses(
         (status = 200, description = "Ready to serve.", body = ReadyResponse),
-        (status = 503, description = "`store_unavailable`.", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`, naming the store (with `Retry-After`).", body = ErrorBody),
     )
 )]
 async fn ready(State(state): State<AppState>) -> Response {
@@ -81,12 +81,17 @@ async fn ready(State(state): State<AppState>) -> Response {
         }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
+            // The answer is re-checked at most once a second: a probe may come back then.
             ApiError::new(
                 Code::StoreUnavailable,
                 format!(
                     "the {} store is not reachable or not writable",
                     state.services.records.engine()
                 ),
+            )
+            .with_header(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
             )
             .into_response()
         }

@@ -118,6 +118,8 @@ async fn sts_errors_map_to_specific_codes(engine: Engine) {
         "{:?}",
         r.body
     );
+    // Transient: the client is told when to retry (issue 17's STS-away scenario).
+    assert_eq!(r.header("retry-after"), Some("5"));
     // Each failure is audited with its code.
     let codes: Vec<String> = app
         .audit_events()
