@@ -92,7 +92,7 @@ codes! {
     ProviderCredentialsUnavailable = ("provider_credentials_unavailable", 503, "rolegate's own AWS credentials are missing or expired (detail in the log only)"),
     TemplateStoreUnavailable = ("template_store_unavailable", 503, "onboarding: the template could not be published to S3 (with `Retry-After`)"),
     HandlerTimeout = ("handler_timeout", 503, "the server did not answer within `request_timeout_secs`; retry later"),
-    AuditUnavailable = ("audit_unavailable", 503, "the audit log cannot record the action, so it was not performed"),
+    AuditUnavailable = ("audit_unavailable", 503, "the audit log cannot record the action, so it was not performed (with `Retry-After`)"),
     StoreUnavailable = ("store_unavailable", 503, "the store cannot be reached (with `Retry-After`)"),
     Contention = ("contention", 503, "too many concurrent writers on one record; retry (with `Retry-After`)"),
     Unavailable = ("unavailable", 503, "service unavailable (framework-level)"),

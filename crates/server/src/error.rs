@@ -152,10 +152,13 @@ impl From<CoreError> for ApiError {
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
             CoreError::AuditUnavailable(source) => {
                 tracing::error!(error = %source, detail = ?source, "audit log unavailable; action refused");
+                // Nearly always the store failing under the audit write: as transient as
+                // `store_unavailable`, so the client is told when to retry.
                 Self::new(
                     code,
                     "the audit log cannot record this action, so it was not performed",
                 )
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
             }
             CoreError::Store(source) => {
                 tracing::error!(error = %source, "store failure");

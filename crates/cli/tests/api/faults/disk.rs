@@ -83,6 +83,7 @@ fn integrity_check(db: &Path) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "fault suite: timing-sensitive, run alone by scripts/test (--ignored --test-threads 1)"]
 async fn a_full_disk_gets_503_corrupts_nothing_and_recovers() {
     let fs = match Tmpfs::mount("32m") {
         Ok(fs) => fs,

@@ -32,7 +32,7 @@ fn store_bytes(dir: &std::path::Path) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bench/soak runs it (and scripts/test, for 60 s)"]
+#[ignore = "bench/soak runs it (scripts/test for 60 s)"]
 async fn soak() {
     let secs: u64 = env_or("ROLEGATE_SOAK_SECS", 60);
     let rate: f64 = env_or("ROLEGATE_SOAK_RATE", 50.0);

@@ -139,6 +139,7 @@ async fn store_away_for_5_s(engine: &str, store: &str, outage: &mut dyn Outage) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "fault suite: timing-sensitive, run alone by scripts/test (--ignored --test-threads 1)"]
 async fn redis_away_for_5_s_fails_closed_and_recovers_without_restart() {
     let mut redis = Redis::start();
     let url = redis.url();
@@ -146,6 +147,7 @@ async fn redis_away_for_5_s_fails_closed_and_recovers_without_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "fault suite: timing-sensitive, run alone by scripts/test (--ignored --test-threads 1)"]
 async fn postgres_away_for_5_s_fails_closed_and_recovers_without_restart() {
     // A cluster of its own (fsync on), since this test stops it.
     let mut cluster = PgCluster::start(true).unwrap();
