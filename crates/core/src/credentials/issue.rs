@@ -19,7 +19,7 @@ use crate::levels::{AccessLevel, MIN_DURATION_SECS};
 use crate::model::{CachedCredentials, OrgRecord, OrgStatus, Secret};
 use crate::policy::Action;
 use crate::ports::Txn;
-use crate::ports::aws::{AssumeRoleRequest, TemporaryCredentials};
+use crate::ports::aws::{AssumeRoleRequest, StsError, TemporaryCredentials};
 use crate::principal::{Caller, Principal};
 
 /// How long a replica may hold the cross-replica lock on one cache key.
@@ -95,20 +95,24 @@ pub struct Issued {
     pub role_arn: String,
 }
 
-/// One async mutex per cache key being filled in this process.
+/// One async mutex per cache key being filled in this process. It holds when (clock ms) the
+/// last fill through it ended without reaching STS, so that the requests that waited for
+/// that fill share its answer instead of each retrying in turn.
 #[derive(Debug, Default)]
 pub struct Flights {
-    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    slots: Mutex<HashMap<String, Slot>>,
 }
 
+type Slot = Arc<tokio::sync::Mutex<Option<i64>>>;
+
 impl Flights {
-    fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn slot(&self, key: &str) -> Slot {
         let mut map = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         map.entry(key.to_owned()).or_default().clone()
     }
 
     /// Drops the slot once nobody else holds or waits on it.
-    fn release(&self, key: &str, slot: Arc<tokio::sync::Mutex<()>>) {
+    fn release(&self, key: &str, slot: Slot) {
         let mut map = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         // The map holds one reference and `slot` another: nobody else is waiting.
         if Arc::strong_count(&slot) <= 2 {
@@ -324,8 +328,23 @@ impl Credentials {
         tokio::spawn(async move {
             let slot = me.flights.slot(plan.cache_key.as_str());
             let result = {
-                let _guard = slot.lock().await;
-                me.fill(&caller, &cmd, &plan, window, started_ms).await
+                let mut unreachable_at = slot.lock().await;
+                match *unreachable_at {
+                    // A fill that ended after this request arrived could not reach STS: that
+                    // is this request's answer too. Without this, N requests waiting on one
+                    // key while STS is down took N rounds of the SDK's retries, the last
+                    // one N operation timeouts (found by the fault suite, issue 17).
+                    Some(at) if at >= started_ms => Err(Error::from_sts(StsError::Unavailable(
+                        "the fill this request waited for could not reach STS".to_owned(),
+                    ))),
+                    _ => {
+                        let result = me.fill(&caller, &cmd, &plan, window, started_ms).await;
+                        if matches!(&result, Err(e) if e.code() == Code::StsUnavailable) {
+                            *unreachable_at = Some(me.records.clock().now_ms());
+                        }
+                        result
+                    }
+                }
             };
             me.flights.release(plan.cache_key.as_str(), slot);
             result

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,6 +27,8 @@ use crate::vault::Vault;
 #[derive(Debug, Default)]
 struct SlowSts {
     calls: AtomicUsize,
+    /// Every call fails as unreachable (after the same delay).
+    unreachable: AtomicBool,
 }
 
 #[async_trait]
@@ -34,6 +36,9 @@ impl Sts for SlowSts {
     async fn assume_role(&self, req: &AssumeRoleRequest) -> Result<TemporaryCredentials, StsError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(200)).await;
+        if self.unreachable.load(Ordering::SeqCst) {
+            return Err(StsError::Unavailable("connection refused".into()));
+        }
         Ok(TemporaryCredentials {
             access_key_id: format!("ASIASLOW{n:012}"),
             secret_access_key: SecretString::from("slow-secret".to_owned()),
@@ -176,4 +181,35 @@ async fn an_api_key_gets_only_granted_levels_and_a_refusal_is_audited_without_st
     );
     let op = services.credentials.issue(&admin, &cmd).await.unwrap();
     assert_eq!(op.access_level, "operator");
+}
+
+/// Requests waiting on one key's fill while STS is unreachable share the fill's failure:
+/// one call, not one round of retries each (the last of N used to wait N calls).
+#[tokio::test]
+async fn waiters_share_a_fill_that_could_not_reach_sts() {
+    let sts = Arc::new(SlowSts::default());
+    sts.unreachable.store(true, Ordering::SeqCst);
+    let (services, _, admin, _) = rig(sts.clone()).await;
+    let cmd = IssueCommand::parse(Some("slow-org"), None, None, None, true).unwrap();
+    let start = std::time::Instant::now();
+    let requests: Vec<_> = (0..5)
+        .map(|_| {
+            let (services, admin, cmd) = (services.clone(), admin.clone(), cmd.clone());
+            tokio::spawn(async move { services.credentials.issue(&admin, &cmd).await })
+        })
+        .collect();
+    for r in requests {
+        let err = r.await.unwrap().unwrap_err();
+        assert_eq!(err.code(), Code::StsUnavailable, "{err:?}");
+    }
+    assert_eq!(sts.calls.load(Ordering::SeqCst), 1, "one call for all five");
+    assert!(
+        start.elapsed() < Duration::from_millis(600),
+        "{:?}",
+        start.elapsed()
+    );
+    // A request that arrives after the failure tries STS again.
+    sts.unreachable.store(false, Ordering::SeqCst);
+    assert!(services.credentials.issue(&admin, &cmd).await.is_ok());
+    assert_eq!(sts.calls.load(Ordering::SeqCst), 2);
 }
