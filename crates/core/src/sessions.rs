@@ -331,3 +331,165 @@ impl From<Error> for Resolve {
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::ids::{Role, UserId};
+    use crate::services::{Config, Ports, Services};
+    use crate::testing::{MemoryStore, NoSts};
+    use crate::users::CreateUserCommand;
+    use crate::vault::Vault;
+
+    async fn rig() -> (Services, ManualClock, Principal) {
+        let store = Arc::new(MemoryStore::default());
+        let ring =
+            rolegate_crypto::Keyring::new(&[rolegate_crypto::MasterKey::generate()]).unwrap();
+        let clock = ManualClock::new(1_800_000_000_000);
+        let ports = Ports {
+            vault: Vault::new(store, Arc::new(ring)),
+            clock: Arc::new(clock.clone()),
+            sts: Arc::new(NoSts),
+            federation: Arc::new(NoSts),
+            templates: None,
+        };
+        let services = Services::new(ports, Config::offline()).await.unwrap();
+        let cmd = CreateUserCommand::parse("alice", "operator", None).unwrap();
+        services
+            .users
+            .create(&Caller::system("test"), cmd)
+            .await
+            .unwrap();
+        let alice = Principal::Operator {
+            user_id: UserId::parse("alice").unwrap(),
+            role: Role::Operator,
+        };
+        (services, clock, alice)
+    }
+
+    fn ctx() -> RequestContext {
+        RequestContext::system("t")
+    }
+
+    #[tokio::test]
+    async fn idle_and_absolute_timeouts_end_sessions() {
+        let (s, clock, alice) = rig().await;
+        let opened = s
+            .sessions
+            .open(alice.clone(), ctx(), "token")
+            .await
+            .unwrap();
+        let id = opened.id.expose_secret().to_owned();
+        let active = s.sessions.resolve(&id, &ctx()).await.unwrap();
+        assert_eq!(active.caller.principal, alice);
+        assert_eq!(
+            active.form_token.expose(),
+            opened.form_token.expose_secret()
+        );
+        // Requests every 50 minutes keep it alive (the last-seen time moves) ...
+        for _ in 0..9 {
+            clock.advance_ms(50 * 60_000);
+            s.sessions.resolve(&id, &ctx()).await.unwrap();
+        }
+        // ... until 8 hours after sign-in.
+        clock.advance_ms(50 * 60_000);
+        assert_eq!(
+            s.sessions.resolve(&id, &ctx()).await.unwrap_err(),
+            Ended::Expired
+        );
+        assert_eq!(
+            s.sessions.resolve(&id, &ctx()).await.unwrap_err(),
+            Ended::Unknown,
+            "an ended session is gone"
+        );
+        // An hour without a request ends a fresh one.
+        let id = s
+            .sessions
+            .open(alice, ctx(), "token")
+            .await
+            .unwrap()
+            .id
+            .expose_secret()
+            .to_owned();
+        clock.advance_ms(3_600_000);
+        assert_eq!(
+            s.sessions.resolve(&id, &ctx()).await.unwrap_err(),
+            Ended::Expired
+        );
+        assert_eq!(
+            s.sessions
+                .resolve("rgs_never-issued", &ctx())
+                .await
+                .unwrap_err(),
+            Ended::Unknown
+        );
+    }
+
+    #[tokio::test]
+    async fn disabling_revokes_role_changes_apply_and_sign_out_ends() {
+        let (s, _, alice) = rig().await;
+        let uid = UserId::parse("alice").unwrap();
+        let system = Caller::system("test");
+        let id = s
+            .sessions
+            .open(alice.clone(), ctx(), "token")
+            .await
+            .unwrap()
+            .id
+            .expose_secret()
+            .to_owned();
+        s.users.set_role(&system, &uid, Role::Admin).await.unwrap();
+        let active = s.sessions.resolve(&id, &ctx()).await.unwrap();
+        assert!(
+            active.caller.principal.is_admin(),
+            "the role is read per request"
+        );
+        s.users.disable(&system, &uid).await.unwrap();
+        assert_eq!(
+            s.sessions.resolve(&id, &ctx()).await.unwrap_err(),
+            Ended::Revoked
+        );
+        // Sign-out deletes the record.
+        let (s, _, alice) = rig().await;
+        let id = s
+            .sessions
+            .open(alice.clone(), ctx(), "token")
+            .await
+            .unwrap()
+            .id
+            .expose_secret()
+            .to_owned();
+        let caller = s.sessions.resolve(&id, &ctx()).await.unwrap().caller;
+        s.sessions.close(&caller, &id).await.unwrap();
+        assert_eq!(
+            s.sessions.resolve(&id, &ctx()).await.unwrap_err(),
+            Ended::Unknown
+        );
+        // Only operators sign in.
+        let key = Principal::OrgKey {
+            org: crate::ids::OrgName::parse("acme").unwrap(),
+            key_id: "k".into(),
+        };
+        assert!(s.sessions.open(key, ctx(), "token").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_oidc_state_works_once() {
+        let (s, _, _) = rig().await;
+        let pending = OidcPending {
+            nonce: Secret::new("n"),
+            pkce_verifier: Secret::new("v"),
+            next: "/".into(),
+        };
+        s.sessions.begin_sign_in("state-1", &pending).await.unwrap();
+        let taken = s.sessions.take_sign_in("state-1").await.unwrap().unwrap();
+        assert_eq!(taken.nonce.expose(), "n");
+        assert!(s.sessions.take_sign_in("state-1").await.unwrap().is_none());
+        assert!(s.sessions.take_sign_in("other").await.unwrap().is_none());
+        assert!(s.sessions.take_sign_in("").await.unwrap().is_none());
+    }
+}

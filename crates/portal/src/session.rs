@@ -198,6 +198,7 @@ async fn form_token_matches(bytes: &Bytes, expected: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -23,6 +23,8 @@ pub struct Row {
     pub disabled: bool,
     pub created_at: String,
     pub me: bool,
+    /// `IdP (subject)` for an operator the identity provider provisioned.
+    pub idp: Option<String>,
 }
 
 #[derive(Template)]
@@ -43,6 +45,8 @@ pub async fn list(State(portal): State<Portal>, session: Session) -> Result<Resp
             disabled: u.disabled,
             created_at: u.created_at.clone(),
             me: u.user_id == me,
+            idp: (u.metadata["idp"] == "oidc")
+                .then(|| format!("IdP ({})", u.metadata["subject"].as_str().unwrap_or("?"))),
         })
         .collect();
     render(&ListPage {

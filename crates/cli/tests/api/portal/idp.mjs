@@ -4,7 +4,7 @@
 //   POST /claims   {claims}  merged into every ID token from now on (email, groups, ...)
 //   POST /next     {claims}  merged into the next ID token only (e.g. a wrong aud)
 //   POST /replay-nonce       the next ID token carries the nonce of the previous sign-in
-//   POST /rotate             a new signing key, used for the next tokens (old one kept)
+//   POST /rotate             a new signing key, used for the next ID tokens (old one kept)
 import http from "node:http";
 import { createRequire } from "node:module";
 
@@ -23,7 +23,10 @@ server.service.on(Events.BeforeAuthorizeRedirect, (_uri, req) => {
   const nonce = u.searchParams.get("nonce");
   if (nonce) nonces.push(nonce);
 });
+// The token endpoint signs the access token first, then the ID token (which alone carries
+// the nonce): the overrides apply to ID tokens.
 server.service.on(Events.BeforeTokenSigning, (token) => {
+  if (token.payload.nonce === undefined) return;
   Object.assign(token.payload, always, next);
   next = {};
   if (replay && nonces.length >= 2) {
@@ -32,6 +35,8 @@ server.service.on(Events.BeforeTokenSigning, (token) => {
   }
 });
 
+// The issuer is the address the server listens on (the library would say "localhost").
+server.issuer.url = `http://127.0.0.1:${process.env.PORT}`;
 await server.start(Number(process.env.PORT), "127.0.0.1");
 
 const body = (req) =>
@@ -48,11 +53,9 @@ http
     else if (req.url === "/next") next = b;
     else if (req.url === "/replay-nonce") replay = true;
     else if (req.url === "/rotate") {
-      const old = current.kid;
+      // Keys are handed out round-robin, two tokens per sign-in (access, then ID): with
+      // [old, new] every ID token from now on is signed with the new key.
       current = await server.issuer.keys.generate("RS256");
-      // The rotator hands out keys round-robin: send the old one to the back so the next
-      // token is signed with the new key.
-      server.issuer.keys.get(old);
     }
     res.setHeader("content-type", "application/json");
     res.end(JSON.stringify({ kid: current.kid }));

@@ -150,10 +150,9 @@ async fn sign_in_through_the_identity_provider(engine: Engine) {
         .filter(|e| e["details"]["credential"] == "oidc")
         .filter_map(|e| e["details"]["reason"].as_str())
         .collect();
-    assert!(
-        reasons.contains(&"id_token") && reasons.contains(&"state"),
-        "{failed:?}"
-    );
+    // The first failure from a source in a minute is written at once; the rest of that
+    // minute are counted into one event when it ends (audit::failures).
+    assert_eq!(reasons.first(), Some(&"id_token"), "{failed:?}");
 
     // The IdP rotates its signing key: the keys are fetched again, login still works.
     idp.tell("rotate", json!({})).await;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::support::free_port;
 
-const ELEMENT: &str = "element-6066-11e4-a07c-4e2a4c6dc2e2";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 pub struct Browser {
     http: reqwest::Client,
@@ -203,11 +203,17 @@ impl Browser {
                     return;
                 }
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(secs),
-                "{css} never became {want:?} on {}",
-                self.url().await
-            );
+            if started.elapsed() >= Duration::from_secs(secs) {
+                let now = match self.try_find(css).await {
+                    Some(id) => self.get(&format!("/element/{id}/text")).await,
+                    None => Value::Null,
+                };
+                panic!(
+                    "{css} never became {want:?} (it is {now}) on {}:\n{}",
+                    self.url().await,
+                    self.source().await
+                );
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
