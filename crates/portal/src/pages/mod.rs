@@ -57,7 +57,7 @@ pub fn given(v: Option<&String>) -> Option<&str> {
 /// The CSS class of a status badge.
 pub fn badge(status: &str) -> &'static str {
     match status {
-        "validated" => "ok",
+        "validated" | "succeeded" => "ok",
         "pending" | "callback_received" | "queued" | "running" => "wait",
         "unsafe_trust" | "failed" | "cancelled" => "bad",
         _ => "off",
