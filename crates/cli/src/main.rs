@@ -61,7 +61,9 @@ struct GlobalArgs {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the HTTP service.
+    /// Run the HTTP service: the API under /api, its docs at /docs, and the operator
+    /// portal under / (sign in with an operator token, or through the identity provider
+    /// configured in [oidc]; [portal] sets the session timeouts).
     ///
     /// It writes an audit checkpoint (the chain head, signed) to the log at start, every
     /// minute, after every 10,000 events and on the way out: info lines with target

@@ -8,7 +8,8 @@ use std::marker::PhantomData;
 use crate::ids::{OrgName, UserId};
 use crate::model::{
     ApiKeyEntry, AuditEvent, AuditHead, CachedCredentials, JobLease, JobRecord, JobSecret,
-    OrgRecord, TokenEntry, TrustAnchorRecord, UserRecord, WorkloadProfileRecord,
+    OidcPending, OrgRecord, SessionRecord, TokenEntry, TrustAnchorRecord, UserRecord,
+    WorkloadProfileRecord,
 };
 
 /// What `rekey` does with a family's records when they are sealed under an older key.
@@ -232,6 +233,23 @@ family!(
     Reseal
 );
 
+family!(
+    PORTAL_SESSION,
+    "portal session",
+    "psess/",
+    "SessionRecord (psess/<digest of the cookie's id>), TTL: the absolute timeout",
+    true,
+    Reseal
+);
+family!(
+    PORTAL_OIDC,
+    "portal sign-in in flight",
+    "poidc/",
+    "OidcPending (poidc/<digest of the OIDC state>), TTL 10 minutes",
+    true,
+    Skip
+);
+
 /// Every family kept in the key-value store, in the order of the table above.
 pub const FAMILIES: &[Family] = &[
     SYS_PEPPER,
@@ -259,6 +277,8 @@ pub const FAMILIES: &[Family] = &[
     JOB_LEASE,
     JOB_LOCK,
     JOB_SECRET,
+    PORTAL_SESSION,
+    PORTAL_OIDC,
 ];
 
 /// The family `key` belongs to (the longest matching prefix), if any.
@@ -447,6 +467,18 @@ pub fn job_secret(id: &str) -> Key<JobSecret> {
     Key::new(&JOB_SECRET, id)
 }
 
+/// A portal session; `digest` is the keyed digest of the cookie's session id.
+#[must_use]
+pub fn portal_session(digest_hex: &str) -> Key<SessionRecord> {
+    Key::new(&PORTAL_SESSION, digest_hex)
+}
+
+/// An OIDC sign-in in flight; `digest` is the keyed digest of its `state`.
+#[must_use]
+pub fn portal_oidc(digest_hex: &str) -> Key<OidcPending> {
+    Key::new(&PORTAL_OIDC, digest_hex)
+}
+
 /// Rate-limit buckets: a namespace of their own in every engine (never listed, never
 /// sealed: a bucket holds only a time).
 pub mod rate {
@@ -543,6 +575,8 @@ mod tests {
             (job_lease("j1").to_string(), &JOB_LEASE),
             (job_lock(&org_name, "keypair:k").to_string(), &JOB_LOCK),
             (job_secret("j1").to_string(), &JOB_SECRET),
+            (portal_session("ab").to_string(), &PORTAL_SESSION),
+            (portal_oidc("ab").to_string(), &PORTAL_OIDC),
         ] {
             assert_eq!(family_of(&key), Some(family), "{key}");
         }

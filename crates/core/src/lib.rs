@@ -5,7 +5,7 @@
 //! Layers, each using only those below it: `ids`, `clock`, `ports` and `error` → `model`
 //! → `keyspace` → `vault` → `audit` → `principal`, `levels`, `policy` → `records` (the one
 //! update loop) → the areas (`users`, `orgs`, then `onboarding`, `credentials`,
-//! `audit_log`, `jobs`) → `services` (the wiring).
+//! `audit_log`, `jobs`, `sessions`) → `services` (the wiring).
 //!
 //! The `openapi` feature (used by the server) derives `utoipa::ToSchema` on the public views
 //! (`Org`, `User`, `AuditEvent`, …) so the API document is generated from the very types that
@@ -47,6 +47,8 @@ pub mod principal;
 pub mod records;
 /// The wiring of the area services.
 pub mod services;
+/// Portal sessions: sign-in, resolution with timeouts, sign-out.
+pub mod sessions;
 /// The operators area.
 pub mod users;
 /// The sealing barrier between services and storage.

@@ -54,6 +54,12 @@ pub enum Action {
     CancelJob,
     /// Read a job's one-time secret (a created key pair's private key).
     ReadJobSecret,
+    /// Change an operator's role.
+    SetUserRole,
+    /// Open a portal session (a browser's sign-in) as the operator itself.
+    SignIn,
+    /// End one's own portal session.
+    SignOut,
 }
 
 impl Action {
@@ -91,6 +97,9 @@ impl Action {
         Action::ReadJob,
         Action::CancelJob,
         Action::ReadJobSecret,
+        Action::SetUserRole,
+        Action::SignIn,
+        Action::SignOut,
     ];
 
     /// The name audit events use for this action (a refusal is recorded under it).
@@ -129,6 +138,9 @@ impl Action {
             Self::ReadJob => "job.read",
             Self::CancelJob => "job.cancel",
             Self::ReadJobSecret => "job.secret_read",
+            Self::SetUserRole => "user.role.set",
+            Self::SignIn => "session.login",
+            Self::SignOut => "session.logout",
         }
     }
 
@@ -171,7 +183,7 @@ impl Action {
             Self::CreateUser => r(Allow, Deny, Deny, Deny, Allow, Deny),
             Self::ListUsers => r(Allow, Scoped, Deny, Deny, Allow, Deny),
             Self::ReadUser => r(Allow, Themselves, Deny, Deny, Allow, Deny),
-            Self::DisableUser => r(Allow, Deny, Deny, Deny, Allow, Deny),
+            Self::DisableUser | Self::SetUserRole => r(Allow, Deny, Deny, Deny, Allow, Deny),
             Self::RotateUserToken => r(Allow, Themselves, Deny, Deny, Allow, Deny),
             Self::RegisterOrg => r(Allow, Allow, Deny, Deny, Deny, Deny),
             Self::ListOrgs => r(Allow, Scoped, Scoped, Deny, Allow, Deny),
@@ -205,6 +217,9 @@ impl Action {
             | Self::ReadJob
             | Self::CancelJob
             | Self::ReadJobSecret => r(Allow, OwnerOfOrg, OwnOrg, Deny, Deny, Deny),
+            // A browser session is a person's: operators and admins, for themselves only
+            // (the session is always the caller's own), never a key, stack or workload.
+            Self::SignIn | Self::SignOut => r(Allow, Allow, Deny, Deny, Deny, Deny),
         }
     }
 }

@@ -44,6 +44,13 @@ pub enum Change<T> {
     Note { audit: AuditRecord },
     /// Leave it, record `audit` (a refusal worth keeping) and fail with `error`.
     Refuse { audit: AuditRecord, error: Error },
+    /// Write `value` in its place without an event: bookkeeping that is no action of
+    /// anyone's (a portal session's last-seen time). Nothing else may use it.
+    /// `ttl` keeps the record expiring (a put replaces the old one's TTL).
+    Touch {
+        value: T,
+        ttl: Option<std::time::Duration>,
+    },
 }
 
 impl<T> Change<T> {
@@ -209,6 +216,19 @@ impl Records {
                 Change::Refuse { audit, error } => {
                     self.record(caller, audit).await?;
                     return Err(error);
+                }
+                Change::Touch { value, ttl } => {
+                    let txn = Txn::new().equals(key.as_str(), cur.rev);
+                    let txn = match ttl {
+                        Some(ttl) => self.inner.vault.put_ttl(txn, key.as_str(), &value, ttl)?,
+                        None => self.put(txn, key, &value)?,
+                    };
+                    if self.inner.vault.commit(txn).await? {
+                        return Ok(Updated {
+                            value,
+                            changed: true,
+                        });
+                    }
                 }
                 Change::Write { value, txn, audit } => {
                     let txn = self.put(txn.equals(key.as_str(), cur.rev), key, &value)?;

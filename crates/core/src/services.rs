@@ -14,6 +14,7 @@ use crate::orgs::Orgs;
 use crate::ports::RateLimit;
 use crate::ports::aws::{Federation, Sts, TemplateStore};
 use crate::records::Records;
+use crate::sessions::{SessionSettings, Sessions};
 use crate::users::Users;
 use crate::vault::Vault;
 use crate::workload::{WorkloadSettings, Workloads};
@@ -44,6 +45,8 @@ pub struct Config {
     pub credentials_per_org: RateLimit,
     /// Workload identity's ARNs and CRL grace.
     pub workload: WorkloadSettings,
+    /// Portal session timeouts.
+    pub sessions: SessionSettings,
 }
 
 impl Config {
@@ -61,6 +64,7 @@ impl Config {
                 period: std::time::Duration::from_secs(60),
             },
             workload: WorkloadSettings::default(),
+            sessions: SessionSettings::default(),
         }
     }
 }
@@ -78,6 +82,8 @@ pub struct Services {
     /// Jobs in customer accounts. Built without EC2 and without workers; `serve` gives it
     /// both with [`Services::with_jobs`].
     pub jobs: Jobs,
+    /// Portal (browser) sessions.
+    pub sessions: Sessions,
 }
 
 impl Services {
@@ -102,6 +108,7 @@ impl Services {
                 config.workload,
             ),
             users: Users::new(records.clone()),
+            sessions: Sessions::new(records.clone(), config.sessions),
             onboarding: Onboarding::new(
                 orgs.clone(),
                 ports.sts.clone(),

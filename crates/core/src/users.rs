@@ -232,6 +232,104 @@ impl Users {
         Ok((User::from(&updated.value), token))
     }
 
+    /// Changes an operator's role (admins). Its token entry carries the role too, and
+    /// changes in the same transaction; portal sessions read the role on every request.
+    pub async fn set_role(&self, caller: &Caller, id: &UserId, role: Role) -> Result<User, Error> {
+        self.records
+            .authorize(caller, Action::SetUserRole, &Facts::user(id))
+            .await?;
+        if matches!(&caller.principal, Principal::Operator { user_id, .. } if user_id == id) {
+            return Err(Error::conflict(
+                Code::CannotDisableSelf,
+                "an admin cannot change its own role",
+            ));
+        }
+        let updated = self
+            .records
+            .update(caller, &keyspace::user(id), |cur| {
+                if cur.role == role {
+                    return Ok(Change::Keep);
+                }
+                if cur.disabled {
+                    return Err(Error::conflict(
+                        Code::UserDisabled,
+                        format!("user {id} is disabled"),
+                    ));
+                }
+                let mut rec = cur.clone();
+                let from = std::mem::replace(&mut rec.role, role);
+                let tkey = keyspace::token(&rec.token_digest);
+                let entry = TokenEntry {
+                    user_id: id.clone(),
+                    role,
+                    digest: rec.token_digest.clone(),
+                };
+                let txn = self
+                    .records
+                    .put(Txn::new().present(tkey.as_str()), &tkey, &entry)?;
+                let audit = AuditRecord::new(Action::SetUserRole.name())
+                    .target(id.to_string())
+                    .details(serde_json::json!({"from": from, "to": role}));
+                Ok(Change::write_with(rec, txn, audit))
+            })
+            .await?;
+        Ok(User::from(&updated.value))
+    }
+
+    /// Signs in someone the company's identity provider vouched for (`caller` is
+    /// `Caller::system("oidc")`): creates the operator on first login with `role`, brings
+    /// an existing one's role in line, or, with no role (the IdP's groups no longer map),
+    /// disables it. `None`: not (or no longer) an operator.
+    pub async fn provision(
+        &self,
+        caller: &Caller,
+        id: &UserId,
+        role: Option<Role>,
+        metadata: serde_json::Value,
+    ) -> Result<Option<Principal>, Error> {
+        let existing = self
+            .records
+            .get(&keyspace::user(id))
+            .await?
+            .map(|r| r.value);
+        match (existing, role) {
+            (None, None) => Ok(None),
+            (Some(rec), None) => {
+                if !rec.disabled {
+                    self.disable(caller, id).await?;
+                }
+                Ok(None)
+            }
+            (Some(rec), Some(_)) if rec.disabled => Ok(None),
+            (Some(rec), Some(role)) => {
+                if rec.role != role {
+                    self.set_role(caller, id, role).await?;
+                }
+                Ok(Some(Principal::Operator {
+                    user_id: id.clone(),
+                    role,
+                }))
+            }
+            (None, Some(role)) => {
+                let cmd = CreateUserCommand {
+                    user_id: id.clone(),
+                    role,
+                    metadata,
+                };
+                // The token is never shown: this operator signs in through the IdP (an
+                // admin can still rotate one for API use).
+                match self.create(caller, cmd).await {
+                    Ok(_) | Err(Error::Conflict { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                Ok(Some(Principal::Operator {
+                    user_id: id.clone(),
+                    role,
+                }))
+            }
+        }
+    }
+
     /// Whether any operator exists (bootstrap check).
     pub async fn any(&self) -> Result<bool, Error> {
         Ok(!self

@@ -115,6 +115,7 @@ fn service_config(settings: &Settings, callback_url: String) -> Config {
                 .unwrap_or_else(|| "000000000000".to_owned()),
             ..WorkloadSettings::default()
         },
+        sessions: settings.portal.sessions,
     }
 }
 
@@ -201,7 +202,7 @@ impl Application {
             readiness: crate::readiness::Readiness::new(degraded),
         });
         Ok(Self {
-            router: router(state.clone()),
+            router: router(state.clone())?,
             listener,
             state,
             tls,
@@ -324,7 +325,7 @@ async fn bootstrap_admin(services: &Services, settings: &Settings) -> anyhow::Re
 /// document served at `/api/openapi.json` lists exactly what this router serves.
 /// `/metrics` sits beside the health routes, outside authentication: it must only be
 /// reachable from the network that scrapes it. `/docs` is the page's assets, not API.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState) -> anyhow::Result<Router> {
     let (protected, mut doc) = OpenApiRouter::new()
         .merge(crate::routes::users::router(&state))
         .merge(crate::routes::orgs::router(&state))
@@ -360,10 +361,14 @@ pub fn router(state: AppState) -> Router {
     crate::openapi::describe_settings(&mut doc, &levels, &state.settings.onboarding.partition);
     let doc = Document(Arc::new(doc));
     let tls_on = state.settings.tls.is_some();
-    Router::new()
+    let mut app = Router::new()
         .merge(open)
         .merge(crate::routes::docs::ui())
-        .merge(protected)
+        .merge(protected);
+    if state.settings.portal.enabled {
+        app = app.merge(crate::portal::router(&state)?);
+    }
+    Ok(app
         .layer(Extension(doc))
         .fallback(|| async { ApiError::new(rolegate_core::Code::NotFound, "no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), crate::timeouts::limit))
@@ -392,7 +397,7 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(axum::middleware::map_request(drop_unsafe_request_id))
+        .layer(axum::middleware::map_request(drop_unsafe_request_id)))
 }
 
 /// A client may send its own `x-request-id` to correlate logs, but it lands in logs and

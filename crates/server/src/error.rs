@@ -233,7 +233,12 @@ pub fn render(res: Response, request_id: &str) -> Response {
         .headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if api.is_none() && is_json {
+    // The portal renders its own error pages (HTML, with the request id).
+    let is_html = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if api.is_none() && (is_json || is_html) {
         return Response::from_parts(parts, body);
     }
     let code = Code::for_status(status.as_u16());

@@ -28,6 +28,8 @@ pub mod metered_sts;
 pub mod metrics;
 /// The OpenAPI document: shared parts and what every operation gets.
 pub mod openapi;
+/// Mounting the operator portal (`rolegate-portal`) and what it is told per request.
+pub mod portal;
 /// 429 responses.
 pub mod ratelimit;
 /// `GET /api/ready`'s cached writability check and degraded mode.

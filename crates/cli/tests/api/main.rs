@@ -38,6 +38,8 @@ mod openapi;
 mod orgs;
 /// The one policy: access-level grants, audited refusals, declared route actions.
 mod policy;
+/// The operator portal in headless Chromium: sign-in, sessions, CSRF, every page.
+mod portal;
 /// Durability across SIGKILL, and the binary's offline commands.
 mod process;
 /// Three replicas on one PostgreSQL, and on one Redis.

@@ -583,6 +583,6 @@ fn moto_plays_a_separate_customer_account() {
 }
 
 /// The whole path through the real stack, the real Lambda code and moto.
-mod e2e;
+pub(crate) mod e2e;
 /// The trust-policy verdicts moto cannot produce, against a stand-in STS.
 mod trust;

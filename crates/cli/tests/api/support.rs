@@ -200,6 +200,9 @@ pub struct TestApp {
 
 #[derive(Default)]
 pub struct AppOptions {
+    /// The listen address (default `127.0.0.1:0`), for a test that must know its URL
+    /// before the app starts (an OIDC redirect URL).
+    pub listen: Option<String>,
     pub store: Option<String>,
     pub master_key: Option<String>,
     pub manual_clock: bool,
@@ -237,7 +240,7 @@ pub async fn spawn_with(engine: Engine, opts: AppOptions) -> TestApp {
         .unwrap_or_else(|| rolegate_crypto::MasterKey::generate().to_base64());
     let file: RawSettings = toml::from_str(&opts.toml).unwrap();
     let raw = RawSettings {
-        listen: Some("127.0.0.1:0".into()),
+        listen: Some(opts.listen.unwrap_or_else(|| "127.0.0.1:0".into())),
         data_dir: Some(tmp.path().to_path_buf()),
         store: Some(store.clone()),
         master_key: Some(master_key.clone()),

@@ -11,6 +11,8 @@ pub mod job;
 pub mod org;
 /// Secret text inside a sealed record.
 pub mod secret;
+/// Portal sessions.
+pub mod session;
 /// Operators and their token index.
 pub mod user;
 /// Trust anchors and workload profiles.
@@ -23,6 +25,7 @@ pub use job::{
 };
 pub use org::{ApiKeyEntry, Org, OrgRecord, OrgStatus};
 pub use secret::Secret;
+pub use session::{OidcPending, SessionRecord};
 pub use user::{TokenEntry, User, UserRecord};
 pub use workload::{
     AttributeMapping, CertField, Condition, StoredCrl, TrustAnchorRecord, WorkloadProfileRecord,

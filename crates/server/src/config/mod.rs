@@ -8,6 +8,10 @@ pub mod aws;
 pub mod credentials;
 /// `[jobs]`: the worker pool and one-time secrets.
 pub mod jobs;
+/// `[oidc]`: portal sign-in through the identity provider.
+pub mod oidc;
+/// `[portal]`: the operator portal's sessions.
+pub mod portal;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -104,6 +108,10 @@ pub struct RawSettings {
     pub console: credentials::RawConsole,
     #[serde(default)]
     pub jobs: jobs::RawJobs,
+    #[serde(default)]
+    pub portal: portal::RawPortal,
+    #[serde(default)]
+    pub oidc: oidc::RawOidc,
 }
 
 /// Environment variable names, one per scalar setting.
@@ -448,6 +456,8 @@ impl RawSettings {
             .validate(&onboarding.partition, &aws.settings.region)?;
         let console = self.console.validate()?;
         let jobs = self.jobs.validate()?;
+        let portal = self.portal.validate()?;
+        let oidc = self.oidc.validate()?;
         Ok(Settings {
             listen,
             data_dir,
@@ -469,6 +479,8 @@ impl RawSettings {
             credentials,
             console,
             jobs,
+            portal,
+            oidc,
         })
     }
 }
@@ -572,6 +584,10 @@ pub struct Settings {
     pub console: rolegate_core::credentials::ConsoleSettings,
     /// The job engine's workers and secrets.
     pub jobs: rolegate_core::jobs::JobSettings,
+    /// The operator portal (`[portal]`).
+    pub portal: portal::PortalSettings,
+    /// Portal sign-in through the identity provider (`[oidc]`), when configured.
+    pub oidc: Option<rolegate_portal::oidc::OidcConfig>,
 }
 
 impl Settings {

@@ -162,6 +162,37 @@ fn the_example_config_parses_and_shows_the_defaults() {
         defaults.credentials.default_level()
     );
     assert_eq!(example.console.issuer, defaults.console.issuer);
+    assert_eq!(example.portal, defaults.portal);
+}
+
+#[test]
+fn portal_session_timeouts_are_bounded() {
+    let d = Settings::defaults().unwrap().portal;
+    assert!(d.enabled);
+    assert_eq!(d.sessions.idle.as_secs(), 3600);
+    assert_eq!(d.sessions.absolute.as_secs(), 8 * 3600);
+    for (text, setting) in [
+        (
+            "[portal]\nsession_idle_secs = 10",
+            "portal.session_idle_secs",
+        ),
+        (
+            "[portal]\nsession_idle_secs = 7200\nsession_absolute_secs = 3600",
+            "portal.session_absolute_secs",
+        ),
+        (
+            "[portal]\nsession_absolute_secs = 9999999",
+            "portal.session_absolute_secs",
+        ),
+    ] {
+        let e = toml::from_str::<RawSettings>(text)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, setting, "{text}");
+    }
+    let off = toml::from_str::<RawSettings>("[portal]\nenabled = false").unwrap();
+    assert!(!off.validate().unwrap().portal.enabled);
 }
 
 #[test]

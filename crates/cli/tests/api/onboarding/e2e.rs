@@ -62,7 +62,7 @@ fn url_decode(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-fn query_param(url: &str, name: &str) -> String {
+pub(crate) fn query_param(url: &str, name: &str) -> String {
     let key = format!("{name}=");
     let start = url
         .find(&format!("&{key}"))
@@ -95,7 +95,7 @@ fn stack(name: &str) -> Value {
         .clone()
 }
 
-async fn run_lambda(event: &Value) -> std::process::Output {
+pub(crate) async fn run_lambda(event: &Value) -> std::process::Output {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/run_lambda.py");
     let mut child = tokio::process::Command::new(venv_bin("python"))
         .arg(script)

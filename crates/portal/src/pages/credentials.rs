@@ -1,0 +1,173 @@
+//! Credentials, as Identity Center's access portal hands them out: pick an org and one of
+//! the access levels the operator is granted there, then copy environment variables, a
+//! `~/.aws/credentials` profile or the individual values, or open the console. Issued
+//! through `Credentials::issue`, so the same policy, cache, rate limits and audit apply.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use rolegate_core::credentials::IssueCommand;
+use rolegate_core::model::OrgStatus;
+use secrecy::ExposeSecret as _;
+use serde::Deserialize;
+
+use super::{Frame, given, render};
+use crate::Portal;
+use crate::error::PageError;
+use crate::session::Session;
+
+/// One org and the levels the operator may use on it.
+pub struct Choice {
+    pub org: String,
+    pub levels: Vec<String>,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "credentials.html")]
+struct FormPage {
+    frame: Option<Frame>,
+    choices: Vec<Choice>,
+}
+
+#[derive(Deserialize)]
+pub struct FormQuery {
+    org: Option<String>,
+}
+
+pub async fn form(
+    State(portal): State<Portal>,
+    session: Session,
+    Query(q): Query<FormQuery>,
+) -> Result<Response, PageError> {
+    let page = portal
+        .services
+        .orgs
+        .list(&session.caller, None, 500)
+        .await?;
+    let choices = page
+        .orgs
+        .into_iter()
+        .filter(|o| o.status == OrgStatus::Validated && !o.access_levels.is_empty())
+        .map(|o| Choice {
+            selected: q.org.as_deref() == Some(o.org_name.as_str()),
+            org: o.org_name,
+            levels: o.access_levels,
+        })
+        .collect();
+    render(&FormPage {
+        frame: Some(Frame::from(&session)),
+        choices,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct IssueForm {
+    /// `org|level`.
+    choice: Option<String>,
+    duration_secs: Option<String>,
+    reason: Option<String>,
+}
+
+impl IssueForm {
+    fn command(&self) -> Result<IssueCommand, PageError> {
+        let choice = given(self.choice.as_ref())
+            .ok_or_else(|| rolegate_core::Error::invalid("choice", "pick an org and a level"))?;
+        let (org, level) = choice.split_once('|').ok_or_else(|| {
+            rolegate_core::Error::invalid("choice", "the choice must be an org and a level")
+        })?;
+        let duration = given(self.duration_secs.as_ref())
+            .map(|d| {
+                d.parse::<i64>().map_err(|_| {
+                    rolegate_core::Error::invalid("duration_secs", "duration must be seconds")
+                })
+            })
+            .transpose()?;
+        Ok(IssueCommand::parse(
+            Some(org),
+            Some(level),
+            duration,
+            given(self.reason.as_ref()),
+            false,
+        )?)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "credentials_issued.html")]
+struct IssuedPage {
+    frame: Option<Frame>,
+    org: String,
+    level: String,
+    profile: String,
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+    region: String,
+    expiration: String,
+    minutes: i64,
+    session_name: String,
+    role_arn: String,
+    cached: bool,
+}
+
+pub async fn issue(
+    State(portal): State<Portal>,
+    session: Session,
+    Form(f): Form<IssueForm>,
+) -> Result<Response, PageError> {
+    let cmd = f.command()?;
+    let issued = portal
+        .services
+        .credentials
+        .issue(&session.caller, &cmd)
+        .await?;
+    let c = &issued.credentials;
+    let now = portal.services.records.clock().now();
+    render(&IssuedPage {
+        frame: Some(Frame::from(&session)),
+        org: cmd.org.to_string(),
+        profile: format!("rg-{}-{}", cmd.org, issued.access_level),
+        level: issued.access_level.clone(),
+        access_key_id: c.access_key_id.clone(),
+        secret_access_key: c.secret_access_key.expose_secret().to_owned(),
+        session_token: c.session_token.expose_secret().to_owned(),
+        region: issued.region.clone(),
+        expiration: rolegate_core::clock::rfc3339(c.expiration),
+        minutes: (c.expiration - now).whole_minutes(),
+        session_name: issued.session_name.clone(),
+        role_arn: issued.role_arn.clone(),
+        cached: issued.cached,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console.html")]
+struct ConsolePage {
+    frame: Option<Frame>,
+    org: String,
+    level: String,
+    url: String,
+    expires_at: String,
+}
+
+pub async fn console(
+    State(portal): State<Portal>,
+    session: Session,
+    Form(f): Form<IssueForm>,
+) -> Result<Response, PageError> {
+    let cmd = f.command()?;
+    let login = portal
+        .services
+        .credentials
+        .console_signin(&session.caller, &cmd, None)
+        .await?;
+    render(&ConsolePage {
+        frame: Some(Frame::from(&session)),
+        org: cmd.org.to_string(),
+        level: login.access_level.clone(),
+        url: login.url.clone(),
+        expires_at: rolegate_core::clock::rfc3339(login.expires_at),
+    })
+}

@@ -1,0 +1,229 @@
+//! One organisation: its status (live while onboarding), binding and trust verdict, the
+//! ExternalId, the onboarding links, and the owner's and admins' actions, each behind a
+//! confirmation page. A new API key is shown once.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, Json};
+use rolegate_core::ids::OrgName;
+use rolegate_core::model::OrgStatus;
+use rolegate_core::onboarding::OnboardingLinks;
+use rolegate_core::orgs::RegisterOrgCommand;
+use secrecy::ExposeSecret as _;
+use serde::Deserialize;
+
+use super::home::attention;
+use super::{Frame, badge, given, render, wire};
+use crate::Portal;
+use crate::error::PageError;
+use crate::session::Session;
+
+#[derive(Deserialize)]
+pub struct RegisterForm {
+    org_name: Option<String>,
+    account_id: Option<String>,
+}
+
+/// A secret shown once (a new API key or operator token).
+#[derive(Template)]
+#[template(path = "secret.html")]
+pub struct SecretPage {
+    pub frame: Option<Frame>,
+    pub title: String,
+    pub what: &'static str,
+    pub secret: String,
+    pub back: String,
+    pub back_label: String,
+}
+
+pub async fn register(
+    State(portal): State<Portal>,
+    session: Session,
+    Form(f): Form<RegisterForm>,
+) -> Result<Response, PageError> {
+    let name = given(f.org_name.as_ref()).unwrap_or_default();
+    let cmd = RegisterOrgCommand::parse(name, given(f.account_id.as_ref()))?;
+    let registered = portal.services.orgs.register(&session.caller, cmd).await?;
+    let org = registered.org.org_name.clone();
+    render(&SecretPage {
+        frame: Some(Frame::from(&session)),
+        title: format!("{org} is registered"),
+        what: "API key",
+        secret: registered.api_key.expose_secret().to_owned(),
+        back: format!("/orgs/{org}"),
+        back_label: format!("Continue to {org}'s onboarding"),
+    })
+}
+
+fn org_name(raw: &str) -> Result<OrgName, PageError> {
+    OrgName::parse(raw).map_err(|_| PageError::not_found("organisation"))
+}
+
+#[derive(Template)]
+#[template(path = "org.html")]
+struct OrgPage {
+    frame: Option<Frame>,
+    org: rolegate_core::model::Org,
+    status: String,
+    badge: &'static str,
+    live: bool,
+    attention: Option<String>,
+    links: Option<OnboardingLinks>,
+    links_error: Option<String>,
+    can_manage: bool,
+    offboarded: bool,
+    validated: bool,
+}
+
+pub async fn show(
+    State(portal): State<Portal>,
+    session: Session,
+    Path(raw): Path<String>,
+) -> Result<Response, PageError> {
+    let name = org_name(&raw)?;
+    let org = portal.services.orgs.get(&session.caller, &name).await?;
+    let status = wire(&org.status);
+    let offboarded = org.status == OrgStatus::Offboarded;
+    // Links only for those who may issue them (the owner and admins), and not for an
+    // offboarded org; any other refusal is shown in place of the links.
+    let owner = matches!(&session.caller.principal,
+        rolegate_core::Principal::Operator { user_id, .. } if user_id.as_str() == org.owner);
+    let can_manage = owner || session.is_admin();
+    let (links, links_error) = if can_manage && !offboarded {
+        match portal
+            .services
+            .onboarding
+            .issue_links(&session.caller, &name, false)
+            .await
+        {
+            Ok(l) => (Some(l), None),
+            Err(e) => (None, Some(format!("{}: {e}", e.code().as_str()))),
+        }
+    } else {
+        (None, None)
+    };
+    render(&OrgPage {
+        frame: Some(Frame::from(&session)),
+        badge: badge(&status),
+        live: matches!(org.status, OrgStatus::Pending | OrgStatus::CallbackReceived),
+        attention: attention(&org),
+        validated: org.status == OrgStatus::Validated,
+        status,
+        org,
+        links,
+        links_error,
+        can_manage,
+        offboarded,
+    })
+}
+
+/// The status alone, for the page's live badge (polled by the portal's script).
+pub async fn status(
+    State(portal): State<Portal>,
+    session: Session,
+    Path(raw): Path<String>,
+) -> Result<Response, PageError> {
+    let name = org_name(&raw)?;
+    let org = portal.services.orgs.get(&session.caller, &name).await?;
+    Ok(Json(serde_json::json!({"status": wire(&org.status)})).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "confirm.html")]
+pub struct ConfirmPage {
+    pub frame: Option<Frame>,
+    pub title: String,
+    pub explain: &'static str,
+    pub action: String,
+    pub button: &'static str,
+    pub cancel: String,
+}
+
+pub async fn confirm(
+    session: Session,
+    Path((raw, action)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let name = org_name(&raw)?;
+    let (title, explain, path, button) = match action.as_str() {
+        "rotate-key" => (
+            format!("Rotate {name}'s API key?"),
+            "A new API key is issued and shown once. The current key stops working at once, \
+             and the org's cached credentials are dropped.",
+            "api-key",
+            "Rotate the API key",
+        ),
+        "reset-binding" => (
+            format!("Reset {name}'s account binding?"),
+            "The org forgets the account and role it is bound to, and the old onboarding \
+             links stop working. The customer must deploy the stack again (in any account).",
+            "binding/reset",
+            "Reset the binding",
+        ),
+        "offboard" => (
+            format!("Offboard {name}?"),
+            "The org's API key stops working and no more credentials are issued for it. The \
+             record and its audit trail stay. This cannot be undone.",
+            "offboard",
+            "Offboard",
+        ),
+        _ => return Err(PageError::not_found("action")),
+    };
+    render(&ConfirmPage {
+        frame: Some(Frame::from(&session)),
+        title,
+        explain,
+        action: format!("/orgs/{name}/{path}"),
+        button,
+        cancel: format!("/orgs/{name}"),
+    })
+}
+
+pub async fn rotate_key(
+    State(portal): State<Portal>,
+    session: Session,
+    Path(raw): Path<String>,
+) -> Result<Response, PageError> {
+    let name = org_name(&raw)?;
+    let rotated = portal
+        .services
+        .orgs
+        .rotate_api_key(&session.caller, &name)
+        .await?;
+    render(&SecretPage {
+        frame: Some(Frame::from(&session)),
+        title: format!("{name}'s new API key"),
+        what: "API key",
+        secret: rotated.api_key.expose_secret().to_owned(),
+        back: format!("/orgs/{name}"),
+        back_label: format!("Back to {name}"),
+    })
+}
+
+pub async fn reset_binding(
+    State(portal): State<Portal>,
+    session: Session,
+    Path(raw): Path<String>,
+) -> Result<Response, PageError> {
+    let name = org_name(&raw)?;
+    portal
+        .services
+        .onboarding
+        .reset_binding(&session.caller, &name)
+        .await?;
+    Ok(Redirect::to(&format!("/orgs/{name}")).into_response())
+}
+
+pub async fn offboard(
+    State(portal): State<Portal>,
+    session: Session,
+    Path(raw): Path<String>,
+) -> Result<Response, PageError> {
+    let name = org_name(&raw)?;
+    portal
+        .services
+        .orgs
+        .offboard(&session.caller, &name)
+        .await?;
+    Ok(Redirect::to(&format!("/orgs/{name}")).into_response())
+}
