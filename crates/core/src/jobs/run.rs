@@ -5,7 +5,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::Jobs;
 use super::spec::{JobSpec, TAG_JOB, check_policy_size};
-use super::stack::Ending;
+use super::stack::{Apply, Ending};
 use super::worker::JobObserver;
 use crate::audit::AuditRecord;
 use crate::credentials::session::{self, TAG_ORG, TAG_PRINCIPAL, TAG_REASON};
@@ -123,8 +123,18 @@ impl Jobs {
                 replace_failed,
             } => match Self::blueprint(blueprint) {
                 Ok(bp) => {
-                    self.stack_apply(&job, &creds, bp, name, parameters, *replace_failed, resumed)
-                        .await
+                    self.stack_apply(
+                        &job,
+                        &creds,
+                        Apply {
+                            bp,
+                            name,
+                            parameters,
+                            replace_failed: *replace_failed,
+                        },
+                        resumed,
+                    )
+                    .await
                 }
                 Err(e) => Err(e),
             },

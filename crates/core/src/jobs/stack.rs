@@ -27,6 +27,14 @@ const STACK_POLL: Duration = Duration::from_secs(2);
 /// How many of a stack's last events `stack.inspect` reports.
 const INSPECT_EVENTS: usize = 20;
 
+/// A `stack.apply` spec with its blueprint.
+pub(super) struct Apply<'a> {
+    pub(super) bp: &'a Blueprint,
+    pub(super) name: &'a str,
+    pub(super) parameters: &'a BTreeMap<String, String>,
+    pub(super) replace_failed: bool,
+}
+
 /// Where a wait ended.
 enum Waited {
     /// No longer in progress; whether a cancel was asked for.
@@ -223,12 +231,15 @@ impl Jobs {
         &self,
         job: &JobRecord,
         creds: &TemporaryCredentials,
-        bp: &Blueprint,
-        name: &str,
-        parameters: &BTreeMap<String, String>,
-        replace_failed: bool,
+        apply: Apply<'_>,
         resumed: bool,
     ) -> StepResult<Ending> {
+        let Apply {
+            bp,
+            name,
+            parameters,
+            replace_failed,
+        } = apply;
         let cfn = &self.clients.cloudformation;
         let stack = stack_name(&job.org, name);
         let existing = cfn
