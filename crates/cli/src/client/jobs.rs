@@ -157,7 +157,12 @@ pub(super) fn connect(connection: &ConnectionArgs, env: Env<'_>) -> anyhow::Resu
 fn describe(job: &Value) -> String {
     let current = job["steps"]
         .as_array()
-        .and_then(|s| s.iter().find(|s| s["state"] == "running").or(s.last()))
+        .and_then(|s| {
+            s.iter()
+                .find(|s| s["state"] == "running")
+                .or_else(|| s.iter().find(|s| s["state"] == "pending"))
+                .or(s.last())
+        })
         .and_then(|s| s["name"].as_str())
         .unwrap_or("");
     format!(
