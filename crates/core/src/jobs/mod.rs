@@ -39,8 +39,10 @@ mod run;
 mod secret;
 /// What each kind does: specs, targets, steps, session policies.
 pub mod spec;
-/// The stack kinds.
+/// The stack kinds: `stack.apply`, waiting, cancelling.
 mod stack;
+/// `stack.delete` and `stack.inspect`.
+mod stack_delete;
 /// The worker pool, claims and leases.
 mod worker;
 

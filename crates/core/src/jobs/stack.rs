@@ -24,8 +24,6 @@ use crate::ports::aws::cloudformation::{StackEvent, StackInfo, StackRequest, Sub
 pub const TAG_BLUEPRINT: &str = "rolegate:blueprint";
 /// How often, at most, a stack is looked at while it changes (eight queue polls, capped).
 const STACK_POLL: Duration = Duration::from_secs(2);
-/// How many of a stack's last events `stack.inspect` reports.
-const INSPECT_EVENTS: usize = 20;
 
 /// A `stack.apply` spec with its blueprint.
 pub(super) struct Apply<'a> {
@@ -36,7 +34,7 @@ pub(super) struct Apply<'a> {
 }
 
 /// Where a wait ended.
-enum Waited {
+pub(super) enum Waited {
     /// No longer in progress; whether a cancel was asked for.
     Final(StackInfo, bool),
     /// The stack no longer exists.
@@ -56,11 +54,13 @@ pub(super) enum Ending {
 
 pub(super) type StepResult<T> = Result<T, (&'static str, Failure)>;
 
-fn at<E: Into<Failure>>(step: &'static str) -> impl FnOnce(E) -> (&'static str, Failure) {
+pub(super) fn at<E: Into<Failure>>(
+    step: &'static str,
+) -> impl FnOnce(E) -> (&'static str, Failure) {
     move |e| (step, e.into())
 }
 
-fn stack_failure(step: &'static str, message: String) -> (&'static str, Failure) {
+pub(super) fn stack_failure(step: &'static str, message: String) -> (&'static str, Failure) {
     (
         step,
         Failure {
@@ -96,7 +96,7 @@ fn from_job(event: &StackEvent, job: &JobRecord) -> bool {
     }
 }
 
-fn outputs(info: &StackInfo) -> BTreeMap<String, String> {
+pub(super) fn outputs(info: &StackInfo) -> BTreeMap<String, String> {
     info.outputs.iter().cloned().collect()
 }
 
@@ -173,7 +173,7 @@ impl Jobs {
 
     /// Polls the stack until it is no longer in progress, recording its events as steps and
     /// asking CloudFormation to cancel an update once the job is `cancelling`.
-    async fn wait_stack(
+    pub(super) async fn wait_stack(
         &self,
         id: &str,
         creds: &TemporaryCredentials,
@@ -443,108 +443,6 @@ impl Jobs {
             );
         }
         Ok(json!(out))
-    }
-
-    /// `stack.delete`.
-    pub(super) async fn stack_delete(
-        &self,
-        job: &JobRecord,
-        creds: &TemporaryCredentials,
-        name: &str,
-    ) -> StepResult<Ending> {
-        let cfn = &self.clients.cloudformation;
-        let stack = stack_name(&job.org, name);
-        let existing = cfn
-            .describe_stack(creds, &stack)
-            .await
-            .map_err(at("delete_stack"))?;
-        let Some(existing) = existing else {
-            self.set_step(&job.id, "wait", StepState::Skipped, None)
-                .await
-                .map_err(at("wait"))?;
-            return Ok(Ending::Succeeded(Done {
-                result: json!({"stack_name": stack, "existed": false}),
-                secret: None,
-                request_id: None,
-            }));
-        };
-        let request_id = cfn
-            .delete_stack(creds, &stack, &token(&job.id, "delete"))
-            .await
-            .map_err(at("delete_stack"))?;
-        if let Some(d) = self.settings.test_step_delay {
-            self.records.clock().sleep(d).await;
-        }
-        let step = |s, st, r| self.set_step(&job.id, s, st, r);
-        if step("delete_stack", StepState::Succeeded, request_id)
-            .await
-            .map_err(at("delete_stack"))?
-            .is_none()
-            || step("wait", StepState::Running, None)
-                .await
-                .map_err(at("wait"))?
-                .is_none()
-        {
-            return Ok(Ending::Gone);
-        }
-        match self.wait_stack(&job.id, creds, &stack).await? {
-            Waited::Gone => return Ok(Ending::Gone),
-            Waited::Final(info, _) if info.status != "DELETE_COMPLETE" => {
-                return Err(stack_failure(
-                    "wait",
-                    format!(
-                        "stack {stack} ended {}: {}",
-                        info.status,
-                        info.status_reason.as_deref().unwrap_or("no reason given")
-                    ),
-                ));
-            }
-            Waited::Final(..) | Waited::Deleted => {}
-        }
-        Ok(Ending::Succeeded(Done {
-            result: json!({"stack_name": stack, "stack_id": existing.stack_id, "existed": true, "status": "DELETE_COMPLETE"}),
-            secret: None,
-            request_id: None,
-        }))
-    }
-
-    /// `stack.inspect`: status, outputs, the last events and the resources.
-    pub(super) async fn stack_inspect(
-        &self,
-        job: &JobRecord,
-        creds: &TemporaryCredentials,
-        name: &str,
-    ) -> StepResult<Ending> {
-        let cfn = &self.clients.cloudformation;
-        let stack = stack_name(&job.org, name);
-        let step = "describe_stack";
-        let Some(info) = cfn.describe_stack(creds, &stack).await.map_err(at(step))? else {
-            return Err((
-                step,
-                Failure {
-                    code: Code::StackNotFound,
-                    message: format!("stack {stack} does not exist"),
-                    aws_code: None,
-                    request_id: None,
-                },
-            ));
-        };
-        let events = cfn
-            .stack_events(creds, &stack, INSPECT_EVENTS)
-            .await
-            .map_err(at(step))?;
-        let resources = cfn.stack_resources(creds, &stack).await.map_err(at(step))?;
-        Ok(Ending::Succeeded(Done {
-            result: json!({
-                "stack_name": stack, "stack_id": info.stack_id, "status": info.status,
-                "status_reason": info.status_reason, "outputs": outputs(&info),
-                "tags": info.tags.iter().cloned().collect::<BTreeMap<_, _>>(),
-                "blueprint": info.tags.iter().find(|(k, _)| k == TAG_BLUEPRINT).map(|(_, v)| v),
-                "events": events, "resources": resources,
-            }),
-            secret: None,
-            request_id: None,
-        }))
     }
 
     /// `stack.apply` for a parsed spec's blueprint name.
