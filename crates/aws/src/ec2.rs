@@ -1,17 +1,20 @@
 //! EC2 calls with a job's own credentials (never the provider's), and the one place their
 //! SDK errors are mapped to `AwsError`.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use aws_credential_types::Credentials;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::operation::RequestId as _;
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{KeyFormat, ResourceType, Tag, TagSpecification};
 use rolegate_core::model::Secret;
 use rolegate_core::ports::aws::TemporaryCredentials;
-use rolegate_core::ports::aws::ec2::{AwsError, CreatedKeyPair, KeyPairInfo, KeyType};
-use secrecy::ExposeSecret as _;
+use rolegate_core::ports::aws::ec2::{
+    AwsError, CreatedKeyPair, InventoryItem, KeyPairInfo, KeyType,
+};
+use serde_json::json;
 
 use crate::sts::context;
 
@@ -30,15 +33,8 @@ impl SdkEc2 {
     }
 
     fn client(&self, creds: &TemporaryCredentials) -> aws_sdk_ec2::Client {
-        let creds = Credentials::new(
-            &creds.access_key_id,
-            creds.secret_access_key.expose_secret(),
-            Some(creds.session_token.expose_secret().to_owned()),
-            None,
-            "rolegate-job",
-        );
         let conf = aws_sdk_ec2::config::Builder::from(&self.config)
-            .credentials_provider(creds)
+            .credentials_provider(crate::job_credentials(creds))
             .build();
         aws_sdk_ec2::Client::from_conf(conf)
     }
@@ -46,7 +42,7 @@ impl SdkEc2 {
 
 /// Maps any SDK error to `AwsError`: the service's code decides; transport failures are
 /// `Unavailable` (detail for the log only).
-fn map_err<E, R>(err: SdkError<E, R>) -> AwsError
+pub(crate) fn map_err<E, R>(err: SdkError<E, R>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
@@ -78,6 +74,13 @@ where
         }
         _ => AwsError::Unavailable(context(&err)),
     }
+}
+
+fn tag_map(tags: Option<Vec<Tag>>) -> BTreeMap<String, String> {
+    tags.unwrap_or_default()
+        .into_iter()
+        .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+        .collect()
 }
 
 fn tag_spec(tags: &[(String, String)]) -> TagSpecification {
@@ -208,6 +211,139 @@ impl rolegate_core::ports::aws::ec2::Ec2 for SdkEc2 {
             .client(creds)
             .delete_key_pair()
             .key_name(name)
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(out.request_id().map(str::to_owned))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn describe_vpcs(
+        &self,
+        creds: &TemporaryCredentials,
+    ) -> Result<Vec<InventoryItem>, AwsError> {
+        let client = self.client(creds);
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = client
+                .describe_vpcs()
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(map_err)?;
+            out.extend(
+                page.vpcs
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| InventoryItem {
+                        id: v.vpc_id.unwrap_or_default(),
+                        state: v.state.map(|s| s.as_str().to_owned()),
+                        tags: tag_map(v.tags),
+                        details: json!({"cidr_block": v.cidr_block, "is_default": v.is_default}),
+                    }),
+            );
+            match page.next_token {
+                Some(t) if !t.is_empty() => next = Some(t),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn describe_instances(
+        &self,
+        creds: &TemporaryCredentials,
+        ids: &[String],
+    ) -> Result<Vec<InventoryItem>, AwsError> {
+        let client = self.client(creds);
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = client
+                .describe_instances()
+                .set_instance_ids((!ids.is_empty()).then(|| ids.to_vec()))
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(map_err)?;
+            for i in page
+                .reservations
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|r| r.instances.unwrap_or_default())
+            {
+                let state = i
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.name.as_ref())
+                    .map(|n| n.as_str().to_owned());
+                if state.as_deref() == Some("terminated") {
+                    continue;
+                }
+                let tokens = i
+                    .metadata_options
+                    .as_ref()
+                    .and_then(|m| m.http_tokens.as_ref())
+                    .map(|t| t.as_str().to_owned());
+                out.push(InventoryItem {
+                    id: i.instance_id.clone().unwrap_or_default(),
+                    state,
+                    tags: tag_map(i.tags.clone()),
+                    details: json!({
+                        "instance_type": i.instance_type.as_ref().map(|t| t.as_str().to_owned()),
+                        "vpc_id": i.vpc_id, "subnet_id": i.subnet_id,
+                        "private_ip": i.private_ip_address, "public_ip": i.public_ip_address,
+                        "key_name": i.key_name, "image_id": i.image_id,
+                        "http_tokens": tokens,
+                    }),
+                });
+            }
+            match page.next_token {
+                Some(t) if !t.is_empty() => next = Some(t),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_key_pairs(
+        &self,
+        creds: &TemporaryCredentials,
+    ) -> Result<Vec<InventoryItem>, AwsError> {
+        let out = self
+            .client(creds)
+            .describe_key_pairs()
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(out
+            .key_pairs
+            .unwrap_or_default()
+            .into_iter()
+            .map(|k| InventoryItem {
+                id: k.key_pair_id.unwrap_or_default(),
+                state: None,
+                tags: tag_map(k.tags),
+                details: json!({
+                    "name": k.key_name, "fingerprint": k.key_fingerprint,
+                    "type": k.key_type.map(|t| t.as_str().to_owned()),
+                }),
+            })
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(instance = %instance_id))]
+    async fn require_imdsv2(
+        &self,
+        creds: &TemporaryCredentials,
+        instance_id: &str,
+    ) -> Result<Option<String>, AwsError> {
+        let out = self
+            .client(creds)
+            .modify_instance_metadata_options()
+            .instance_id(instance_id)
+            .http_tokens(aws_sdk_ec2::types::HttpTokensState::Required)
             .send()
             .await
             .map_err(map_err)?;

@@ -1,5 +1,6 @@
 //! The AWS calls rolegate makes (STS `AssumeRole` and `GetCallerIdentity`, S3 template
-//! publishing, the console federation endpoint, EC2 key pairs for jobs), implementing `rolegate-core`'s ports.
+//! publishing, the console federation endpoint, and for jobs EC2, CloudFormation and RDS),
+//! implementing `rolegate-core`'s ports.
 //! This crate must not depend on HTTP server or storage crates. Errors are mapped to
 //! `StsError` (and, for jobs' service calls, `AwsError`) here and nowhere else.
 
@@ -11,17 +12,23 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use secrecy::{ExposeSecret as _, SecretString};
 
+/// CloudFormation calls for stack jobs, with the job's own credentials.
+mod cloudformation;
 /// EC2 calls for jobs, with the job's own credentials.
 mod ec2;
 /// The console sign-in federation endpoint.
 mod federation;
+/// RDS calls for inventory jobs, with the job's own credentials.
+mod rds;
 /// S3 template publishing.
 mod s3;
 /// STS calls and their error mapping.
 mod sts;
 
+pub use cloudformation::SdkCloudFormation;
 pub use ec2::SdkEc2;
 pub use federation::FederationClient;
+pub use rds::SdkRds;
 pub use s3::S3TemplateStore;
 pub use sts::SdkSts;
 
@@ -64,4 +71,27 @@ pub async fn load(settings: &AwsSettings) -> SdkConfig {
         ));
     }
     loader.load().await
+}
+
+/// The job engine's AWS clients, each calling with the job's own credentials.
+#[must_use]
+pub fn job_clients(config: &SdkConfig) -> rolegate_core::ports::aws::JobClients {
+    rolegate_core::ports::aws::JobClients {
+        ec2: std::sync::Arc::new(SdkEc2::new(config)),
+        cloudformation: std::sync::Arc::new(SdkCloudFormation::new(config)),
+        rds: std::sync::Arc::new(SdkRds::new(config)),
+    }
+}
+
+/// SDK credentials from a job's vended ones (never the provider's).
+pub(crate) fn job_credentials(
+    creds: &rolegate_core::ports::aws::TemporaryCredentials,
+) -> Credentials {
+    Credentials::new(
+        &creds.access_key_id,
+        creds.secret_access_key.expose_secret(),
+        Some(creds.session_token.expose_secret().to_owned()),
+        None,
+        "rolegate-job",
+    )
 }

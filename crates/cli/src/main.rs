@@ -179,6 +179,23 @@ Examples:
         #[command(subcommand)]
         command: client::jobs::KeypairCommand,
     },
+    /// CloudFormation stacks from rolegate's blueprints in an organisation's AWS account.
+    #[command(after_help = "\
+Examples:
+  rolegate stack apply --org acme-corp --blueprint workload --name shop \\
+      --param SshCidr=203.0.113.7/32 --wait
+  rolegate stack inspect --org acme-corp --name shop
+  rolegate stack delete --org acme-corp --name shop --wait")]
+    Stack {
+        #[command(subcommand)]
+        command: client::stack::StackCommand,
+    },
+    /// The VPCs, EC2 and RDS instances, key pairs and rolegate stacks of an organisation's
+    /// AWS account, with tags (a read-only job).
+    #[command(after_help = "\
+Examples:
+  rolegate inventory --org acme-corp | jq '.result.instances'")]
+    Inventory(client::stack::InventoryArgs),
     /// AWS config profiles for the organisations you may use.
     #[command(after_help = "\
 Examples:
@@ -559,6 +576,14 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Keypair { command } => {
             drop(out);
             client::jobs::keypair(&command, &|k| std::env::var(k).ok()).await?;
+        }
+        Command::Stack { command } => {
+            drop(out);
+            client::stack::stack(&command, &|k| std::env::var(k).ok()).await?;
+        }
+        Command::Inventory(args) => {
+            drop(out);
+            client::stack::inventory(&args, &|k| std::env::var(k).ok()).await?;
         }
         Command::Exec(args) => {
             drop(out);

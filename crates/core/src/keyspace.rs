@@ -521,6 +521,10 @@ pub mod rate {
     pub fn validate_per_principal(actor: &str) -> String {
         format!("rl/validate-principal/{actor}")
     }
+    #[must_use]
+    pub fn jobs_per_principal(actor: &str) -> String {
+        format!("rl/jobs-principal/{actor}")
+    }
     /// Callbacks from `ip` (counted per [`source`]).
     #[must_use]
     pub fn callback_per_ip(ip: &str) -> String {

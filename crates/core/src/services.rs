@@ -120,7 +120,7 @@ impl Services {
             jobs: Jobs::new(
                 orgs.clone(),
                 ports.sts.clone(),
-                Arc::new(crate::ports::aws::ec2::NoEc2),
+                crate::ports::aws::JobClients::none(),
                 levels.clone(),
                 JobSettings {
                     workers: 0,
@@ -134,14 +134,14 @@ impl Services {
         })
     }
 
-    /// Gives the jobs area its EC2 client and settings (a process that runs jobs).
+    /// Gives the jobs area its AWS clients and settings (a process that runs jobs).
     #[must_use]
     pub fn with_jobs(
         mut self,
-        ec2: Arc<dyn crate::ports::aws::ec2::Ec2>,
+        clients: crate::ports::aws::JobClients,
         settings: JobSettings,
     ) -> Self {
-        self.jobs = self.jobs.with_ec2(ec2, settings);
+        self.jobs = self.jobs.with_clients(clients, settings);
         self
     }
 }

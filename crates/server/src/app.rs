@@ -73,7 +73,7 @@ pub async fn open_services_with(
         rolegate_aws::FederationClient::new(aws.connect_timeout, aws.operation_timeout)
             .map_err(|e| anyhow::anyhow!("cannot set up the console federation client: {e}"))?,
     );
-    let ec2 = Arc::new(rolegate_aws::SdkEc2::new(&sdk));
+    let job_clients = rolegate_aws::job_clients(&sdk);
     let ports = Ports {
         vault,
         clock,
@@ -83,7 +83,7 @@ pub async fn open_services_with(
     };
     Ok(Services::new(ports, service_config(settings, callback_url))
         .await?
-        .with_jobs(ec2, settings.jobs.clone()))
+        .with_jobs(job_clients, settings.jobs.clone()))
 }
 
 /// What the area services are configured with, from the settings.

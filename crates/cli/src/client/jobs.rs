@@ -39,7 +39,7 @@ pub enum JobsCommand {
         after_help = "Examples:\n  rolegate jobs wait j0190f3c2a1b4e5d6c7b8a9f0e1d2c && echo done"
     )]
     Wait(IdArgs),
-    /// Cancel a job that has not called AWS yet.
+    /// Cancel a job that has not called AWS yet (or a stack update: it rolls back).
     #[command(after_help = "Examples:\n  rolegate jobs cancel j0190f3c2a1b4e5d6c7b8a9f0e1d2c")]
     Cancel(IdArgs),
 }
@@ -50,7 +50,8 @@ pub struct CreateArgs {
     pub connection: ConnectionArgs,
     #[arg(long, value_name = "ORG")]
     pub org: String,
-    /// keypair.create, keypair.import or keypair.delete.
+    /// keypair.create, keypair.import, keypair.delete, stack.apply, stack.delete,
+    /// stack.inspect or inventory.
     #[arg(long, value_name = "KIND")]
     pub kind: String,
     /// The kind's spec as JSON, e.g. '{"name":"deploy","public_key":"ssh-ed25519 AAAA…"}'.
@@ -121,7 +122,7 @@ pub struct KeypairCreateArgs {
 }
 
 impl ApiClient {
-    async fn job_call(
+    pub(super) async fn job_call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -140,14 +141,14 @@ impl ApiClient {
     }
 }
 
-fn print_json(v: &Value) -> anyhow::Result<()> {
+pub(super) fn print_json(v: &Value) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", serde_json::to_string_pretty(v)?)?;
     out.flush()?;
     Ok(())
 }
 
-fn connect(connection: &ConnectionArgs, env: Env<'_>) -> anyhow::Result<ApiClient> {
+pub(super) fn connect(connection: &ConnectionArgs, env: Env<'_>) -> anyhow::Result<ApiClient> {
     let settings = super::settings::resolve(connection, env)?;
     Ok(ApiClient::new(settings)?)
 }
@@ -156,7 +157,12 @@ fn connect(connection: &ConnectionArgs, env: Env<'_>) -> anyhow::Result<ApiClien
 fn describe(job: &Value) -> String {
     let current = job["steps"]
         .as_array()
-        .and_then(|s| s.iter().find(|s| s["state"] == "running").or(s.last()))
+        .and_then(|s| {
+            s.iter()
+                .find(|s| s["state"] == "running")
+                .or_else(|| s.iter().find(|s| s["state"] == "pending"))
+                .or(s.last())
+        })
         .and_then(|s| s["name"].as_str())
         .unwrap_or("");
     format!(
@@ -169,9 +175,20 @@ fn describe(job: &Value) -> String {
     )
 }
 
-/// Follows the job to its end, showing progress on stderr; returns the final job.
-async fn follow(client: &ApiClient, id: &str) -> anyhow::Result<Value> {
-    let tty = std::io::stderr().is_terminal();
+/// Follows the job to its end, showing progress on stderr (an `indicatif` bar with the
+/// current step on a terminal, a plain line per change otherwise); returns the final job.
+pub(super) async fn follow(client: &ApiClient, id: &str) -> anyhow::Result<Value> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(100);
+        // The template is a constant; should it ever not parse, the default style is used.
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos:>3}% {msg}")
+        {
+            bar.set_style(style.progress_chars("#>-"));
+        }
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
     let mut last = String::new();
     loop {
         let job = client
@@ -179,12 +196,15 @@ async fn follow(client: &ApiClient, id: &str) -> anyhow::Result<Value> {
             .await?;
         let line = describe(&job);
         if line != last {
-            let mut err = std::io::stderr().lock();
-            if tty {
-                let done = usize::try_from(job["progress"].as_u64().unwrap_or(0) / 5).unwrap_or(0);
-                write!(err, "\r\x1b[2K[{:<20}] {line}", "#".repeat(done))?;
-            } else {
-                writeln!(err, "{line}")?;
+            match &bar {
+                Some(bar) => {
+                    bar.set_position(job["progress"].as_u64().unwrap_or(0));
+                    bar.set_message(line.clone());
+                }
+                None => {
+                    let mut err = std::io::stderr().lock();
+                    writeln!(err, "{line}")?;
+                }
             }
             last = line;
         }
@@ -192,8 +212,8 @@ async fn follow(client: &ApiClient, id: &str) -> anyhow::Result<Value> {
             job["state"].as_str(),
             Some("succeeded" | "failed" | "cancelled")
         ) {
-            if tty {
-                writeln!(std::io::stderr())?;
+            if let Some(bar) = &bar {
+                bar.finish();
             }
             return Ok(job);
         }
@@ -202,7 +222,7 @@ async fn follow(client: &ApiClient, id: &str) -> anyhow::Result<Value> {
 }
 
 /// The job's end as the exit status: failed and cancelled are errors.
-fn outcome(job: &Value) -> anyhow::Result<()> {
+pub(super) fn outcome(job: &Value) -> anyhow::Result<()> {
     match job["state"].as_str() {
         Some("succeeded") => Ok(()),
         Some("failed") => {
@@ -358,7 +378,7 @@ pub async fn keypair(cmd: &KeypairCommand, env: Env<'_>) -> anyhow::Result<()> {
 }
 
 /// Percent-encodes a path or query part.
-fn urlencode(s: &str) -> String {
+pub(super) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

@@ -28,6 +28,8 @@ pub mod profile_name;
 pub mod profiles;
 /// Settings resolution: flags, then environment, then the client config file.
 pub mod settings;
+/// `rolegate stack apply|delete|inspect` and `rolegate inventory`.
+pub mod stack;
 /// `creds --certificate`: a workload's signed CreateSession; `pki dev-ca`.
 pub mod workload;
 

@@ -1,6 +1,7 @@
 //! Jobs against moto, as the customer account 111122223333: key pairs made with a session
-//! narrowed to the job, handed out once, idempotent, refused and audited; the engine's
-//! locks, events and crash safety are in the submodules.
+//! narrowed to the job, handed out once, idempotent, refused and audited; stacks from
+//! blueprints and the inventory; the engine's locks, events and crash safety are in the
+//! submodules.
 
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ mod crash;
 mod engine;
 /// The key pair kinds end to end.
 mod keypairs;
+/// Stacks from blueprints and the inventory, end to end; their crash safety and locking.
+mod stacks;
 
 /// An app whose org `name` is validated through moto, and its API key.
 pub(crate) async fn jobs_app(engine: Engine, extra: &str, name: &str) -> (TestApp, String) {
@@ -85,6 +88,20 @@ pub(crate) fn key_pairs(account: Option<&str>, name: &str) -> Vec<Value> {
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     v["KeyPairs"].as_array().unwrap().clone()
+}
+
+/// `aws …` as the customer, parsed.
+pub(crate) fn customer_aws(args: &[&str]) -> Value {
+    let (a, b, c) = customer_credentials(CUSTOMER);
+    let mut all = args.to_vec();
+    all.extend(["--output", "json"]);
+    let out = aws_cli(&all, Some((&a, &b, &c)));
+    assert!(
+        out.status.success(),
+        "aws {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
 /// The customer's key pairs called `name`.

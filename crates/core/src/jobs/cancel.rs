@@ -1,7 +1,10 @@
-//! Cancelling: a job that has not called AWS becomes `cancelled` (its queue marker, lease
-//! and lock go with it); one that has, or that ended, is 409 `not_cancellable`.
+//! Cancelling: a job that has not called AWS, or only reads, becomes `cancelled` (its
+//! queue marker, lease and lock go with it); a `stack.apply` waiting on a stack update
+//! becomes `cancelling` (its worker calls CancelUpdateStack and the job ends `cancelled`
+//! once the update has rolled back, or `succeeded` if it finished first); any other job
+//! that has called AWS, or that ended, is 409 `not_cancellable`.
 
-use super::Jobs;
+use super::{JobSpec, Jobs};
 use crate::audit::AuditRecord;
 use crate::error::{Code, Error};
 use crate::keyspace;
@@ -37,7 +40,21 @@ impl Jobs {
                 if cur.state.is_final() {
                     return refuse(format!("job {} has ended ({})", cur.id, cur.state.as_str()));
                 }
-                if cur.called_aws {
+                if cur.state == JobState::Cancelling {
+                    return Ok(Change::Keep);
+                }
+                let read_only = JobSpec::parse(&cur.kind, &cur.spec).is_ok_and(|s| s.read_only());
+                if cur.called_aws && updating_stack(cur) {
+                    let mut next = cur.clone();
+                    next.state = JobState::Cancelling;
+                    next.updated_at = now.clone();
+                    let audit = AuditRecord::new(Action::CancelJob.name())
+                        .org(cur.org.to_string())
+                        .target(cur.id.clone())
+                        .details(serde_json::json!({"kind": cur.kind, "from": "running", "to": "cancelling"}));
+                    return Ok(Change::write(next, audit));
+                }
+                if cur.called_aws && !read_only {
                     return refuse(format!(
                         "job {} has called AWS in a step that cannot be cancelled",
                         cur.id
@@ -68,4 +85,15 @@ impl Jobs {
         self.publish(&updated.value);
         Ok(updated.value)
     }
+}
+
+/// Whether the job is a `stack.apply` waiting on a stack update (which CloudFormation can
+/// cancel and roll back); a create, a delete or a submit under way cannot be.
+fn updating_stack(job: &JobRecord) -> bool {
+    job.kind == "stack.apply"
+        && job.result.as_ref().and_then(|r| r["operation"].as_str()) == Some("update")
+        && job
+            .steps
+            .iter()
+            .any(|s| s.name == "wait" && s.state == StepState::Running)
 }

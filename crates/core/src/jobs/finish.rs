@@ -23,7 +23,7 @@ impl Jobs {
         let up = self
             .records
             .update(&Self::worker_caller(), &keyspace::job(id), |cur| {
-                if cur.state != JobState::Running {
+                if !matches!(cur.state, JobState::Running | JobState::Cancelling) {
                     return Ok(Change::Keep);
                 }
                 let mut next = cur.clone();
@@ -83,6 +83,26 @@ impl Jobs {
                 txn = self.records.put(txn, &keyspace::job_secret(id), &rec)?;
             }
             Ok(txn)
+        })
+        .await
+    }
+
+    /// A stack update cancelled at the job's request, rolled back by CloudFormation.
+    pub(super) async fn cancelled(&self, id: &str, done: Done) -> Result<Option<JobState>, Error> {
+        let now = self.records.now();
+        self.finish(id, "job.cancelled", None, |next| {
+            next.state = JobState::Cancelled;
+            for s in &mut next.steps {
+                if s.state == StepState::Running {
+                    s.state = StepState::Succeeded;
+                    s.finished_at = Some(now.clone());
+                } else if s.state == StepState::Pending {
+                    s.state = StepState::Skipped;
+                }
+            }
+            next.progress = 100;
+            next.result = Some(done.result.clone());
+            Ok(Txn::new())
         })
         .await
     }

@@ -23,8 +23,7 @@ use crate::model::{JobRecord, JobState, OrgStatus, SecretState, Step, StepState}
 use crate::orgs::Orgs;
 use crate::policy::Action;
 use crate::ports::Txn;
-use crate::ports::aws::Sts;
-use crate::ports::aws::ec2::Ec2;
+use crate::ports::aws::{JobClients, Sts};
 use crate::principal::Caller;
 use crate::records::Records;
 
@@ -32,12 +31,18 @@ use crate::records::Records;
 mod cancel;
 /// A job's final commit.
 mod finish;
+/// `inventory`.
+mod inventory;
 /// Running a job's steps.
 mod run;
 /// One-time secrets: the read, and the purge of unread ones.
 mod secret;
 /// What each kind does: specs, targets, steps, session policies.
 pub mod spec;
+/// The stack kinds: `stack.apply`, waiting, cancelling.
+mod stack;
+/// `stack.delete` and `stack.inspect`.
+mod stack_delete;
 /// The worker pool, claims and leases.
 mod worker;
 
@@ -111,7 +116,7 @@ pub struct Jobs {
     records: Records,
     orgs: Orgs,
     sts: Arc<dyn Sts>,
-    ec2: Arc<dyn Ec2>,
+    clients: JobClients,
     levels: Arc<CredentialPolicy>,
     settings: JobSettings,
     /// Every change this process makes to a job, for event streams (other replicas' changes
@@ -133,7 +138,7 @@ impl Jobs {
     pub fn new(
         orgs: Orgs,
         sts: Arc<dyn Sts>,
-        ec2: Arc<dyn Ec2>,
+        clients: JobClients,
         levels: Arc<CredentialPolicy>,
         settings: JobSettings,
     ) -> Self {
@@ -141,7 +146,7 @@ impl Jobs {
             records: orgs.records().clone(),
             orgs,
             sts,
-            ec2,
+            clients,
             levels,
             settings,
             changes: tokio::sync::broadcast::channel(256).0,
@@ -160,10 +165,10 @@ impl Jobs {
         let _ = self.changes.send(job.clone());
     }
 
-    /// The same area with the EC2 client and settings of a process that runs jobs.
+    /// The same area with the AWS clients and settings of a process that runs jobs.
     #[must_use]
-    pub fn with_ec2(mut self, ec2: Arc<dyn Ec2>, settings: JobSettings) -> Self {
-        self.ec2 = ec2;
+    pub fn with_clients(mut self, clients: JobClients, settings: JobSettings) -> Self {
+        self.clients = clients;
         self.settings = settings;
         self
     }

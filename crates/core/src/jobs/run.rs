@@ -5,6 +5,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::Jobs;
 use super::spec::{JobSpec, TAG_JOB, check_policy_size};
+use super::stack::{Apply, Ending};
 use super::worker::JobObserver;
 use crate::audit::AuditRecord;
 use crate::credentials::session::{self, TAG_ORG, TAG_PRINCIPAL, TAG_REASON};
@@ -101,7 +102,7 @@ impl Jobs {
         };
         // The kind's AWS step ran before, in a run that did not finish: it may have acted.
         let resumed = job.called_aws;
-        let policy = spec.session_policy(&job.id);
+        let policy = spec.session_policy(&job.org, &job.id);
         let creds = match self.assume(&job, &policy).await {
             Ok(c) => c,
             Err(f) => return self.fail(&job.id, "assume_role", f).await,
@@ -114,9 +115,46 @@ impl Jobs {
         if self.step_running(&job.id, 1).await?.is_none() {
             return Ok(None);
         }
-        match self.act(&spec, &job, &creds, resumed).await {
-            Ok(done) => self.succeed(&job.id, done).await,
-            Err(f) => self.fail(&job.id, &step, f).await,
+        let ending = match &spec {
+            JobSpec::StackApply {
+                blueprint,
+                name,
+                parameters,
+                replace_failed,
+            } => match Self::blueprint(blueprint) {
+                Ok(bp) => {
+                    self.stack_apply(
+                        &job,
+                        &creds,
+                        Apply {
+                            bp,
+                            name,
+                            parameters,
+                            replace_failed: *replace_failed,
+                        },
+                        resumed,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            },
+            JobSpec::StackDelete { name } => self.stack_delete(&job, &creds, name).await,
+            JobSpec::StackInspect { name } => self.stack_inspect(&job, &creds, name).await,
+            JobSpec::Inventory => self.inventory(&job, &creds).await,
+            JobSpec::KeypairCreate { .. }
+            | JobSpec::KeypairImport { .. }
+            | JobSpec::KeypairDelete { .. } => {
+                return match self.act(&spec, &job, &creds, resumed).await {
+                    Ok(done) => self.succeed(&job.id, done).await,
+                    Err(f) => self.fail(&job.id, &step, f).await,
+                };
+            }
+        };
+        match ending {
+            Ok(Ending::Succeeded(done)) => self.succeed(&job.id, done).await,
+            Ok(Ending::Cancelled(done)) => self.cancelled(&job.id, done).await,
+            Ok(Ending::Gone) => Ok(None),
+            Err((step, f)) => self.fail(&job.id, step, f).await,
         }
     }
 
@@ -126,12 +164,15 @@ impl Jobs {
         let up = self
             .records
             .update(&Self::worker_caller(), &keyspace::job(id), |cur| {
-                if !matches!(cur.state, JobState::Queued | JobState::Running) {
+                if !matches!(cur.state, JobState::Queued | JobState::Running | JobState::Cancelling) {
                     return Ok(Change::Keep);
                 }
                 let mut next = cur.clone();
                 let action = if cur.state == JobState::Queued { "job.start" } else { "job.resume" };
-                next.state = JobState::Running;
+                // A resumed `cancelling` job stays so: its update is still to be cancelled.
+                if cur.state == JobState::Queued {
+                    next.state = JobState::Running;
+                }
                 next.started_at.get_or_insert_with(|| now.clone());
                 next.updated_at = now.clone();
                 next.attempts += 1;
@@ -247,13 +288,14 @@ impl Jobs {
         let done = match spec {
             JobSpec::KeypairCreate { name, key_type } => {
                 if resumed
-                    && let Some(kp) = self.ec2.find_key_pair(creds, name).await?
+                    && let Some(kp) = self.clients.ec2.find_key_pair(creds, name).await?
                     && tagged_by(&kp, &job.id)
                 {
                     // Made by this job before a crash, its private key lost: make it again.
-                    self.ec2.delete_key_pair(creds, name).await?;
+                    self.clients.ec2.delete_key_pair(creds, name).await?;
                 }
                 let made = self
+                    .clients
                     .ec2
                     .create_key_pair(creds, name, *key_type, &tags)
                     .await?;
@@ -265,14 +307,15 @@ impl Jobs {
             }
             JobSpec::KeypairImport { name, public_key } => {
                 let existing = if resumed {
-                    self.ec2.find_key_pair(creds, name).await?
+                    self.clients.ec2.find_key_pair(creds, name).await?
                 } else {
                     None
                 };
                 let (info, request_id) = match existing {
                     Some(kp) if tagged_by(&kp, &job.id) => (kp, None),
                     _ => {
-                        self.ec2
+                        self.clients
+                            .ec2
                             .import_key_pair(creds, name, public_key, &tags)
                             .await?
                     }
@@ -284,13 +327,20 @@ impl Jobs {
                 }
             }
             JobSpec::KeypairDelete { name } => {
-                let existed = self.ec2.find_key_pair(creds, name).await?.is_some();
-                let request_id = self.ec2.delete_key_pair(creds, name).await?;
+                let existed = self.clients.ec2.find_key_pair(creds, name).await?.is_some();
+                let request_id = self.clients.ec2.delete_key_pair(creds, name).await?;
                 Done {
                     result: serde_json::json!({"name": name, "existed": existed}),
                     secret: None,
                     request_id,
                 }
+            }
+            // `drive` runs the other kinds through their own modules.
+            JobSpec::StackApply { .. }
+            | JobSpec::StackDelete { .. }
+            | JobSpec::StackInspect { .. }
+            | JobSpec::Inventory => {
+                return Err(Failure::from(Error::invalid("kind", "not a key pair job")));
             }
         };
         if let Some(d) = self.settings.test_step_delay {
@@ -300,7 +350,11 @@ impl Jobs {
     }
 
     /// Marks step `i` running (the kind's AWS step also marks the job as having called AWS).
-    async fn step_running(&self, id: &str, i: usize) -> Result<Option<JobRecord>, Error> {
+    pub(super) async fn step_running(
+        &self,
+        id: &str,
+        i: usize,
+    ) -> Result<Option<JobRecord>, Error> {
         let now = self.records.now();
         self.transition(id, "job.step", |next| {
             let s = &mut next.steps[i];
@@ -338,7 +392,7 @@ impl Jobs {
     }
 
     /// One audited change to a running job; `None` if it is no longer running.
-    async fn transition(
+    pub(super) async fn transition(
         &self,
         id: &str,
         action: &'static str,
@@ -348,7 +402,7 @@ impl Jobs {
         let up = self
             .records
             .update(&Self::worker_caller(), &keyspace::job(id), |cur| {
-                if cur.state != JobState::Running {
+                if !matches!(cur.state, JobState::Running | JobState::Cancelling) {
                     return Ok(Change::Keep);
                 }
                 let mut next = cur.clone();

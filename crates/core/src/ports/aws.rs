@@ -129,3 +129,29 @@ pub trait TemplateStore: Send + Sync + fmt::Debug + 'static {
 
 /// EC2, called with a job's own narrowed session (never the provider's credentials).
 pub mod ec2;
+
+/// CloudFormation, called with a job's own narrowed session.
+pub mod cloudformation;
+
+/// RDS (inventory), called with a job's own narrowed session.
+pub mod rds;
+
+/// The AWS clients a process that runs jobs holds.
+#[derive(Debug, Clone)]
+pub struct JobClients {
+    pub ec2: std::sync::Arc<dyn ec2::Ec2>,
+    pub cloudformation: std::sync::Arc<dyn cloudformation::CloudFormation>,
+    pub rds: std::sync::Arc<dyn rds::Rds>,
+}
+
+impl JobClients {
+    /// The clients of a process that runs no jobs: every call is `Unavailable`.
+    #[must_use]
+    pub fn none() -> Self {
+        Self {
+            ec2: std::sync::Arc::new(ec2::NoEc2),
+            cloudformation: std::sync::Arc::new(cloudformation::NoCloudFormation),
+            rds: std::sync::Arc::new(rds::NoRds),
+        }
+    }
+}

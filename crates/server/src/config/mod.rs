@@ -69,6 +69,7 @@ pub struct RawRateLimits {
     pub credentials_per_principal: Option<RawLimit>,
     pub credentials_per_org: Option<RawLimit>,
     pub validate_per_principal: Option<RawLimit>,
+    pub jobs_per_principal: Option<RawLimit>,
     pub sessions_per_ip: Option<RawLimit>,
 }
 
@@ -393,6 +394,14 @@ impl RawSettings {
                     period_secs: 60,
                 })
                 .parse("rate_limits.validate_per_principal")?,
+            jobs_per_principal: self
+                .rate_limits
+                .jobs_per_principal
+                .unwrap_or(RawLimit {
+                    burst: 30,
+                    period_secs: 60,
+                })
+                .parse("rate_limits.jobs_per_principal")?,
         };
         let metrics_token = match (self.metrics_token, self.metrics_token_file) {
             (Some(_), Some(_)) => {
@@ -529,6 +538,8 @@ pub struct RateLimits {
     pub credentials_per_principal: RateLimit,
     pub credentials_per_org: RateLimit,
     pub validate_per_principal: RateLimit,
+    /// `POST /api/orgs/{org}/jobs`, per caller.
+    pub jobs_per_principal: RateLimit,
     /// Workload `POST /sessions`, per source, before any verification.
     pub sessions_per_ip: RateLimit,
 }

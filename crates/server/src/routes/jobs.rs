@@ -50,12 +50,23 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateJobRequest {
-    /// `keypair.create`, `keypair.import` or `keypair.delete`.
+    /// `keypair.create`, `keypair.import`, `keypair.delete`, `stack.apply`, `stack.delete`,
+    /// `stack.inspect` or `inventory`.
     #[schema(required = true, nullable = false, example = "keypair.import")]
     kind: Option<String>,
-    /// The kind's fields: `{name, type: ed25519|rsa}` (create), `{name, public_key}`
-    /// (import: the recommended path, the private key never exists on the server),
-    /// `{name}` (delete). Names are 1 to 255 of `[A-Za-z0-9._-]`.
+    /// The kind's fields:
+    /// - `keypair.create`: `{name, type: ed25519|rsa}`; `keypair.import`: `{name,
+    ///   public_key}` (the recommended path: the private key never exists on the server);
+    ///   `keypair.delete`: `{name}`. Key pair names are 1 to 255 of `[A-Za-z0-9._-]`.
+    /// - `stack.apply`: `{blueprint: vpc|ec2|rds|workload, name, parameters: {Name: value},
+    ///   replace_failed?: false}` creates or updates the stack `rolegate-<org>-<name>` and
+    ///   ends with its outputs; parameters are checked against the blueprint's declared
+    ///   ones (unknown or missing: `invalid_field` naming `spec.parameters.<Name>`);
+    ///   `replace_failed: true` deletes and recreates a `ROLLBACK_COMPLETE` stack.
+    /// - `stack.delete`, `stack.inspect`: `{name}`. Stack names are 1 to 64 of
+    ///   `[A-Za-z0-9-]`.
+    /// - `inventory`: `{}`: VPCs, EC2 instances, RDS instances, key pairs and the org's
+    ///   rolegate stacks, with tags.
     #[schema(value_type = Object, example = json!({"name": "deploy", "public_key": "ssh-ed25519 AAAA… me@host"}))]
     #[serde(default)]
     spec: serde_json::Value,
@@ -96,6 +107,7 @@ pub struct JobSecretResponse {
         (status = 403, description = "`forbidden` (another org's key or operator), `access_level_not_allowed`.", body = ErrorBody),
         (status = 404, description = "`not_found`: no such organisation.", body = ErrorBody),
         (status = 412, description = "`org_not_validated`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many jobs from this caller (`rate_limits.jobs_per_principal`).", body = ErrorBody),
     )
 )]
 async fn create(
@@ -104,6 +116,13 @@ async fn create(
     Path(org): Path<String>,
     ApiJson(req): ApiJson<CreateJobRequest>,
 ) -> Result<Response, ApiError> {
+    crate::ratelimit::step(
+        &state,
+        "jobs_per_principal",
+        rolegate_core::keyspace::rate::jobs_per_principal(&caller.principal.actor()),
+        state.settings.rate_limits.jobs_per_principal,
+    )
+    .await?;
     let cmd = CreateJobCommand::parse(
         &org,
         req.kind.as_deref(),

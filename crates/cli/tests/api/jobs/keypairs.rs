@@ -12,7 +12,7 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 }
 
 /// The `Policy` of every AssumeRole moto recorded whose session tags name `job`.
-async fn recorded_policies(job: &str) -> Vec<String> {
+pub(super) async fn recorded_policies(job: &str) -> Vec<String> {
     let text = reqwest::get(format!(
         "{}/moto-api/recorder/download-recording",
         moto_url()

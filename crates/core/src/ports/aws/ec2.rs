@@ -3,7 +3,10 @@
 
 use std::fmt;
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
+use serde::Serialize;
 
 use super::TemporaryCredentials;
 use crate::model::Secret;
@@ -92,6 +95,16 @@ pub struct CreatedKeyPair {
     pub request_id: Option<String>,
 }
 
+/// One resource of an inventory: its id, state and tags, and what else matters about it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InventoryItem {
+    pub id: String,
+    pub state: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    /// Kind-specific fields (an instance's type, subnet, IPs and `http_tokens`, …).
+    pub details: serde_json::Value,
+}
+
 /// EC2.
 #[async_trait]
 pub trait Ec2: Send + Sync + fmt::Debug + 'static {
@@ -126,6 +139,34 @@ pub trait Ec2: Send + Sync + fmt::Debug + 'static {
         &self,
         creds: &TemporaryCredentials,
         name: &str,
+    ) -> Result<Option<String>, AwsError>;
+
+    /// Every VPC.
+    async fn describe_vpcs(
+        &self,
+        creds: &TemporaryCredentials,
+    ) -> Result<Vec<InventoryItem>, AwsError>;
+
+    /// The instances `ids` (every instance when empty), terminated ones left out. Their
+    /// `details` carry `http_tokens` (`required` when IMDSv2 is enforced).
+    async fn describe_instances(
+        &self,
+        creds: &TemporaryCredentials,
+        ids: &[String],
+    ) -> Result<Vec<InventoryItem>, AwsError>;
+
+    /// Every key pair, with its tags.
+    async fn list_key_pairs(
+        &self,
+        creds: &TemporaryCredentials,
+    ) -> Result<Vec<InventoryItem>, AwsError>;
+
+    /// ModifyInstanceMetadataOptions: `HttpTokens=required` (IMDSv2 only). Returns the
+    /// request id.
+    async fn require_imdsv2(
+        &self,
+        creds: &TemporaryCredentials,
+        instance_id: &str,
     ) -> Result<Option<String>, AwsError>;
 }
 
@@ -167,6 +208,40 @@ impl Ec2 for NoEc2 {
         ))
     }
     async fn delete_key_pair(
+        &self,
+        _: &TemporaryCredentials,
+        _: &str,
+    ) -> Result<Option<String>, AwsError> {
+        Err(AwsError::Unavailable(
+            "no EC2 client in this process".into(),
+        ))
+    }
+    async fn describe_vpcs(
+        &self,
+        _: &TemporaryCredentials,
+    ) -> Result<Vec<InventoryItem>, AwsError> {
+        Err(AwsError::Unavailable(
+            "no EC2 client in this process".into(),
+        ))
+    }
+    async fn describe_instances(
+        &self,
+        _: &TemporaryCredentials,
+        _: &[String],
+    ) -> Result<Vec<InventoryItem>, AwsError> {
+        Err(AwsError::Unavailable(
+            "no EC2 client in this process".into(),
+        ))
+    }
+    async fn list_key_pairs(
+        &self,
+        _: &TemporaryCredentials,
+    ) -> Result<Vec<InventoryItem>, AwsError> {
+        Err(AwsError::Unavailable(
+            "no EC2 client in this process".into(),
+        ))
+    }
+    async fn require_imdsv2(
         &self,
         _: &TemporaryCredentials,
         _: &str,

@@ -1,5 +1,5 @@
-//! The engine against an in-memory store, a manual clock, an STS that always vends, and an
-//! EC2 that keeps key pairs in a map.
+//! The engine against an in-memory store, a manual clock, an STS that always vends, an
+//! EC2 that keeps key pairs in a map, and a CloudFormation whose updates run until cancelled.
 
 #![allow(clippy::unwrap_used)]
 
@@ -18,7 +18,7 @@ use crate::ids::{OrgName, Role, UserId};
 use crate::keyspace;
 use crate::model::{JobRecord, JobState, OrgStatus, Secret, SecretState, StepState};
 use crate::orgs::RegisterOrgCommand;
-use crate::ports::aws::ec2::{AwsError, CreatedKeyPair, Ec2, KeyPairInfo, KeyType};
+use crate::ports::aws::ec2::{AwsError, CreatedKeyPair, Ec2, InventoryItem, KeyPairInfo, KeyType};
 use crate::ports::aws::{AssumeRoleRequest, CallerIdentity, Sts, StsError, TemporaryCredentials};
 use crate::ports::{KvStore as _, Txn};
 use crate::principal::{Caller, Principal, RequestContext};
@@ -126,6 +126,32 @@ impl Ec2 for MapEc2 {
         self.keys.lock().unwrap().remove(name);
         Ok(None)
     }
+    async fn describe_vpcs(
+        &self,
+        _: &TemporaryCredentials,
+    ) -> Result<Vec<InventoryItem>, AwsError> {
+        Ok(Vec::new())
+    }
+    async fn describe_instances(
+        &self,
+        _: &TemporaryCredentials,
+        _: &[String],
+    ) -> Result<Vec<InventoryItem>, AwsError> {
+        Ok(Vec::new())
+    }
+    async fn list_key_pairs(
+        &self,
+        _: &TemporaryCredentials,
+    ) -> Result<Vec<InventoryItem>, AwsError> {
+        Ok(Vec::new())
+    }
+    async fn require_imdsv2(
+        &self,
+        _: &TemporaryCredentials,
+        _: &str,
+    ) -> Result<Option<String>, AwsError> {
+        Ok(None)
+    }
 }
 
 struct Rig {
@@ -135,6 +161,7 @@ struct Rig {
     admin: Caller,
     sts: Arc<VendingSts>,
     ec2: Arc<MapEc2>,
+    cfn: Arc<stack::UpdatingCfn>,
 }
 
 async fn rig(deny: bool) -> Rig {
@@ -146,6 +173,7 @@ async fn rig(deny: bool) -> Rig {
         deny,
         ..MapEc2::default()
     });
+    let cfn = Arc::new(stack::UpdatingCfn::default());
     let ports = Ports {
         vault: Vault::new(store.clone(), Arc::new(ring)),
         clock: Arc::new(clock.clone()),
@@ -162,7 +190,14 @@ async fn rig(deny: bool) -> Rig {
     let services = Services::new(ports, Config::offline())
         .await
         .unwrap()
-        .with_jobs(ec2.clone(), settings);
+        .with_jobs(
+            crate::ports::aws::JobClients {
+                ec2: ec2.clone(),
+                cloudformation: cfn.clone(),
+                ..crate::ports::aws::JobClients::none()
+            },
+            settings,
+        );
     let admin = Caller::new(
         Principal::Operator {
             user_id: UserId::parse("admin").unwrap(),
@@ -195,6 +230,7 @@ async fn rig(deny: bool) -> Rig {
         admin,
         sts,
         ec2,
+        cfn,
     }
 }
 
@@ -442,3 +478,7 @@ async fn cancel_works_until_aws_is_called() {
     assert!(matches!(missing, Error::NotFound { .. }));
     let _ = r.clock.now_ms();
 }
+
+/// Stack updates and their cancellation (moto implements neither a running update nor
+/// CancelUpdateStack).
+mod stack;

@@ -2,12 +2,22 @@
 //! anything, AWS does not, and a name lands in an IAM resource ARN), its target, its steps,
 //! and the session policy its AssumeRole carries.
 
+use std::collections::BTreeMap;
+
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::Error;
+use crate::ids::OrgName;
 use crate::ports::aws::ec2::KeyType;
+
+/// The blueprint catalog and its parameter checks.
+pub mod blueprint;
+/// Stack and inventory specs and session policies.
+pub mod stack;
+
+pub use stack::stack_name;
 
 /// The longest inline session policy AWS accepts, in characters (its packed size, with
 /// the session tags, is checked by AWS too: `PackedPolicyTooLarge`).
@@ -20,9 +30,31 @@ const MAX_PUBLIC_KEY: usize = 16 * 1024;
 /// A validated job spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobSpec {
-    KeypairCreate { name: String, key_type: KeyType },
-    KeypairImport { name: String, public_key: String },
-    KeypairDelete { name: String },
+    KeypairCreate {
+        name: String,
+        key_type: KeyType,
+    },
+    KeypairImport {
+        name: String,
+        public_key: String,
+    },
+    KeypairDelete {
+        name: String,
+    },
+    /// Create or update the stack `rolegate-<org>-<name>` from a blueprint.
+    StackApply {
+        blueprint: String,
+        name: String,
+        parameters: BTreeMap<String, String>,
+        replace_failed: bool,
+    },
+    StackDelete {
+        name: String,
+    },
+    StackInspect {
+        name: String,
+    },
+    Inventory,
 }
 
 #[derive(Deserialize)]
@@ -47,7 +79,15 @@ struct DeleteRaw {
 }
 
 /// Every kind rolegate runs.
-pub const KINDS: &[&str] = &["keypair.create", "keypair.import", "keypair.delete"];
+pub const KINDS: &[&str] = &[
+    "keypair.create",
+    "keypair.import",
+    "keypair.delete",
+    "stack.apply",
+    "stack.delete",
+    "stack.inspect",
+    "inventory",
+];
 
 fn fields<T: serde::de::DeserializeOwned>(kind: &str, spec: &Value) -> Result<T, Error> {
     let spec = if spec.is_null() {
@@ -166,6 +206,32 @@ impl JobSpec {
                     name: parse_key_name(raw.name.as_deref())?,
                 })
             }
+            "stack.apply" => {
+                let raw: stack::ApplyRaw = fields(kind, spec)?;
+                let bp = blueprint::find(raw.blueprint.as_deref().ok_or_else(|| {
+                    Error::invalid("spec.blueprint", "spec.blueprint is required")
+                })?)?;
+                let name = stack::parse_stack_name(raw.name.as_deref())?;
+                Ok(Self::StackApply {
+                    blueprint: bp.name.to_owned(),
+                    name,
+                    parameters: stack::parse_parameters(bp, &raw.parameters)?,
+                    replace_failed: raw.replace_failed,
+                })
+            }
+            "stack.delete" | "stack.inspect" => {
+                let raw: stack::NameRaw = fields(kind, spec)?;
+                let name = stack::parse_stack_name(raw.name.as_deref())?;
+                Ok(if kind == "stack.delete" {
+                    Self::StackDelete { name }
+                } else {
+                    Self::StackInspect { name }
+                })
+            }
+            "inventory" => {
+                let _: stack::InventoryRaw = fields(kind, spec)?;
+                Ok(Self::Inventory)
+            }
             _ => Err(Error::invalid(
                 "kind",
                 format!("kind must be one of {}", KINDS.join(", ")),
@@ -179,6 +245,10 @@ impl JobSpec {
             Self::KeypairCreate { .. } => "keypair.create",
             Self::KeypairImport { .. } => "keypair.import",
             Self::KeypairDelete { .. } => "keypair.delete",
+            Self::StackApply { .. } => "stack.apply",
+            Self::StackDelete { .. } => "stack.delete",
+            Self::StackInspect { .. } => "stack.inspect",
+            Self::Inventory => "inventory",
         }
     }
 
@@ -194,17 +264,38 @@ impl JobSpec {
                 json!({"name": name, "public_key": public_key})
             }
             Self::KeypairDelete { name } => json!({"name": name}),
+            Self::StackApply {
+                blueprint,
+                name,
+                parameters,
+                replace_failed,
+            } => json!({
+                "blueprint": blueprint, "name": name, "parameters": parameters,
+                "replace_failed": replace_failed,
+            }),
+            Self::StackDelete { name } | Self::StackInspect { name } => json!({"name": name}),
+            Self::Inventory => json!({}),
         }
     }
 
-    /// What the job changes: one job at a time per target of an org.
+    /// What the job changes: one job at a time per target of an org. Read-only kinds take
+    /// targets of their own, so they never wait behind a change (nor hold one up).
     #[must_use]
     pub fn target(&self) -> String {
         match self {
             Self::KeypairCreate { name, .. }
             | Self::KeypairImport { name, .. }
             | Self::KeypairDelete { name } => format!("keypair:{name}"),
+            Self::StackApply { name, .. } | Self::StackDelete { name } => format!("stack:{name}"),
+            Self::StackInspect { name } => format!("read:stack:{name}"),
+            Self::Inventory => "read:inventory".to_owned(),
         }
+    }
+
+    /// Whether the kind only reads (its step may be cancelled at any time: it changes nothing).
+    #[must_use]
+    pub fn read_only(&self) -> bool {
+        matches!(self, Self::StackInspect { .. } | Self::Inventory)
     }
 
     /// The steps, in order.
@@ -214,6 +305,17 @@ impl JobSpec {
             Self::KeypairCreate { .. } => &["assume_role", "create_key_pair"],
             Self::KeypairImport { .. } => &["assume_role", "import_key_pair"],
             Self::KeypairDelete { .. } => &["assume_role", "delete_key_pair"],
+            Self::StackApply { .. } => &["assume_role", "submit", "wait", "require_imdsv2"],
+            Self::StackDelete { .. } => &["assume_role", "delete_stack", "wait"],
+            Self::StackInspect { .. } => &["assume_role", "describe_stack"],
+            Self::Inventory => &[
+                "assume_role",
+                "describe_vpcs",
+                "describe_instances",
+                "describe_db_instances",
+                "describe_key_pairs",
+                "describe_stacks",
+            ],
         }
     }
 
@@ -223,7 +325,7 @@ impl JobSpec {
     /// create may delete only a key pair tagged with its own job id (one it made before a
     /// crash, whose private key was lost).
     #[must_use]
-    pub fn session_policy(&self, job_id: &str) -> String {
+    pub fn session_policy(&self, org: &OrgName, job_id: &str) -> String {
         let key_arn = |name: &str| format!("arn:aws:ec2:*:*:key-pair/{name}");
         let tagged = json!({"StringEquals": {format!("aws:RequestTag/{TAG_JOB}"): job_id}});
         let describe =
@@ -254,8 +356,37 @@ impl JobSpec {
                 json!({"Effect": "Allow", "Action": "ec2:DeleteKeyPair", "Resource": key_arn(name)}),
                 describe,
             ],
+            Self::StackApply {
+                blueprint,
+                name,
+                replace_failed,
+                ..
+            } => match blueprint::find(blueprint) {
+                Ok(bp) => as_statements(stack::apply_policy(
+                    bp,
+                    &stack_name(org, name),
+                    *replace_failed,
+                    job_id,
+                )),
+                // A stored spec names a blueprint this build has; an unknown one allows nothing.
+                Err(_) => Vec::new(),
+            },
+            Self::StackDelete { name } => {
+                as_statements(stack::delete_policy(&stack_name(org, name)))
+            }
+            Self::StackInspect { name } => {
+                as_statements(stack::inspect_policy(&stack_name(org, name)))
+            }
+            Self::Inventory => as_statements(stack::inventory_policy()),
         };
         json!({"Version": "2012-10-17", "Statement": statements}).to_string()
+    }
+}
+
+fn as_statements(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a,
+        other => vec![other],
     }
 }
 
@@ -275,89 +406,4 @@ pub fn check_policy_size(policy: &str) -> Result<(), Error> {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    const ED: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIASRa/zrYWi1u1X0hXDCx8ZYwlyipc4h34Bep/vYpUD7 me@host";
-
-    #[test]
-    fn specs_are_validated_and_name_the_field() {
-        let ok = JobSpec::parse("keypair.create", &json!({"name": "web-1"})).unwrap();
-        assert_eq!(ok.target(), "keypair:web-1");
-        for (kind, spec, field) in [
-            ("keypair.create", json!({"name": "a*"}), "spec.name"),
-            ("keypair.create", json!({"name": ""}), "spec.name"),
-            ("keypair.create", json!({}), "spec.name"),
-            (
-                "keypair.create",
-                json!({"name": "x".repeat(256)}),
-                "spec.name",
-            ),
-            (
-                "keypair.create",
-                json!({"name": "a", "type": "dsa"}),
-                "spec.type",
-            ),
-            ("keypair.create", json!({"name": "a", "extra": 1}), "spec"),
-            (
-                "keypair.import",
-                json!({"name": "a", "public_key": "ssh-ed25519 !!"}),
-                "spec.public_key",
-            ),
-            (
-                "keypair.import",
-                json!({"name": "a", "public_key": "-----BEGIN OPENSSH PRIVATE KEY-----"}),
-                "spec.public_key",
-            ),
-            (
-                "keypair.import",
-                json!({"name": "a", "public_key": ED.replace("ssh-ed25519", "ssh-rsa")}),
-                "spec.public_key",
-            ),
-            ("nope", json!({}), "kind"),
-        ] {
-            match JobSpec::parse(kind, &spec) {
-                Err(Error::Invalid { field: f, .. }) => assert_eq!(f, field, "{kind} {spec}"),
-                other => panic!("{kind} {spec}: {other:?}"),
-            }
-        }
-        let imp =
-            JobSpec::parse("keypair.import", &json!({"name": "a", "public_key": ED})).unwrap();
-        assert_eq!(
-            imp.to_value()["public_key"]
-                .as_str()
-                .unwrap()
-                .split(' ')
-                .count(),
-            2
-        );
-    }
-
-    #[test]
-    fn session_policies_are_narrow_and_fit() {
-        let long = "n".repeat(255);
-        for spec in [
-            JobSpec::parse("keypair.create", &json!({"name": long})).unwrap(),
-            JobSpec::parse("keypair.import", &json!({"name": long, "public_key": ED})).unwrap(),
-            JobSpec::parse("keypair.delete", &json!({"name": long})).unwrap(),
-        ] {
-            let p = spec.session_policy("j0123456789abcdef0123456789ab");
-            check_policy_size(&p).unwrap();
-            let v: Value = serde_json::from_str(&p).unwrap();
-            for s in v["Statement"].as_array().unwrap() {
-                let r = s["Resource"].as_str().unwrap();
-                assert!(
-                    (r == "*" && s["Action"] == "ec2:DescribeKeyPairs") || r.ends_with(&long),
-                    "{s}"
-                );
-            }
-        }
-        let p = JobSpec::parse("keypair.create", &json!({"name": "k"}))
-            .unwrap()
-            .session_policy("j1");
-        assert!(p.contains("\"aws:RequestTag/rolegate:job\":\"j1\""), "{p}");
-        assert!(check_policy_size(&"x".repeat(2049)).is_err());
-    }
-}
+mod tests;
