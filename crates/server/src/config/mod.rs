@@ -2,6 +2,8 @@
 //! in increasing precedence. Every secret can be given inline or as a `*_file` path. An
 //! invalid setting stops start-up with an error naming it.
 
+/// `[access]` and each level's approval rules.
+pub mod access;
 /// `[aws]` and `[onboarding]`.
 pub mod aws;
 /// `[credentials]` (access levels, cache) and `[console]`.
@@ -104,6 +106,8 @@ pub struct RawSettings {
     pub console: credentials::RawConsole,
     #[serde(default)]
     pub jobs: jobs::RawJobs,
+    #[serde(default)]
+    pub access: access::RawAccess,
 }
 
 /// Environment variable names, one per scalar setting.
@@ -443,9 +447,12 @@ impl RawSettings {
         };
         let aws = self.aws.validate()?;
         let onboarding = self.onboarding.validate(&aws.settings.region)?;
-        let credentials = self
-            .credentials
-            .validate(&onboarding.partition, &aws.settings.region)?;
+        let credentials = self.credentials.validate(
+            &onboarding.partition,
+            &aws.settings.region,
+            &self.access.groups,
+        )?;
+        let access = self.access.validate()?;
         let console = self.console.validate()?;
         let jobs = self.jobs.validate()?;
         Ok(Settings {
@@ -469,6 +476,7 @@ impl RawSettings {
             credentials,
             console,
             jobs,
+            access,
         })
     }
 }
@@ -572,6 +580,8 @@ pub struct Settings {
     pub console: rolegate_core::credentials::ConsoleSettings,
     /// The job engine's workers and secrets.
     pub jobs: rolegate_core::jobs::JobSettings,
+    /// Just-in-time access: the sweeper's interval.
+    pub access: access::AccessSettings,
 }
 
 impl Settings {
