@@ -125,13 +125,12 @@ impl ApprovalSettings {
                 format!("must be between 1 and {MAX_MIN_APPROVALS}"),
             ));
         }
-        if !admins_approve && approvers.len() < usize::try_from(min_approvals).unwrap_or(0) + 1 {
-            // The requester may be one of them and never counts.
+        if !admins_approve && approvers.len() < usize::try_from(min_approvals).unwrap_or(usize::MAX)
+        {
             return Err(bad(
                 "min_approvals",
                 format!(
-                    "{min_approvals} approvals need at least {} approvers (the requester never approves its own request)",
-                    min_approvals + 1
+                    "{min_approvals} approvals need at least {min_approvals} approvers (and a requester among them never approves its own request)"
                 ),
             ));
         }
@@ -219,7 +218,7 @@ mod tests {
             (
                 ApprovalSettings {
                     approvers: Some(vec!["alice".into()]),
-                    min_approvals: Some(1),
+                    min_approvals: Some(2),
                     ..Default::default()
                 },
                 "min_approvals",

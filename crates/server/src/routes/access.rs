@@ -29,14 +29,26 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         ))
         .routes(authorized(routes!(list), Action::ListAccessRequests, state))
         .routes(authorized(routes!(show), Action::ReadAccessRequest, state))
-        .routes(authorized(routes!(approve), Action::ApproveAccess, state))
-        .routes(authorized(routes!(deny), Action::DenyAccess, state))
-        .routes(authorized(
-            routes!(cancel),
-            Action::CancelAccessRequest,
+        .routes(idempotent(
+            authorized(routes!(approve), Action::ApproveAccess, state),
+            Mode::Optional,
             state,
         ))
-        .routes(authorized(routes!(revoke), Action::RevokeAccess, state))
+        .routes(idempotent(
+            authorized(routes!(deny), Action::DenyAccess, state),
+            Mode::Optional,
+            state,
+        ))
+        .routes(idempotent(
+            authorized(routes!(cancel), Action::CancelAccessRequest, state),
+            Mode::Optional,
+            state,
+        ))
+        .routes(idempotent(
+            authorized(routes!(revoke), Action::RevokeAccess, state),
+            Mode::Optional,
+            state,
+        ))
         .routes(authorized(routes!(grants), Action::ListAccessGrants, state))
 }
 
