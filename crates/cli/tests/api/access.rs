@@ -267,7 +267,7 @@ async fn approvals_refusals_quorum_and_break_glass(engine: Engine) {
         events
             .iter()
             .filter(|e| e.action == "access.approve" && e.target.as_deref() == Some(target))
-            .map(|e| e.outcome.clone())
+            .map(|e| e.outcome)
             .collect::<Vec<_>>()
     };
     assert_eq!(

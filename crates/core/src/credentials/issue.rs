@@ -21,6 +21,7 @@ use crate::policy::Action;
 use crate::ports::Txn;
 use crate::ports::aws::{AssumeRoleRequest, TemporaryCredentials};
 use crate::principal::{Caller, Principal};
+use crate::vault::Versioned;
 
 /// How long a replica may hold the cross-replica lock on one cache key.
 const LOCK_TTL: Duration = Duration::from_secs(30);
@@ -213,7 +214,7 @@ impl Credentials {
                     decision: d,
                 });
             }
-            let result = match self.plan(caller, cmd, level, cur.value, cur.rev, action, grant) {
+            let result = match self.plan(caller, cmd, level, cur, action, grant) {
                 Ok(plan) => self.issue_planned(caller, cmd, &plan).await,
                 Err(e) => Err(e),
             };
@@ -233,11 +234,11 @@ impl Credentials {
         caller: &Caller,
         cmd: &IssueCommand,
         level: &AccessLevel,
-        rec: OrgRecord,
-        org_rev: Vec<u8>,
+        org: Versioned<OrgRecord>,
         action: Action,
         grant: Option<GrantUse>,
     ) -> Result<Plan, Error> {
+        let (rec, org_rev) = (org.value, org.rev);
         let by = &caller.principal;
         // The level's maximum, and the role's own MaxSessionDuration when its stack said
         // (and, for a workload, its profile's and its certificate's).
