@@ -86,6 +86,22 @@ async fn creds(app: &TestApp, token: &str, org: &str, force: bool) -> crate::sup
     .await
 }
 
+/// Runs the `rolegate` client as the operator with `token`.
+async fn cli(app: &TestApp, token: &str, args: &[&str]) -> std::process::Output {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(crate::process::BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") || k.starts_with("ROLEGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("HOME", home.path())
+        .env("ROLEGATE_SERVER", &app.base)
+        .env("ROLEGATE_TOKEN", token)
+        .args(args);
+    cmd.output().await.unwrap()
+}
+
 fn unix(rfc: &str) -> i64 {
     time::OffsetDateTime::parse(rfc, &time::format_description::well_known::Rfc3339)
         .unwrap()
@@ -171,6 +187,29 @@ async fn grants_bound_credentials_and_revoke_stops_them(engine: Engine) {
         grant_end
     );
     assert!(unix(c.body["expiration"].as_str().unwrap()) <= grant_end);
+    // `rolegate creds` uses the grant by itself and says how long it has left (stderr).
+    let out = cli(
+        &app,
+        &p.dave,
+        &[
+            "creds",
+            "--org",
+            "jit-org",
+            "--access-level",
+            "operator",
+            "--format",
+            "env",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(&format!("issued under grant {id}")), "{said}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("AWS_SESSION_TOKEN"));
     // 4,000 s later 1,400 s are left: the session lasts exactly that (the level allows
     // 3,600), so it cannot outlive the grant.
     app.clock.advance_ms(4_000_000);
@@ -364,6 +403,70 @@ async fn approvals_refusals_quorum_and_break_glass(engine: Engine) {
         )
         .await;
     assert_eq!(r.status, 403);
+
+    // The CLI: request, approve, list.
+    let out = cli(
+        &app,
+        &p.alice,
+        &[
+            "request",
+            "--org",
+            "jit-org",
+            "--level",
+            "operator",
+            "--duration",
+            "30m",
+            "--reason",
+            "INC-9",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let filed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (filed["state"].as_str(), filed["duration_secs"].as_u64()),
+        (Some("pending"), Some(1800))
+    );
+    let cid = filed["id"].as_str().unwrap();
+    let out = cli(&app, &p.alice, &["approve", cid]).await;
+    assert!(!out.status.success(), "self-approval fails");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("self_approval"));
+    let out = cli(&app, &p.bob, &["approve", cid, "--comment", "ok"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mine = cli(&app, &p.alice, &["requests", "--mine", "--state", "active"]).await;
+    let listed: Value = serde_json::from_slice(&mine.stdout).unwrap();
+    assert!(
+        listed["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == cid),
+        "{listed}"
+    );
+    // Jobs obey grants too: the owner without one cannot start a job at `operator`.
+    let r = app
+        .send(
+            app.client
+                .post(app.url("/api/orgs/keyed-org/jobs"))
+                .bearer_auth(&p.alice)
+                .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                .json(&json!({"kind": "keypair.delete", "spec": {"name": "k"}, "access_level": "operator"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (403, "grant_required"),
+        "{:?}",
+        r.body
+    );
 
     // A pending request expires after request_ttl (600 s) by the injected clock: at once
     // in every answer, and the sweeper writes the transition.

@@ -168,7 +168,7 @@ mod tests {
         .unwrap();
         let groups = BTreeMap::from([(
             "sre".to_owned(),
-            vec!["a".to_owned(), "b".to_owned(), "c".to_owned()],
+            vec!["ann".to_owned(), "bob".to_owned(), "cy".to_owned()],
         )]);
         let l = raw.validate("x", &groups).unwrap();
         let acme = OrgName::parse("acme").unwrap();
