@@ -170,6 +170,34 @@ Examples:
         #[command(subcommand)]
         command: client::jobs::JobsCommand,
     },
+    /// Ask for an access level that needs approval, for a while (just-in-time access).
+    #[command(after_help = "\
+Examples:
+  rolegate request --org acme-corp --level operator --duration 2h --reason \"INC-123\" --wait
+  rolegate request --org acme-corp --level operator --duration 30m --reason 'prod down' --break-glass")]
+    Request(client::access::RequestArgs),
+    /// Approve someone else's access request (you must be an approver of its level).
+    #[command(after_help = "\
+Examples:
+  rolegate approve a0190f3c2a1b4e5d6c7b8a9f0e1d2c --comment 'ok for INC-123'")]
+    Approve(client::access::DecideArgs),
+    /// Deny someone else's access request.
+    #[command(after_help = "\
+Examples:
+  rolegate deny a0190f3c2a1b4e5d6c7b8a9f0e1d2c --comment 'use readonly'")]
+    Deny(client::access::DecideArgs),
+    /// Revoke a grant now: issuance under it stops on every replica and cached credentials
+    /// are dropped.
+    #[command(after_help = "\
+Examples:
+  rolegate revoke a0190f3c2a1b4e5d6c7b8a9f0e1d2c --comment 'incident closed'")]
+    Revoke(client::access::DecideArgs),
+    /// List access requests: yours, and those you may approve.
+    #[command(after_help = "\
+Examples:
+  rolegate requests --mine
+  rolegate requests --state pending --org acme-corp")]
+    Requests(client::access::RequestsArgs),
     /// EC2 key pairs in an organisation's AWS account.
     #[command(after_help = "\
 Examples:
@@ -584,6 +612,26 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Inventory(args) => {
             drop(out);
             client::stack::inventory(&args, &|k| std::env::var(k).ok()).await?;
+        }
+        Command::Request(args) => {
+            drop(out);
+            client::access::request(&args, &|k| std::env::var(k).ok()).await?;
+        }
+        Command::Approve(args) => {
+            drop(out);
+            client::access::decide(&args, "approve", &|k| std::env::var(k).ok()).await?;
+        }
+        Command::Deny(args) => {
+            drop(out);
+            client::access::decide(&args, "deny", &|k| std::env::var(k).ok()).await?;
+        }
+        Command::Revoke(args) => {
+            drop(out);
+            client::access::decide(&args, "revoke", &|k| std::env::var(k).ok()).await?;
+        }
+        Command::Requests(args) => {
+            drop(out);
+            client::access::requests(&args, &|k| std::env::var(k).ok()).await?;
         }
         Command::Exec(args) => {
             drop(out);

@@ -72,6 +72,12 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// Formats unix seconds as RFC 3339 with a `Z` suffix.
+#[must_use]
+pub fn rfc3339_unix(secs: i64) -> String {
+    rfc3339(OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH))
+}
+
 /// Formats a time as RFC 3339 with a `Z` suffix and milliseconds (audit timestamps).
 #[must_use]
 pub fn rfc3339_millis(t: OffsetDateTime) -> String {

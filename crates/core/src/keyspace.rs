@@ -7,9 +7,9 @@ use std::marker::PhantomData;
 
 use crate::ids::{OrgName, UserId};
 use crate::model::{
-    ApiKeyEntry, AuditEvent, AuditHead, CachedCredentials, JobLease, JobRecord, JobSecret,
-    OidcPending, OrgRecord, SessionRecord, TokenEntry, TrustAnchorRecord, UserRecord,
-    WorkloadProfileRecord,
+    AccessRequestRecord, ApiKeyEntry, AuditEvent, AuditHead, CachedCredentials, JobLease,
+    JobRecord, JobSecret, OidcPending, OrgRecord, SessionRecord, TokenEntry, TrustAnchorRecord,
+    UserRecord, WorkloadProfileRecord,
 };
 
 /// What `rekey` does with a family's records when they are sealed under an older key.
@@ -242,12 +242,36 @@ family!(
     Reseal
 );
 family!(
+    ACCESS_REQUEST,
+    "access request",
+    "access/req/",
+    "AccessRequestRecord (access/req/<id>): a request and the grant it becomes",
+    true,
+    Reseal
+);
+family!(
     PORTAL_OIDC,
     "portal sign-in in flight",
     "poidc/",
     "OidcPending (poidc/<digest of the OIDC state>), TTL 10 minutes",
     true,
     Skip
+);
+family!(
+    ACCESS_OPEN,
+    "open access request",
+    "access/open/",
+    "unsealed marker (access/open/<id>) until the request reaches a final state",
+    false,
+    Skip
+);
+family!(
+    ACCESS_GRANT,
+    "grant index",
+    "access/grant/",
+    "() (access/grant/<org>/<level>/<user>/<id>) once approved, until it ends",
+    true,
+    Reseal
 );
 
 /// Every family kept in the key-value store, in the order of the table above.
@@ -279,6 +303,9 @@ pub const FAMILIES: &[Family] = &[
     JOB_SECRET,
     PORTAL_SESSION,
     PORTAL_OIDC,
+    ACCESS_REQUEST,
+    ACCESS_OPEN,
+    ACCESS_GRANT,
 ];
 
 /// The family `key` belongs to (the longest matching prefix), if any.
@@ -479,6 +506,24 @@ pub fn portal_oidc(digest_hex: &str) -> Key<OidcPending> {
     Key::new(&PORTAL_OIDC, digest_hex)
 }
 
+#[must_use]
+pub fn access_request(id: &str) -> Key<AccessRequestRecord> {
+    Key::new(&ACCESS_REQUEST, id)
+}
+#[must_use]
+pub fn access_open(id: &str) -> String {
+    format!("{}{id}", ACCESS_OPEN.prefix)
+}
+#[must_use]
+pub fn access_grant(org: &OrgName, level: &str, user: &str, id: &str) -> Key<()> {
+    Key::new(&ACCESS_GRANT, &format!("{org}/{level}/{user}/{id}"))
+}
+/// The prefix of `user`'s grants for `level` on `org`.
+#[must_use]
+pub fn access_grant_prefix(org: &OrgName, level: &str, user: &str) -> String {
+    format!("{}{org}/{level}/{user}/", ACCESS_GRANT.prefix)
+}
+
 /// Rate-limit buckets: a namespace of their own in every engine (never listed, never
 /// sealed: a bucket holds only a time).
 pub mod rate {
@@ -581,6 +626,12 @@ mod tests {
             (job_secret("j1").to_string(), &JOB_SECRET),
             (portal_session("ab").to_string(), &PORTAL_SESSION),
             (portal_oidc("ab").to_string(), &PORTAL_OIDC),
+            (access_request("a1").to_string(), &ACCESS_REQUEST),
+            (access_open("a1"), &ACCESS_OPEN),
+            (
+                access_grant(&org_name, "operator", "alice", "a1").to_string(),
+                &ACCESS_GRANT,
+            ),
         ] {
             assert_eq!(family_of(&key), Some(family), "{key}");
         }

@@ -4,13 +4,15 @@
 //!
 //! Layers, each using only those below it: `ids`, `clock`, `ports` and `error` → `model`
 //! → `keyspace` → `vault` → `audit` → `principal`, `levels`, `policy` → `records` (the one
-//! update loop) → the areas (`users`, `orgs`, then `onboarding`, `credentials`,
+//! update loop) → the areas (`users`, `orgs`, then `access`, `onboarding`, `credentials`,
 //! `audit_log`, `jobs`, `sessions`) → `services` (the wiring).
 //!
 //! The `openapi` feature (used by the server) derives `utoipa::ToSchema` on the public views
 //! (`Org`, `User`, `AuditEvent`, …) so the API document is generated from the very types that
 //! are serialised; utoipa only builds schema values and does no I/O.
 
+/// Just-in-time access: requests, approvals, grants, revocation, break-glass.
+pub mod access;
 /// The hash-chained audit log: appends, group commit, verification.
 pub mod audit;
 /// The audit area: queries, export, verification as a caller.
@@ -33,6 +35,8 @@ pub mod keyspace;
 pub mod levels;
 /// The records rolegate keeps, and their public views.
 pub mod model;
+/// Source-address allowlists (CIDR blocks).
+pub mod network;
 /// The onboarding area: signed callbacks, binding, links.
 pub mod onboarding;
 /// The organisations area: registration, lookup, key rotation, offboarding.

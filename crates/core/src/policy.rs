@@ -10,6 +10,7 @@
 use crate::error::{Code, Error};
 use crate::ids::{OrgName, Role, UserId};
 use crate::levels::{AccessLevel, Grantee};
+use crate::network::Cidr;
 use crate::principal::{Caller, Principal};
 
 /// Everything a caller can ask rolegate to do.
@@ -60,6 +61,25 @@ pub enum Action {
     SignIn,
     /// End one's own portal session.
     SignOut,
+    /// Ask for an access level on an org, for a while (or take it through break-glass).
+    RequestAccess,
+    /// List and read access requests and grants (operators: their own and those they may
+    /// approve).
+    ListAccessRequests,
+    ReadAccessRequest,
+    ListAccessGrants,
+    /// Approve or deny someone else's request (the level's approvers only).
+    ApproveAccess,
+    DenyAccess,
+    /// Withdraw one's own pending request.
+    CancelAccessRequest,
+    /// End an approved or active grant at once.
+    RevokeAccess,
+    /// Set the source blocks an org (and its API key) may be used from, and
+    /// `bind_source_ip`.
+    SetOrgNetwork,
+    /// Set the source blocks an operator may use credentials from.
+    SetUserNetwork,
 }
 
 impl Action {
@@ -100,6 +120,16 @@ impl Action {
         Action::SetUserRole,
         Action::SignIn,
         Action::SignOut,
+        Action::RequestAccess,
+        Action::ListAccessRequests,
+        Action::ReadAccessRequest,
+        Action::ListAccessGrants,
+        Action::ApproveAccess,
+        Action::DenyAccess,
+        Action::CancelAccessRequest,
+        Action::RevokeAccess,
+        Action::SetOrgNetwork,
+        Action::SetUserNetwork,
     ];
 
     /// The name audit events use for this action (a refusal is recorded under it).
@@ -141,6 +171,16 @@ impl Action {
             Self::SetUserRole => "user.role.set",
             Self::SignIn => "session.login",
             Self::SignOut => "session.logout",
+            Self::RequestAccess => "access.request",
+            Self::ListAccessRequests => "access.request.list",
+            Self::ReadAccessRequest => "access.request.read",
+            Self::ListAccessGrants => "access.grant.list",
+            Self::ApproveAccess => "access.approve",
+            Self::DenyAccess => "access.deny",
+            Self::CancelAccessRequest => "access.cancel",
+            Self::RevokeAccess => "access.revoke",
+            Self::SetOrgNetwork => "org.network",
+            Self::SetUserNetwork => "user.network",
         }
     }
 
@@ -220,6 +260,21 @@ impl Action {
             // A browser session is a person's: operators and admins, for themselves only
             // (the session is always the caller's own), never a key, stack or workload.
             Self::SignIn | Self::SignOut => r(Allow, Allow, Deny, Deny, Deny, Deny),
+            // Grants are for people: any operator may ask for any org (the level's
+            // approvers decide), and the service shows each operator its own requests and
+            // those it may approve. Self-approval and approvers outside the level's rule are
+            // refused by the access area, which knows the rule.
+            Self::RequestAccess
+            | Self::ListAccessRequests
+            | Self::ReadAccessRequest
+            | Self::ListAccessGrants
+            | Self::ApproveAccess
+            | Self::DenyAccess
+            | Self::CancelAccessRequest
+            | Self::RevokeAccess => r(Allow, Scoped, Deny, Deny, Deny, Deny),
+            // An org's key never loosens its own allowlist.
+            Self::SetOrgNetwork => r(Allow, OwnerOfOrg, Deny, Deny, Allow, Deny),
+            Self::SetUserNetwork => r(Allow, Deny, Deny, Deny, Allow, Deny),
         }
     }
 }
@@ -319,7 +374,39 @@ pub struct Facts<'a> {
     pub user: Option<&'a UserId>,
     /// The access level asked for.
     pub level: Option<&'a AccessLevel>,
+    /// The caller's grant for that org and level, if it holds one that is not over.
+    pub grant: Option<GrantFact<'a>>,
+    /// Where the request came from and the allowlists that apply (the org's, the
+    /// principal's); for actions that use a level.
+    pub network: Option<NetworkFact<'a>>,
 }
+
+/// A request's source address and the allowlists it must pass, each non-empty one.
+#[derive(Debug, Clone, Copy)]
+pub struct NetworkFact<'a> {
+    /// As the server determined it (the trusted-proxy logic); `None` when unknown.
+    pub source: Option<&'a str>,
+    pub org: &'a [Cidr],
+    pub principal: &'a [Cidr],
+}
+
+/// An approved grant the caller presents: the policy checks that it is the caller's, for
+/// this org and level, and running now.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantFact<'a> {
+    pub id: &'a str,
+    /// The holder's operator id.
+    pub holder: &'a str,
+    pub org: &'a OrgName,
+    pub level: &'a str,
+    /// Unix seconds.
+    pub start: i64,
+    pub end: i64,
+    pub now: i64,
+}
+
+/// Credentials are never issued under a grant with less than this left (STS's minimum).
+pub const GRANT_MIN_REMAINING_SECS: i64 = 900;
 
 impl<'a> Facts<'a> {
     #[must_use]
@@ -339,6 +426,16 @@ impl<'a> Facts<'a> {
     #[must_use]
     pub fn with_level(mut self, level: &'a AccessLevel) -> Self {
         self.level = Some(level);
+        self
+    }
+    #[must_use]
+    pub fn with_grant(mut self, grant: Option<GrantFact<'a>>) -> Self {
+        self.grant = grant;
+        self
+    }
+    #[must_use]
+    pub fn with_network(mut self, network: NetworkFact<'a>) -> Self {
+        self.network = Some(network);
         self
     }
 }
@@ -371,6 +468,9 @@ fn deny(message: impl Into<String>) -> Result<(), Denial> {
 pub fn authorize(caller: &Caller, action: Action, facts: &Facts<'_>) -> Result<(), Denial> {
     let p = &caller.principal;
     let what = action.name();
+    // A running grant for this caller, org and level admits its holder even where the
+    // level's `allow` or the org's ownership would not: that is what a grant is for.
+    let granted = action.uses_access_level() && grant_covers(p, facts);
     match action.rules().for_principal(p) {
         Rule::Deny => return deny(refusal(p, action)),
         Rule::Allow | Rule::Scoped => {}
@@ -394,7 +494,7 @@ pub fn authorize(caller: &Caller, action: Action, facts: &Facts<'_>) -> Result<(
                 return deny(refusal(p, action));
             };
             match facts.org {
-                Some((_, Owner::Is(owner))) if owner == user_id => {}
+                Some((_, Owner::Is(owner))) if owner == user_id || granted => {}
                 // 404 is for the service to answer.
                 Some((_, Owner::NoSuchOrg)) => {}
                 Some((_, Owner::Is(_))) => {
@@ -413,6 +513,22 @@ pub fn authorize(caller: &Caller, action: Action, facts: &Facts<'_>) -> Result<(
         }
     }
     if action.uses_access_level() {
+        if let Some(n) = facts.network
+            && !crate::network::admitted(n.source, &[n.org, n.principal])
+        {
+            let which = if crate::network::admitted(n.source, &[n.org]) {
+                "your allowlist"
+            } else {
+                "the organisation's allowlist"
+            };
+            return Err(Denial {
+                code: Code::SourceIpNotAllowed,
+                message: format!(
+                    "source address {} is not in {which}",
+                    n.source.unwrap_or("(unknown)")
+                ),
+            });
+        }
         let Some(level) = facts.level else {
             return deny(format!("{what}: no access level to decide on"));
         };
@@ -432,7 +548,7 @@ pub fn authorize(caller: &Caller, action: Action, facts: &Facts<'_>) -> Result<(
             (p, facts.org),
             (Principal::Operator { user_id, .. }, Some((_, Owner::Is(o)))) if o == user_id
         );
-        if !(level.allows(grantee) || (owner_admin && level.allows(Grantee::Owners))) {
+        if !(granted || level.allows(grantee) || (owner_admin && level.allows(Grantee::Owners))) {
             let who = match grantee {
                 Grantee::ApiKeys => "this organisation's API keys",
                 Grantee::Owners => "the organisation's owner",
@@ -448,8 +564,44 @@ pub fn authorize(caller: &Caller, action: Action, facts: &Facts<'_>) -> Result<(
                 ),
             });
         }
+        let Some((org, _)) = facts.org else {
+            return deny(format!("{what}: no organisation to decide on"));
+        };
+        if level.requires_grant(org) && !granted {
+            return Err(Denial {
+                code: Code::GrantRequired,
+                message: format!(
+                    "access level {} on {org} is usable only through an approved grant: request it (POST /api/access-requests)",
+                    level.name()
+                ),
+            });
+        }
+        if let Some(g) = facts.grant.filter(|_| granted) {
+            let left = g.end - g.now;
+            if left < GRANT_MIN_REMAINING_SECS {
+                return Err(Denial {
+                    code: Code::GrantEnding,
+                    message: format!(
+                        "grant {} ends in {left} s, under the {GRANT_MIN_REMAINING_SECS} s minimum of a session: request a new grant",
+                        g.id
+                    ),
+                });
+            }
+        }
     }
     Ok(())
+}
+
+/// Whether `facts.grant` is `p`'s, for the org and level of `facts`, and running now.
+fn grant_covers(p: &Principal, facts: &Facts<'_>) -> bool {
+    let (Some(g), Some((org, _)), Some(level)) = (facts.grant, facts.org, facts.level) else {
+        return false;
+    };
+    matches!(p, Principal::Operator { user_id, .. } if user_id.as_str() == g.holder)
+        && g.org == org
+        && g.level == level.name()
+        && g.start <= g.now
+        && g.now < g.end
 }
 
 fn refusal(p: &Principal, action: Action) -> String {

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::access::Access;
 use crate::audit_log::AuditLog;
 use crate::clock::Clock;
 use crate::credentials::{ConsoleSettings, Credentials};
@@ -77,6 +78,8 @@ pub struct Services {
     pub orgs: Orgs,
     pub onboarding: Onboarding,
     pub credentials: Credentials,
+    /// Just-in-time access requests, approvals and grants.
+    pub access: Access,
     pub audit: AuditLog,
     pub workloads: Workloads,
     /// Jobs in customer accounts. Built without EC2 and without workers; `serve` gives it
@@ -128,6 +131,7 @@ impl Services {
                 },
             ),
             credentials,
+            access: Access::new(orgs.clone(), levels.clone()),
             audit: AuditLog::new(orgs.clone()),
             orgs,
             records,

@@ -106,6 +106,7 @@ impl Users {
             created_at: self.records.now(),
             created_by: caller.principal.actor(),
             token_rotated_at: None,
+            allowed_cidrs: Vec::new(),
         };
         let ukey = keyspace::user(&cmd.user_id);
         let tkey = keyspace::token(&digest);
@@ -183,6 +184,46 @@ impl Users {
                 let txn = Txn::new().delete(keyspace::token(&rec.token_digest).as_str());
                 let audit = AuditRecord::new(Action::DisableUser.name()).target(id.to_string());
                 Ok(Change::write_with(rec, txn, audit))
+            })
+            .await?;
+        if updated.changed {
+            // Cached credentials are keyed by digests that do not name the operator: drop
+            // them all (every caller mints afresh on its next request).
+            if let Err(e) = self
+                .records
+                .delete_prefix(keyspace::CREDENTIALS.prefix)
+                .await
+            {
+                tracing::error!(error = %e, "could not drop cached credentials of a disabled operator");
+            }
+        }
+        Ok(User::from(&updated.value))
+    }
+
+    /// Sets the source blocks `id` may use credentials, console sign-ins and jobs from
+    /// (empty: anywhere).
+    pub async fn set_allowed_cidrs(
+        &self,
+        caller: &Caller,
+        id: &UserId,
+        cidrs: Vec<crate::network::Cidr>,
+    ) -> Result<User, Error> {
+        self.records
+            .authorize(caller, Action::SetUserNetwork, &Facts::user(id))
+            .await?;
+        let updated = self
+            .records
+            .update(caller, &keyspace::user(id), |cur| {
+                if cur.allowed_cidrs == cidrs {
+                    return Ok(Change::Keep);
+                }
+                let mut rec = cur.clone();
+                rec.allowed_cidrs = cidrs.clone();
+                let shown: Vec<String> = cidrs.iter().map(ToString::to_string).collect();
+                let audit = AuditRecord::new(Action::SetUserNetwork.name())
+                    .target(id.to_string())
+                    .details(serde_json::json!({"allowed_cidrs": shown}));
+                Ok(Change::write(rec, audit))
             })
             .await?;
         Ok(User::from(&updated.value))

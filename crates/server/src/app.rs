@@ -220,7 +220,8 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM (over TLS when configured; SIGHUP then reloads the
-    /// certificate). Meanwhile background tasks run jobs (`jobs.workers` at once), write an
+    /// certificate). Meanwhile background tasks run jobs (`jobs.workers` at once), write the
+    /// transitions time makes to access requests and grants (`access.sweep_interval_ms`), write an
     /// audit checkpoint to the log every minute and after every 10,000 events, and the aggregated events of failed logins and
     /// rejected callbacks when their minute ends; on the way out, the failures still being
     /// counted are written, then one more checkpoint.
@@ -242,6 +243,13 @@ impl Application {
                 .clone()
                 .run_workers(Arc::new(self.state.metrics.jobs())),
         ));
+        let sweeper = AbortOnDrop(tokio::spawn(
+            self.state
+                .services
+                .access
+                .clone()
+                .run_sweeper(self.state.settings.access.sweep_interval),
+        ));
         let header_timeout = self.state.settings.timeouts.header_read;
         let served = crate::serve::run(
             self.listener,
@@ -251,7 +259,7 @@ impl Application {
             shutdown_signal(),
         )
         .await;
-        drop((checkpoints, failures, jobs));
+        drop((checkpoints, failures, jobs, sweeper));
         audit.flush_failures(true).await;
         audit.emit_checkpoint().await;
         served
@@ -334,6 +342,8 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .merge(crate::routes::credentials::router(&state))
         .merge(crate::routes::workload::router(&state))
         .merge(crate::routes::jobs::router(&state))
+        .merge(crate::routes::access::router(&state))
+        .merge(crate::routes::network::router(&state))
         .split_for_parts();
     crate::openapi::protect(&mut doc);
     let protected = protected

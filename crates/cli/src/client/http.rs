@@ -66,6 +66,15 @@ pub struct Credentials {
     pub region: Option<String>,
     #[serde(default)]
     pub cached: bool,
+    /// The grant they were issued under (a level that needs approval), and its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub grant_expires_at: Option<OffsetDateTime>,
 }
 
 fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {

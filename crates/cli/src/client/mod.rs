@@ -5,6 +5,8 @@
 //! to stderr or a process's arguments. stderr gets codes, messages and request ids.
 
 /// The command-line arguments and the `--format` parser.
+/// `rolegate request|approve|deny|revoke|requests`: just-in-time access.
+pub mod access;
 pub mod args;
 /// Atomic file replacement, shared by the cache and the AWS file writers.
 mod atomic;
@@ -162,6 +164,17 @@ pub async fn creds(
             })
             .await?
     };
+    if let (Some(id), Some(end)) = (&credentials.grant_id, credentials.grant_expires_at) {
+        // On stderr: stdout is the credentials' format alone.
+        let left = (end - clock.now()).whole_minutes().max(0);
+        writeln!(
+            std::io::stderr(),
+            "rolegate: issued under grant {id}, which ends in {}h{:02}m ({})",
+            left / 60,
+            left % 60,
+            rolegate_core::clock::rfc3339(end)
+        )?;
+    }
     emit(format, &credentials, env)
 }
 

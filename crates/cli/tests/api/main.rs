@@ -6,6 +6,8 @@
 /// Shared harness: spawning apps, a private redis-server and PostgreSQL, request helpers.
 mod support;
 
+/// Just-in-time access: requests, approvals, grant-bounded credentials, revoke (issue 12).
+mod access;
 /// The hash-chained audit log.
 mod audit;
 /// `rolegate bench-seed`: bulk data as the service writes it.

@@ -21,6 +21,7 @@ use crate::policy::Action;
 use crate::ports::Txn;
 use crate::ports::aws::{AssumeRoleRequest, StsError, TemporaryCredentials};
 use crate::principal::{Caller, Principal};
+use crate::vault::Versioned;
 
 /// How long a replica may hold the cross-replica lock on one cache key.
 const LOCK_TTL: Duration = Duration::from_secs(30);
@@ -93,6 +94,9 @@ pub struct Issued {
     pub cached: bool,
     /// The role assumed (the org's bound role).
     pub role_arn: String,
+    /// The grant the credentials were issued under (a level that needs approval), and its
+    /// end (unix seconds): `expiration` is never later.
+    pub grant: Option<(String, i64)>,
 }
 
 /// One async mutex per cache key being filled in this process. It holds when (clock ms) the
@@ -142,6 +146,20 @@ struct Plan {
     source_identity: String,
     /// The action issuing (decides the audit event's name).
     action: Action,
+    /// The inline session policy: the level's, or with `bind_source_ip` the level's plus
+    /// the deny outside the allowed blocks.
+    policy: Option<String>,
+    /// The grant that admitted the caller: its id, key, revision and end (unix seconds).
+    /// The issuance commits only if it is unchanged, so a revocation wins.
+    grant: Option<GrantUse>,
+}
+
+#[derive(Clone)]
+struct GrantUse {
+    id: String,
+    key: String,
+    rev: Vec<u8>,
+    end: i64,
 }
 
 impl Credentials {
@@ -173,10 +191,18 @@ impl Credentials {
         for _ in 0..ISSUE_ATTEMPTS {
             // Authorisation first: another org's key, another operator's org, or an
             // ungranted level is 403 and leaves only the refusal in the log.
-            let cur = self
+            let (cur, grant) = self
                 .orgs
-                .load_with(caller, action, &cmd.org, Some(level))
+                .load_granted(caller, action, &cmd.org, Some(level))
                 .await?;
+            let grant = grant.and_then(|g| {
+                Some(GrantUse {
+                    key: keyspace::access_request(&g.value.id).to_string(),
+                    end: g.value.grant_end_unix?,
+                    id: g.value.id,
+                    rev: g.rev,
+                })
+            });
             // Only a caller the policy admitted for this org spends the org's budget, so
             // nobody can exhaust another org's issuance.
             let d = self
@@ -192,7 +218,7 @@ impl Credentials {
                     decision: d,
                 });
             }
-            let result = match self.plan(caller, cmd, level, cur.value, cur.rev, action) {
+            let result = match self.plan(caller, cmd, level, cur, action, grant) {
                 Ok(plan) => self.issue_planned(caller, cmd, &plan).await,
                 Err(e) => Err(e),
             };
@@ -212,10 +238,11 @@ impl Credentials {
         caller: &Caller,
         cmd: &IssueCommand,
         level: &AccessLevel,
-        rec: OrgRecord,
-        org_rev: Vec<u8>,
+        org: Versioned<OrgRecord>,
         action: Action,
+        grant: Option<GrantUse>,
     ) -> Result<Plan, Error> {
+        let (rec, org_rev) = (org.value, org.rev);
         let by = &caller.principal;
         // The level's maximum, and the role's own MaxSessionDuration when its stack said
         // (and, for a workload, its profile's and its certificate's).
@@ -243,6 +270,15 @@ impl Credentials {
                     ),
                 ));
             }
+        };
+        // A grant bounds every credential issued under it: the policy already refused one
+        // with less than 900 s left.
+        let duration_secs = match &grant {
+            Some(g) => {
+                let left = g.end - self.records.clock().now().unix_timestamp();
+                u32::try_from(left.max(0)).map_or(duration_secs, |l| duration_secs.min(l))
+            }
+            None => duration_secs,
         };
         let role_arn = match (&rec.status, &rec.role_arn) {
             (OrgStatus::Validated, Some(arn)) => arn.clone(),
@@ -272,6 +308,14 @@ impl Credentials {
             });
         }
         let source_identity = session::source_identity(by);
+        let policy = if rec.bind_source_ip {
+            Some(super::bind::bound_policy(
+                level,
+                &self.bound_sources(caller, &rec)?,
+            )?)
+        } else {
+            level.policy().map(str::to_owned)
+        };
         let mut h = Sha256::new();
         for part in [
             by.actor().as_str(),
@@ -281,6 +325,16 @@ impl Credentials {
             &role_arn,
         ] {
             h.update(part);
+            h.update([0]);
+        }
+        if rec.bind_source_ip {
+            // Credentials bound to some addresses are never served for others.
+            h.update(policy.as_deref().unwrap_or_default());
+            h.update([0]);
+        }
+        if let Some(g) = &grant {
+            // Credentials minted under one grant are never served under another.
+            h.update(&g.id);
             h.update([0]);
         }
         if let Some(w) = &cmd.workload {
@@ -305,7 +359,36 @@ impl Credentials {
             lock_key: keyspace::credential_lock(&digest),
             source_identity,
             action,
+            policy,
+            grant,
         })
+    }
+
+    /// Where `bind_source_ip` lets the credentials be used from: the org's allowlist, else
+    /// the API key's, else the caller's own address.
+    fn bound_sources(&self, caller: &Caller, rec: &OrgRecord) -> Result<Vec<String>, Error> {
+        let key_list = match caller.principal {
+            Principal::OrgKey { .. } => rec.api_key_allowed_cidrs.as_slice(),
+            _ => &[],
+        };
+        let list = if rec.allowed_cidrs.is_empty() {
+            key_list
+        } else {
+            rec.allowed_cidrs.as_slice()
+        };
+        if !list.is_empty() {
+            return Ok(list.iter().map(ToString::to_string).collect());
+        }
+        caller
+            .ctx
+            .source_ip
+            .as_deref()
+            .and_then(|ip| crate::network::Cidr::parse(ip).ok())
+            .map(|c| vec![c.to_string()])
+            .ok_or_else(|| Error::Forbidden {
+                code: Code::SourceIpNotAllowed,
+                message: "bind_source_ip: the request's source address is unknown, and the organisation has no allowlist to bind to".to_owned(),
+            })
     }
 
     async fn issue_planned(
@@ -427,7 +510,7 @@ impl Credentials {
             session_name: session_name.clone(),
             source_identity: Some(plan.source_identity.clone()),
             tags,
-            policy: plan.level.policy().map(str::to_owned),
+            policy: plan.policy.clone(),
             policy_arns: plan.level.policy_arns().to_vec(),
             duration_seconds: i32::try_from(plan.duration_secs).unwrap_or(i32::MAX),
         };
@@ -508,6 +591,10 @@ impl Credentials {
         let mut txn = txn
             .unwrap_or_default()
             .equals(keyspace::org(&cmd.org).as_str(), plan.org_rev.clone());
+        if let Some(g) = &plan.grant {
+            txn = txn.equals(g.key.clone(), g.rev.clone());
+            details["grant_id"] = serde_json::Value::from(g.id.clone());
+        }
         if let Some(w) = &cmd.workload {
             if let (Some(d), Some(extra)) = (details.as_object_mut(), w.audit.as_object()) {
                 d.extend(extra.clone());
@@ -556,6 +643,7 @@ impl Credentials {
             partition: partition_of(&plan.role_arn),
             cached,
             role_arn: plan.role_arn.clone(),
+            grant: plan.grant.as_ref().map(|g| (g.id.clone(), g.end)),
         }))
     }
 
@@ -565,8 +653,8 @@ impl Credentials {
     async fn audit_failure(&self, caller: &Caller, cmd: &IssueCommand, e: Error) -> Error {
         // A workload refused here (its roleArn is not the bound role) was not refused by the
         // policy, so it is recorded here.
-        let policy_refusal =
-            matches!(&e, Error::Forbidden { code, .. } if *code != Code::WorkloadAuthFailed);
+        let policy_refusal = matches!(&e, Error::Forbidden { code, .. }
+            if !matches!(code, Code::WorkloadAuthFailed | Code::SourceIpNotAllowed));
         if !policy_refusal && !matches!(e, Error::AuditUnavailable(_) | Error::Store(_)) {
             let (action, mut extra) = match &cmd.workload {
                 Some(w) => (Action::CreateWorkloadSession, w.audit.clone()),

@@ -10,6 +10,8 @@ use crate::orgs::Orgs;
 use crate::ports::aws::{Federation, Sts};
 use crate::records::Records;
 
+/// `bind_source_ip`: the session policy's deny outside the allowed blocks.
+pub mod bind;
 /// Console sign-in URLs through the federation endpoint.
 pub mod console;
 /// The issuance path: cache, single-flight, STS, audit.

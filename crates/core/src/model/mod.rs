@@ -1,6 +1,8 @@
 //! The records rolegate keeps, and their public views. Plain data: the services decide how
 //! they change, `keyspace` says where each lives.
 
+/// Just-in-time access requests and the grants they become.
+pub mod access;
 /// The audit chain's events and head.
 pub mod audit;
 /// Cached credentials.
@@ -18,6 +20,7 @@ pub mod user;
 /// Trust anchors and workload profiles.
 pub mod workload;
 
+pub use access::{AccessRequestRecord, AccessState, Approval};
 pub use audit::{AuditEvent, AuditHead, Outcome};
 pub use credential::CachedCredentials;
 pub use job::{

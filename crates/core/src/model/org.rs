@@ -58,6 +58,17 @@ pub struct OrgRecord {
     /// The bound role's MaxSessionDuration, as its stack reported it.
     #[serde(default)]
     pub max_session_duration: Option<u32>,
+    /// Credentials, console sign-ins and jobs for this org only from these blocks (empty:
+    /// anywhere).
+    #[serde(default)]
+    pub allowed_cidrs: Vec<crate::network::Cidr>,
+    /// The org's API key only from these blocks (empty: anywhere).
+    #[serde(default)]
+    pub api_key_allowed_cidrs: Vec<crate::network::Cidr>,
+    /// Vended credentials carry a session-policy deny outside the allowed blocks (or the
+    /// requester's address).
+    #[serde(default)]
+    pub bind_source_ip: bool,
 }
 
 impl OrgRecord {
@@ -106,6 +117,16 @@ pub struct Org {
     /// The access levels the caller may use for this organisation's credentials.
     #[serde(default)]
     pub access_levels: Vec<String>,
+    /// Source blocks credentials, console sign-ins and jobs are allowed from (empty:
+    /// anywhere).
+    #[serde(default)]
+    pub allowed_cidrs: Vec<String>,
+    /// Source blocks the org's API key is allowed from (empty: anywhere).
+    #[serde(default)]
+    pub api_key_allowed_cidrs: Vec<String>,
+    /// Credentials carry a deny outside the allowed blocks.
+    #[serde(default)]
+    pub bind_source_ip: bool,
 }
 
 impl From<&OrgRecord> for Org {
@@ -130,6 +151,13 @@ impl From<&OrgRecord> for Org {
             updated_at: r.updated_at.clone(),
             offboarded_at: r.offboarded_at.clone(),
             access_levels: Vec::new(),
+            allowed_cidrs: r.allowed_cidrs.iter().map(ToString::to_string).collect(),
+            api_key_allowed_cidrs: r
+                .api_key_allowed_cidrs
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            bind_source_ip: r.bind_source_ip,
         }
     }
 }

@@ -13,6 +13,10 @@ pub struct UserRecord {
     pub created_at: String,
     pub created_by: String,
     pub token_rotated_at: Option<String>,
+    /// Credentials, console sign-ins and jobs for this operator only from these blocks
+    /// (empty: anywhere).
+    #[serde(default)]
+    pub allowed_cidrs: Vec<crate::network::Cidr>,
 }
 
 /// What the token index points at; deleted when the token dies.
@@ -34,6 +38,9 @@ pub struct User {
     pub created_at: String,
     pub created_by: String,
     pub token_rotated_at: Option<String>,
+    /// Source blocks this operator may use credentials from (empty: anywhere).
+    #[serde(default)]
+    pub allowed_cidrs: Vec<String>,
 }
 
 impl From<&UserRecord> for User {
@@ -46,6 +53,7 @@ impl From<&UserRecord> for User {
             created_at: r.created_at.clone(),
             created_by: r.created_by.clone(),
             token_rotated_at: r.token_rotated_at.clone(),
+            allowed_cidrs: r.allowed_cidrs.iter().map(ToString::to_string).collect(),
         }
     }
 }

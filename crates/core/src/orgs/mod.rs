@@ -10,8 +10,8 @@ use crate::error::{Code, Error};
 use crate::ids::{OrgName, UserId};
 use crate::keyspace;
 use crate::levels::{AccessLevel, CredentialPolicy};
-use crate::model::{ApiKeyEntry, Secret};
-use crate::policy::{self, Action, Facts, Owner};
+use crate::model::{AccessRequestRecord, ApiKeyEntry, Secret};
+use crate::policy::{self, Action, Facts, NetworkFact, Owner};
 use crate::ports::Txn;
 use crate::principal::{Caller, Principal};
 use crate::records::{Change, Records};
@@ -19,12 +19,17 @@ use crate::vault::Versioned;
 
 /// Registering many organisations in one transaction (imports, the benchmark seeder).
 mod bulk;
+/// The grant a caller holds for a level on an org.
+pub mod grant;
+/// Source allowlists and `bind_source_ip`.
+mod network;
 /// Registration, single and bulk, against an in-memory store.
 #[cfg(test)]
 mod tests;
 
 pub use crate::ids::AccountId;
 pub use crate::model::{Org, OrgRecord, OrgStatus};
+pub use network::NetworkCommand;
 
 pub const API_KEY_PREFIX: &str = "rgk_";
 pub const CALLBACK_SECRET_PREFIX: &str = "rgc_";
@@ -179,6 +184,9 @@ impl Orgs {
             last_callback_at: None,
             stack_id: None,
             max_session_duration: None,
+            allowed_cidrs: Vec::new(),
+            api_key_allowed_cidrs: Vec::new(),
+            bind_source_ip: false,
         };
         let okey = keyspace::org(&cmd.name);
         let akey = keyspace::api_key(&api_digest);
@@ -229,18 +237,73 @@ impl Orgs {
         name: &OrgName,
         level: Option<&AccessLevel>,
     ) -> Result<Versioned<OrgRecord>, Error> {
+        Ok(self.load_granted(caller, action, name, level).await?.0)
+    }
+
+    /// [`Orgs::load_with`], and the grant that admitted the caller when the level needs
+    /// approval on this org (the caller's running grant is looked up and shown to the
+    /// policy; without one the answer is 403 `grant_required`).
+    pub async fn load_granted(
+        &self,
+        caller: &Caller,
+        action: Action,
+        name: &OrgName,
+        level: Option<&AccessLevel>,
+    ) -> Result<(Versioned<OrgRecord>, Option<Versioned<AccessRequestRecord>>), Error> {
         let rec = self.records.get(&keyspace::org(name)).await?;
         let owner = rec
             .as_ref()
             .map_or(Owner::NoSuchOrg, |r| Owner::Is(&r.value.owner));
+        let now = self.records.clock().now().unix_timestamp();
+        let grant = match (level, &caller.principal) {
+            (Some(l), Principal::Operator { user_id, .. }) if l.requires_grant(name) => {
+                grant::active_grant(&self.records, name, l.name(), user_id, now).await?
+            }
+            _ => None,
+        };
+        // The principal's own allowlist: an operator's is on its record, the API key's on
+        // the org's.
+        let user_cidrs = match (level, &caller.principal) {
+            (Some(_), Principal::Operator { user_id, .. }) => self
+                .records
+                .get(&keyspace::user(user_id))
+                .await?
+                .map(|u| u.value.allowed_cidrs)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         let mut facts = Facts::org(name, owner);
         if let Some(level) = level {
-            facts = facts.with_level(level);
+            let principal: &[crate::network::Cidr] = match (&caller.principal, &rec) {
+                (Principal::OrgKey { .. }, Some(r)) => &r.value.api_key_allowed_cidrs,
+                _ => &user_cidrs,
+            };
+            facts = facts
+                .with_level(level)
+                .with_grant(grant.as_ref().and_then(|g| grant::fact(&g.value, now)))
+                .with_network(NetworkFact {
+                    source: caller.ctx.source_ip.as_deref(),
+                    org: rec.as_ref().map_or(&[], |r| &r.value.allowed_cidrs),
+                    principal,
+                });
         }
-        self.records.authorize(caller, action, &facts).await?;
-        rec.ok_or(Error::NotFound {
+        if let Err(e) = self.records.authorize(caller, action, &facts).await {
+            if e.code() == Code::SourceIpNotAllowed {
+                // An alert for the operators' log pipeline (the refusal itself is audited).
+                tracing::warn!(
+                    target: "rolegate::access::source_ip",
+                    org = %name, actor = %caller.ctx.actor,
+                    source_ip = caller.ctx.source_ip.as_deref().unwrap_or("unknown"),
+                    action = action.name(),
+                    "source address outside an allowlist: refused"
+                );
+            }
+            return Err(e);
+        }
+        let rec = rec.ok_or(Error::NotFound {
             what: keyspace::ORG.name,
-        })
+        })?;
+        Ok((rec, grant))
     }
 
     /// The public view of `rec` for `caller`, with the levels it may use.

@@ -31,6 +31,9 @@ pub struct RawAccessLevel {
     /// who owns the org) and `admins`. When absent: everyone for the default level, owners
     /// and admins for the others.
     pub allow: Option<Vec<String>>,
+    /// Approval rules: the level usable only through an approved grant (see
+    /// `config::access`).
+    pub approval: Option<super::access::RawApproval>,
 }
 
 /// `[credentials]`.
@@ -54,7 +57,12 @@ pub struct RawConsole {
 }
 
 impl RawCredentials {
-    pub fn validate(self, partition: &str, region: &str) -> Result<CredentialPolicy, ConfigError> {
+    pub fn validate(
+        self,
+        partition: &str,
+        region: &str,
+        groups: &BTreeMap<String, Vec<String>>,
+    ) -> Result<CredentialPolicy, ConfigError> {
         let region = self.region.unwrap_or_else(|| region.to_owned());
         let window = self.refresh_window_secs.map(Duration::from_secs);
         if let Some(w) = self.refresh_window_secs
@@ -98,6 +106,13 @@ impl RawCredentials {
                 };
                 bad(&setting, e.reason)
             })?;
+            let level = match &raw.approval {
+                Some(a) => level.with_approval(a.validate(
+                    &format!("credentials.access_levels.{name}.approval"),
+                    groups,
+                )?),
+                None => level,
+            };
             levels.push(level);
         }
         let default = self
@@ -147,9 +162,11 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<CredentialPolicy, ConfigError> {
-        toml::from_str::<RawCredentials>(text)
-            .unwrap()
-            .validate("aws", "eu-west-1")
+        toml::from_str::<RawCredentials>(text).unwrap().validate(
+            "aws",
+            "eu-west-1",
+            &BTreeMap::new(),
+        )
     }
 
     #[test]

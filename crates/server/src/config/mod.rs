@@ -2,6 +2,8 @@
 //! in increasing precedence. Every secret can be given inline or as a `*_file` path. An
 //! invalid setting stops start-up with an error naming it.
 
+/// `[access]` and each level's approval rules.
+pub mod access;
 /// `[aws]` and `[onboarding]`.
 pub mod aws;
 /// `[credentials]` (access levels, cache) and `[console]`.
@@ -113,6 +115,8 @@ pub struct RawSettings {
     pub portal: portal::RawPortal,
     #[serde(default)]
     pub oidc: oidc::RawOidc,
+    #[serde(default)]
+    pub access: access::RawAccess,
 }
 
 /// Environment variable names, one per scalar setting.
@@ -460,9 +464,12 @@ impl RawSettings {
         };
         let aws = self.aws.validate()?;
         let onboarding = self.onboarding.validate(&aws.settings.region)?;
-        let credentials = self
-            .credentials
-            .validate(&onboarding.partition, &aws.settings.region)?;
+        let credentials = self.credentials.validate(
+            &onboarding.partition,
+            &aws.settings.region,
+            &self.access.groups,
+        )?;
+        let access = self.access.validate()?;
         let console = self.console.validate()?;
         let jobs = self.jobs.validate()?;
         let portal = self.portal.validate()?;
@@ -490,6 +497,7 @@ impl RawSettings {
             jobs,
             portal,
             oidc,
+            access,
         })
     }
 }
@@ -599,6 +607,8 @@ pub struct Settings {
     pub portal: portal::PortalSettings,
     /// Portal sign-in through the identity provider (`[oidc]`), when configured.
     pub oidc: Option<rolegate_portal::oidc::OidcConfig>,
+    /// Just-in-time access: the sweeper's interval.
+    pub access: access::AccessSettings,
 }
 
 impl Settings {

@@ -96,6 +96,13 @@ struct CredentialsResponse {
     access_level: String,
     region: String,
     cached: bool,
+    /// The grant the credentials were issued under, for a level that needs approval:
+    /// `expiration` is never later than its end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grant_id: Option<String>,
+    /// RFC 3339: when that grant ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grant_expires_at: Option<String>,
 }
 
 /// Issuance is limited per principal before any work is done (the caller's own budget).
@@ -130,7 +137,7 @@ fn counted(state: &AppState, e: rolegate_core::Error) -> ApiError {
     responses(
         (status = 200, description = "Credentials (`Cache-Control: no-store`).", body = CredentialsResponse),
         (status = 400, description = "`invalid_field`, `session_policy_too_large`, `idempotency_key_not_accepted`.", body = ErrorBody),
-        (status = 403, description = "`forbidden` (another org's key or operator), `assume_role_denied`.", body = ErrorBody),
+        (status = 403, description = "`forbidden` (another org's key or operator), `access_level_not_allowed`, `grant_required`, `grant_ending`, `assume_role_denied`.", body = ErrorBody),
         (status = 412, description = "`org_not_validated`, with `details.status` and `details.onboarding`.", body = ErrorBody),
         (status = 429, description = "`rate_limited` (per caller, per org).", body = ErrorBody),
         (status = 502, description = "`sts_unavailable`, `sts_error`.", body = ErrorBody),
@@ -158,6 +165,11 @@ async fn issue(
         access_level: issued.access_level,
         region: issued.region,
         cached: issued.cached,
+        grant_expires_at: issued
+            .grant
+            .as_ref()
+            .map(|(_, end)| rolegate_core::clock::rfc3339_unix(*end)),
+        grant_id: issued.grant.map(|(id, _)| id),
     };
     Ok(no_store(Json(body).into_response()))
 }

@@ -1,6 +1,8 @@
 //! One module per resource; each exposes `router()`, an `OpenApiRouter` whose routes come
 //! from their `#[utoipa::path]` annotations (see [`crate::openapi`] to add one).
 
+/// Just-in-time access: requests, approvals, grants, revocation.
+pub mod access;
 /// The audit log query.
 pub mod audit;
 /// Credential vending, validation and console sign-in.
@@ -13,6 +15,8 @@ pub mod health;
 pub mod jobs;
 /// `GET /metrics` and the per-request counting middleware.
 pub mod metrics;
+/// Source allowlists of orgs, their API keys and operators.
+pub mod network;
 /// Onboarding: the signed callback, links, binding reset.
 pub mod onboarding;
 /// Organisations.

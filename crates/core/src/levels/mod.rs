@@ -3,9 +3,17 @@
 //! never at request time; the policy (`crate::policy`) reads the grants.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
+
+use crate::ids::OrgName;
+
+/// Approval rules: levels usable only through an approved grant.
+pub mod approval;
+
+pub use approval::{ApprovalRule, ApprovalSettings, LevelApproval};
 
 /// AWS accepts an inline session policy of at most 2,048 characters (whitespace aside).
 pub const MAX_INLINE_POLICY_CHARS: usize = 2048;
@@ -92,6 +100,9 @@ pub struct AccessLevel {
     /// Who may use it; `None` until [`CredentialPolicy::new`] applies the default (every
     /// grantee for the default level, owners and admins for the others).
     allow: Option<Vec<Grantee>>,
+    /// Approval rules (`[credentials.access_levels.NAME.approval]`); `None`: no level of
+    /// this name needs approval anywhere.
+    approval: Option<Arc<LevelApproval>>,
 }
 
 fn is_level_name(n: &str) -> bool {
@@ -218,6 +229,7 @@ impl AccessLevel {
             max_duration_secs,
             policy_hash,
             allow: None,
+            approval: None,
         }
     }
 
@@ -240,6 +252,25 @@ impl AccessLevel {
     #[must_use]
     pub fn policy_hash(&self) -> &str {
         &self.policy_hash
+    }
+
+    /// Gives the level its approval rules.
+    #[must_use]
+    pub fn with_approval(mut self, approval: LevelApproval) -> Self {
+        self.approval = Some(Arc::new(approval));
+        self
+    }
+
+    /// The approval rule for `org`, if the level has any.
+    #[must_use]
+    pub fn approval_for(&self, org: &OrgName) -> Option<&ApprovalRule> {
+        self.approval.as_deref().map(|a| a.for_org(org))
+    }
+
+    /// Whether the level is usable on `org` only through an active grant.
+    #[must_use]
+    pub fn requires_grant(&self, org: &OrgName) -> bool {
+        self.approval_for(org).is_some_and(|r| r.requires_approval)
     }
 
     /// Whether `who` may use this level.

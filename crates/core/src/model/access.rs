@@ -1,0 +1,154 @@
+//! Just-in-time access: a request for an access level on one org, which becomes a grant once
+//! approved. One sealed record (`access/req/<id>`) carries the whole life; it is also the
+//! public view (it holds no secret).
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::OrgName;
+
+/// Where a request is in its life.
+///
+/// `pending → approved → active → expired`; from `pending` also `denied`, `cancelled` or
+/// `expired` (its `request_ttl` passed); from `approved` or `active` also `revoked`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessState {
+    Pending,
+    Approved,
+    Active,
+    Expired,
+    Denied,
+    Cancelled,
+    Revoked,
+}
+
+impl AccessState {
+    pub const ALL: [AccessState; 7] = [
+        Self::Pending,
+        Self::Approved,
+        Self::Active,
+        Self::Expired,
+        Self::Denied,
+        Self::Cancelled,
+        Self::Revoked,
+    ];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Active => "active",
+            Self::Expired => "expired",
+            Self::Denied => "denied",
+            Self::Cancelled => "cancelled",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    /// Whether nothing can happen to it any more.
+    #[must_use]
+    pub const fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Expired | Self::Denied | Self::Cancelled | Self::Revoked
+        )
+    }
+
+    /// Parses a `state` filter.
+    pub fn parse(s: &str) -> Result<Self, crate::Error> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                crate::Error::invalid(
+                    "state",
+                    "state must be one of pending, approved, active, expired, denied, cancelled, revoked",
+                )
+            })
+    }
+}
+
+/// One approver's decision.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The approving operator's id.
+    pub by: String,
+    pub at: String,
+    pub comment: Option<String>,
+}
+
+/// A request for an access level, and the grant it becomes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRequestRecord {
+    /// `a` + 12 hex digits of creation time + 16 random hex digits.
+    pub id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub org: OrgName,
+    pub access_level: String,
+    /// The requesting operator's id (the grant's holder).
+    pub requested_by: String,
+    /// How long the grant lasts once it starts.
+    pub duration_secs: u32,
+    pub reason: Option<String>,
+    pub ticket: Option<String>,
+    /// When the grant may start at the earliest (RFC 3339); `null` means on approval.
+    pub starts_at: Option<String>,
+    pub state: AccessState,
+    /// Approvals so far (at most one per approver).
+    pub approvals: Vec<Approval>,
+    /// How many distinct approvals the policy asks for.
+    pub min_approvals: u32,
+    /// Who decided the last transition (`denied`, `cancelled`, `revoked`) and why.
+    pub decided_by: Option<String>,
+    pub decision_comment: Option<String>,
+    /// Taken through `break_glass`: active at once, without approval, flagged for review.
+    pub break_glass: bool,
+    /// Approved by the policy's `auto_approve_under`.
+    pub auto_approved: bool,
+    /// Break-glass use that nobody has reviewed yet.
+    pub review_required: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    /// A pending request expires at this time (`request_ttl`).
+    pub request_expires_at: String,
+    /// The grant's start and end, once approved.
+    pub grant_starts_at: Option<String>,
+    pub grant_ends_at: Option<String>,
+    /// The grant's start and end in unix seconds (for clients' arithmetic).
+    pub grant_start_unix: Option<i64>,
+    pub grant_end_unix: Option<i64>,
+    /// `request_expires_at` in unix seconds.
+    pub request_expires_unix: i64,
+}
+
+impl AccessRequestRecord {
+    /// The state as of `now` (unix seconds): a transition the sweeper has not written yet
+    /// (a pending request past its TTL, an approved grant that started or ended) already
+    /// counts. Enforcement never waits for the sweeper.
+    #[must_use]
+    pub fn state_at(&self, now: i64) -> AccessState {
+        match self.state {
+            AccessState::Pending if now >= self.request_expires_unix => AccessState::Expired,
+            AccessState::Approved | AccessState::Active => {
+                match (self.grant_start_unix, self.grant_end_unix) {
+                    (_, Some(end)) if now >= end => AccessState::Expired,
+                    (Some(start), Some(_)) if now >= start => AccessState::Active,
+                    (Some(_), Some(_)) => AccessState::Approved,
+                    _ => self.state,
+                }
+            }
+            s => s,
+        }
+    }
+
+    /// This record as seen at `now`: `state` is [`Self::state_at`].
+    #[must_use]
+    pub fn view_at(mut self, now: i64) -> Self {
+        self.state = self.state_at(now);
+        self
+    }
+}

@@ -1,0 +1,182 @@
+//! The `[access]` table (approver groups, the sweeper) and each level's
+//! `[credentials.access_levels.NAME.approval]` rule, with per-org overrides.
+//!
+//! ```toml
+//! [access]
+//! sweep_interval_ms = 5000
+//! [access.groups]
+//! sre = ["bob", "carol"]
+//!
+//! [credentials.access_levels.operator.approval]
+//! requires_approval = true
+//! approvers = ["group:sre", "admins"]
+//! min_approvals = 1
+//! max_duration_secs = 28800
+//! [credentials.access_levels.operator.approval.orgs.acme-corp]
+//! min_approvals = 2
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rolegate_core::ids::OrgName;
+use rolegate_core::levels::{ApprovalSettings, LevelApproval};
+use serde::Deserialize;
+
+use super::{ConfigError, bad};
+
+/// `[access]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccess {
+    /// Approver groups: name → operator ids (`approvers = ["group:NAME"]`).
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// How often each replica writes the transitions time makes (default 5000).
+    pub sweep_interval_ms: Option<u64>,
+}
+
+/// Validated `[access]`.
+#[derive(Debug, Clone)]
+pub struct AccessSettings {
+    pub sweep_interval: Duration,
+}
+
+impl RawAccess {
+    pub fn validate(&self) -> Result<AccessSettings, ConfigError> {
+        let ms = self.sweep_interval_ms.unwrap_or(5_000);
+        if !(50..=600_000).contains(&ms) {
+            return Err(bad(
+                "access.sweep_interval_ms",
+                "must be between 50 and 600000",
+            ));
+        }
+        for (name, members) in &self.groups {
+            if members.is_empty() {
+                return Err(bad(&format!("access.groups.{name}"), "must name operators"));
+            }
+        }
+        Ok(AccessSettings {
+            sweep_interval: Duration::from_millis(ms),
+        })
+    }
+}
+
+/// The approval fields, as a level or an org override writes them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovalFields {
+    /// The level is usable only through an approved, active grant.
+    pub requires_approval: Option<bool>,
+    /// Operator ids, `group:NAME` (from `[access.groups]`) or `admins` (any admin). None
+    /// listed: any admin.
+    pub approvers: Option<Vec<String>>,
+    /// Distinct approvals needed (default 1); the requester never counts.
+    pub min_approvals: Option<u32>,
+    /// The longest grant one request may ask for (default 28800, at most 604800).
+    pub max_duration_secs: Option<u32>,
+    pub reason_required: Option<bool>,
+    pub ticket_required: Option<bool>,
+    /// How long a pending request waits before it expires (default 86400).
+    pub request_ttl_secs: Option<u32>,
+    /// Requests shorter than this are approved at once (audited as approved by rolegate).
+    pub auto_approve_under_secs: Option<u32>,
+    /// Allow `break_glass` requests: active at once, reason required, flagged for review.
+    pub break_glass: Option<bool>,
+}
+
+impl RawApprovalFields {
+    fn settings(&self) -> ApprovalSettings {
+        ApprovalSettings {
+            requires_approval: self.requires_approval,
+            approvers: self.approvers.clone(),
+            min_approvals: self.min_approvals,
+            max_duration_secs: self.max_duration_secs,
+            reason_required: self.reason_required,
+            ticket_required: self.ticket_required,
+            request_ttl_secs: self.request_ttl_secs,
+            auto_approve_under_secs: self.auto_approve_under_secs,
+            break_glass: self.break_glass,
+        }
+    }
+}
+
+/// `[credentials.access_levels.NAME.approval]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApproval {
+    pub requires_approval: Option<bool>,
+    pub approvers: Option<Vec<String>>,
+    pub min_approvals: Option<u32>,
+    pub max_duration_secs: Option<u32>,
+    pub reason_required: Option<bool>,
+    pub ticket_required: Option<bool>,
+    pub request_ttl_secs: Option<u32>,
+    pub auto_approve_under_secs: Option<u32>,
+    pub break_glass: Option<bool>,
+    /// Per-org overrides of the fields above.
+    #[serde(default)]
+    pub orgs: BTreeMap<String, RawApprovalFields>,
+}
+
+impl RawApproval {
+    /// The level's rules; `setting` names the table in errors.
+    pub fn validate(
+        &self,
+        setting: &str,
+        groups: &BTreeMap<String, Vec<String>>,
+    ) -> Result<LevelApproval, ConfigError> {
+        let base = RawApprovalFields {
+            requires_approval: self.requires_approval,
+            approvers: self.approvers.clone(),
+            min_approvals: self.min_approvals,
+            max_duration_secs: self.max_duration_secs,
+            reason_required: self.reason_required,
+            ticket_required: self.ticket_required,
+            request_ttl_secs: self.request_ttl_secs,
+            auto_approve_under_secs: self.auto_approve_under_secs,
+            break_glass: self.break_glass,
+        }
+        .settings();
+        let default = base
+            .build(groups)
+            .map_err(|e| bad(&format!("{setting}.{}", e.field), e.reason))?;
+        let mut orgs = BTreeMap::new();
+        for (name, over) in &self.orgs {
+            let org = OrgName::parse(name)
+                .map_err(|e| bad(&format!("{setting}.orgs.{name}"), e.to_string()))?;
+            let rule = base
+                .merged(&over.settings())
+                .build(groups)
+                .map_err(|e| bad(&format!("{setting}.orgs.{name}.{}", e.field), e.reason))?;
+            orgs.insert(org, rule);
+        }
+        Ok(LevelApproval { default, orgs })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn overrides_inherit_and_errors_name_the_setting() {
+        let raw: RawApproval = toml::from_str(
+            "requires_approval = true\napprovers = [\"group:sre\"]\n[orgs.acme]\nmin_approvals = 2\n",
+        )
+        .unwrap();
+        let groups = BTreeMap::from([(
+            "sre".to_owned(),
+            vec!["ann".to_owned(), "bob".to_owned(), "cy".to_owned()],
+        )]);
+        let l = raw.validate("x", &groups).unwrap();
+        let acme = OrgName::parse("acme").unwrap();
+        assert_eq!(l.for_org(&acme).min_approvals, 2);
+        assert!(l.for_org(&acme).requires_approval);
+        assert_eq!(l.default.min_approvals, 1);
+        let e = raw.validate("x", &BTreeMap::new()).unwrap_err();
+        assert!(e.to_string().contains("x.approvers"), "{e}");
+        assert!(toml::from_str::<RawApproval>("customer_approval = true").is_err());
+    }
+}
