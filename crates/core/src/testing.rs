@@ -13,7 +13,7 @@ use crate::clock::SystemClock;
 use crate::ports::aws::{AssumeRoleRequest, CallerIdentity, Sts, StsError, TemporaryCredentials};
 use crate::ports::store::rules;
 use crate::ports::{
-    Condition, KvStore, Page, RateDecision, RateLimit, StoreError, Txn, Write, gcra,
+    CommitFuture, Condition, KvStore, Page, RateDecision, RateLimit, StoreError, Txn, Write, gcra,
 };
 use crate::services::{Config, Ports, Services};
 use crate::vault::Vault;
@@ -25,6 +25,8 @@ use crate::vault::Vault;
 pub struct MemoryStore {
     data: Mutex<Data>,
     commits: Mutex<usize>,
+    /// Plays the embedded engine: `single_process`, and `commit_queued` applies at once.
+    single: bool,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +46,42 @@ impl Data {
 }
 
 impl MemoryStore {
+    /// A store that says it is served by one process and applies `commit_queued`
+    /// transactions in the order they were queued (like SQLite's writer thread).
+    #[must_use]
+    pub fn single_process() -> Self {
+        Self {
+            single: true,
+            ..Self::default()
+        }
+    }
+
+    fn apply(&self, txn: Txn) -> Result<bool, StoreError> {
+        rules::txn(&txn)?;
+        *self.commits.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        let now = Instant::now();
+        let mut data = self.data();
+        let holds = txn.conditions.iter().all(|c| match c {
+            Condition::Absent(k) => data.live(k, now).is_none(),
+            Condition::Present(k) => data.live(k, now).is_some(),
+            Condition::Equals(k, v) => data.live(k, now) == Some(v),
+        });
+        if !holds {
+            return Ok(false);
+        }
+        for w in txn.writes {
+            match w {
+                Write::Put { key, value, ttl } => {
+                    data.kv.insert(key, (value, ttl.map(|t| now + t)));
+                }
+                Write::Delete { key } => {
+                    data.kv.remove(&key);
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// How many transactions were applied (or refused) so far.
     pub fn commits(&self) -> usize {
         *self.commits.lock().unwrap_or_else(PoisonError::into_inner)
@@ -70,30 +108,20 @@ impl KvStore for MemoryStore {
         Ok(self.data().live(key, Instant::now()).cloned())
     }
 
+    fn single_process(&self) -> bool {
+        self.single
+    }
+
     async fn commit(&self, txn: Txn) -> Result<bool, StoreError> {
-        rules::txn(&txn)?;
-        *self.commits.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        let now = Instant::now();
-        let mut data = self.data();
-        let holds = txn.conditions.iter().all(|c| match c {
-            Condition::Absent(k) => data.live(k, now).is_none(),
-            Condition::Present(k) => data.live(k, now).is_some(),
-            Condition::Equals(k, v) => data.live(k, now) == Some(v),
-        });
-        if !holds {
-            return Ok(false);
+        self.apply(txn)
+    }
+
+    fn commit_queued(&self, txn: Txn) -> CommitFuture<'_> {
+        if !self.single {
+            return self.commit(txn);
         }
-        for w in txn.writes {
-            match w {
-                Write::Put { key, value, ttl } => {
-                    data.kv.insert(key, (value, ttl.map(|t| now + t)));
-                }
-                Write::Delete { key } => {
-                    data.kv.remove(&key);
-                }
-            }
-        }
-        Ok(true)
+        let applied = self.apply(txn);
+        Box::pin(async move { applied })
     }
 
     async fn list(
@@ -198,7 +226,11 @@ impl crate::ports::aws::Federation for NoSts {
 
 /// Services over a fresh in-memory store with a random master key.
 pub async fn services() -> (Services, Arc<MemoryStore>) {
-    let store = Arc::new(MemoryStore::default());
+    services_on(Arc::new(MemoryStore::default())).await
+}
+
+/// Services over `store` with a random master key.
+pub async fn services_on(store: Arc<MemoryStore>) -> (Services, Arc<MemoryStore>) {
     let ring = rolegate_crypto::Keyring::new(&[rolegate_crypto::MasterKey::generate()])
         .unwrap_or_else(|e| panic!("keyring: {e}"));
     let vault = Vault::new(store.clone(), Arc::new(ring));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use rolegate_core::ports::{KvStore, Page, RateDecision, RateLimit, StoreError, Txn};
+use rolegate_core::ports::{CommitFuture, KvStore, Page, RateDecision, RateLimit, StoreError, Txn};
 
 use crate::metrics::StoreMetrics;
 
@@ -57,12 +57,21 @@ impl KvStore for InstrumentedStore {
         self.inner.engine()
     }
 
+    fn single_process(&self) -> bool {
+        self.inner.single_process()
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.timed("get", self.inner.get(key)).await
     }
 
     async fn commit(&self, txn: Txn) -> Result<bool, StoreError> {
         self.timed("commit", self.inner.commit(txn)).await
+    }
+
+    fn commit_queued(&self, txn: Txn) -> CommitFuture<'_> {
+        let queued = self.inner.commit_queued(txn);
+        Box::pin(self.timed("commit", queued))
     }
 
     async fn list(

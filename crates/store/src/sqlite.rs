@@ -1,12 +1,14 @@
 //! The embedded engine: one SQLite file in WAL mode with `synchronous=FULL`, so a commit
-//! that returned is on disk. Rate-limit buckets live in a second file beside it
-//! (`<file>-ratelimit`, `synchronous=NORMAL`) with its own writer, so a rate step never
-//! waits behind another request's fsync; losing a few steps on power loss is harmless.
-//! One writer connection behind a mutex serialises transactions; a small pool of read-only
+//! that returned is on disk. Rate-limit buckets live in this process's memory (ADR 0016):
+//! only one server serves from the file, a step is a hash-map update instead of a write
+//! transaction, and a restart that refills every bucket loses nothing that matters.
+//! One writer connection on a thread of its own (`writer`) runs transactions, grouping
+//! those that wait into one SQLite transaction and one fsync; a small pool of read-only
 //! connections serves `get` and `list` concurrently. A `get` runs in place on the calling
-//! task when a reader is free (a point read is cheaper than a thread hand-off); every other
-//! SQLite call runs on tokio's blocking pool.
+//! task when a reader is free (a point read is cheaper than a thread hand-off); listings
+//! run on tokio's blocking pool.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -15,21 +17,23 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rolegate_core::ports::{
-    Condition, KvStore, Page, RateDecision, RateLimit, StoreError, Txn, Write, gcra,
+    CommitFuture, KvStore, Page, RateDecision, RateLimit, StoreError, Txn, gcra,
 };
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use self::sql::*;
 use crate::validate;
 
 /// The schema and statements, kept apart from the logic that runs them.
 mod sql;
+/// The writer thread: group commit of every transaction waiting for it.
+mod writer;
 
 /// Read-only connections kept for `get` and `list`.
 const READERS: usize = 4;
 /// How long a connection waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Expired rows are swept once every this many commits (and rate steps).
+/// Expired rows (and in-memory rate buckets) are swept once every this many commits (steps).
 const SWEEP_EVERY: u64 = 256;
 /// Rows removed per sweep, per table: keeps any single sweep short.
 const SWEEP_BATCH: i64 = 500;
@@ -42,13 +46,13 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    writer: Mutex<Writer>,
-    /// The rate-limit buckets' own database and writer.
-    rate: Mutex<Connection>,
+    /// The writer thread's queue.
+    writer: std::sync::mpsc::Sender<writer::Job>,
+    /// The rate-limit buckets: key → (TAT, wall-clock expiry in Unix ms).
+    rate: Mutex<HashMap<String, (i64, i64)>>,
     rate_steps: AtomicU64,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
-    writes: AtomicU64,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -95,19 +99,14 @@ impl SqliteStore {
             })?;
         }
         // SQLite creates files 0644 (less the umask), and gives the `-wal` and `-shm` files
-        // its database file's mode: creating both databases 0600 first keeps all six private.
+        // its database file's mode: creating the database 0600 first keeps all three private.
         create_private(path)?;
-        create_private(&rate_path(path))?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let writer = open_wal(path, flags, "FULL")?;
         writer.execute_batch(SCHEMA).map_err(db_err)?;
         writer.set_prepared_statement_cache_capacity(32);
-
-        let rate = open_wal(&rate_path(path), flags, "NORMAL")?;
-        rate.execute_batch(RATE_SCHEMA).map_err(db_err)?;
-        rate.set_prepared_statement_cache_capacity(8);
 
         let ro = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut readers = Vec::with_capacity(READERS);
@@ -120,12 +119,11 @@ impl SqliteStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
-                writer: Mutex::new(Writer { conn: writer }),
-                rate: Mutex::new(rate),
+                writer: writer::spawn(writer)?,
+                rate: Mutex::default(),
                 rate_steps: AtomicU64::new(0),
                 readers,
                 next_reader: AtomicUsize::new(0),
-                writes: AtomicU64::new(0),
             }),
         })
     }
@@ -134,6 +132,11 @@ impl SqliteStore {
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Queues `job` for the writer thread.
+    fn send(&self, job: writer::Job) -> Result<(), StoreError> {
+        self.inner.writer.send(job).map_err(|_| writer_gone())
     }
 
     /// Runs `f` on the blocking pool with the shared state.
@@ -183,25 +186,6 @@ impl SqliteStore {
     }
 }
 
-/// The single writing connection of the main file (`synchronous=FULL`).
-struct Writer {
-    conn: Connection,
-}
-
-impl Writer {
-    /// A commit on it is fsynced before it returns. Used for every KV write.
-    fn durable(&mut self) -> Result<&mut Connection, rusqlite::Error> {
-        Ok(&mut self.conn)
-    }
-}
-
-/// `<file>-ratelimit`, beside the main database file.
-fn rate_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push("-ratelimit");
-    path.with_file_name(name)
-}
-
 /// Opens a read-write connection in WAL mode at the given `synchronous` level.
 fn open_wal(path: &Path, flags: OpenFlags, synchronous: &str) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, flags).map_err(db_err)?;
@@ -233,20 +217,6 @@ impl Inner {
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed) % n;
         (0..n).find_map(|i| self.readers[(start + i) % n].try_lock().ok())
     }
-
-    /// Deletes a batch of expired rows every `SWEEP_EVERY` writes (outside any transaction).
-    /// Every SWEEP_EVERY-th call on `counter`, deletes a batch of expired rows with `sql`.
-    fn maybe_sweep(counter: &AtomicU64, conn: &Connection, sql: &str) {
-        if counter.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != SWEEP_EVERY - 1 {
-            return;
-        }
-        let res = conn
-            .prepare_cached(sql)
-            .and_then(|mut s| s.execute(params![validate::now_ms(), SWEEP_BATCH]));
-        if let Err(e) = res {
-            tracing::warn!(error = %e, "sqlite expiry sweep failed");
-        }
-    }
 }
 
 fn live_value(conn: &Connection, key: &str, now: i64) -> Result<Option<Vec<u8>>, rusqlite::Error> {
@@ -255,72 +225,46 @@ fn live_value(conn: &Connection, key: &str, now: i64) -> Result<Option<Vec<u8>>,
         .optional()
 }
 
-/// Checks every condition then applies every write inside one IMMEDIATE transaction.
-fn apply_txn(conn: &mut Connection, txn: &Txn) -> Result<bool, rusqlite::Error> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let now = validate::now_ms();
-    for cond in &txn.conditions {
-        let holds = match cond {
-            Condition::Absent(k) => live_value(&tx, k, now)?.is_none(),
-            Condition::Present(k) => live_value(&tx, k, now)?.is_some(),
-            Condition::Equals(k, want) => {
-                live_value(&tx, k, now)?.as_deref() == Some(want.as_slice())
-            }
-        };
-        if !holds {
-            tx.rollback()?;
-            return Ok(false);
-        }
-    }
-    for write in &txn.writes {
-        match write {
-            Write::Put { key, value, ttl } => {
-                // Already validated: the TTL converts.
-                let expires = ttl
-                    .and_then(|t| validate::ttl_ms(t).ok())
-                    .map(|ms| now.saturating_add(ms));
-                tx.prepare_cached(SQL_PUT)?
-                    .execute(params![key, value, expires])?;
-            }
-            Write::Delete { key } => {
-                tx.prepare_cached(SQL_DELETE)?.execute(params![key])?;
-            }
-        }
-    }
-    tx.commit()?;
-    Ok(true)
-}
-
-/// One GCRA step in an IMMEDIATE transaction. The stored TAT expires (in wall-clock time)
-/// after `new_tat - now_ms`, like the Redis engine's `PX`.
-fn apply_rate(
-    conn: &mut Connection,
+/// One GCRA step on the in-memory bucket `key`. The stored TAT expires (in wall-clock time)
+/// after `new_tat - now_ms`, like the Redis engine's `PX`; expired buckets are swept every
+/// `SWEEP_EVERY` steps, so the map holds only buckets that still limit something.
+fn step_bucket(
+    buckets: &mut HashMap<String, (i64, i64)>,
+    sweep: bool,
     key: &str,
     now_ms: i64,
     limit: RateLimit,
-) -> Result<RateDecision, rusqlite::Error> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+) -> RateDecision {
     let wall = validate::now_ms();
-    let stored: Option<i64> = tx
-        .prepare_cached(SQL_RATE_GET)?
-        .query_row(params![key, wall], |r| r.get(0))
-        .optional()?;
+    if sweep {
+        buckets.retain(|_, (_, expires)| *expires > wall);
+    }
+    let stored = buckets
+        .get(key)
+        .filter(|(_, expires)| *expires > wall)
+        .map(|(tat, _)| *tat);
     let (decision, new_tat) = gcra(now_ms, stored, limit);
     if let Some(tat) = new_tat {
         let expires = wall.saturating_add(tat.saturating_sub(now_ms));
-        tx.prepare_cached(SQL_RATE_PUT)?
-            .execute(params![key, tat, expires])?;
-        tx.commit()?;
-    } else {
-        tx.rollback()?;
+        match buckets.get_mut(key) {
+            Some(bucket) => *bucket = (tat, expires),
+            None => {
+                buckets.insert(key.to_owned(), (tat, expires));
+            }
+        }
     }
-    Ok(decision)
+    decision
 }
 
 #[async_trait]
 impl KvStore for SqliteStore {
     fn engine(&self) -> &'static str {
         "sqlite"
+    }
+
+    /// One server process owns the file (ADR 0016).
+    fn single_process(&self) -> bool {
+        true
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -341,15 +285,17 @@ impl KvStore for SqliteStore {
     }
 
     async fn commit(&self, txn: Txn) -> Result<bool, StoreError> {
-        validate::txn(&txn)?;
-        self.blocking(move |inner| {
-            let mut writer = lock(&inner.writer);
-            let conn = writer.durable().map_err(db_err)?;
-            let applied = apply_txn(conn, &txn).map_err(db_err)?;
-            Inner::maybe_sweep(&inner.writes, conn, SQL_SWEEP_KV);
-            Ok(applied)
-        })
-        .await
+        self.commit_queued(txn).await
+    }
+
+    /// Queued on the writer thread before this returns; the thread applies transactions in
+    /// queue order.
+    fn commit_queued(&self, txn: Txn) -> CommitFuture<'_> {
+        let queued = validate::txn(&txn).and_then(|()| {
+            let (done, outcome) = tokio::sync::oneshot::channel();
+            self.send(writer::Job::Commit(txn, done)).map(|()| outcome)
+        });
+        Box::pin(async move { queued?.await.map_err(|_| writer_gone())? })
     }
 
     async fn list(
@@ -401,28 +347,22 @@ impl KvStore for SqliteStore {
         limit: RateLimit,
     ) -> Result<RateDecision, StoreError> {
         validate::rate(key, now_ms, limit)?;
-        let key = key.to_owned();
-        self.blocking(move |inner| {
-            let mut conn = lock(&inner.rate);
-            let decision = apply_rate(&mut conn, &key, now_ms, limit).map_err(db_err)?;
-            Inner::maybe_sweep(&inner.rate_steps, &conn, SQL_SWEEP_RATE);
-            Ok(decision)
-        })
-        .await
+        let sweep =
+            self.inner.rate_steps.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1;
+        Ok(step_bucket(
+            &mut lock(&self.inner.rate),
+            sweep,
+            key,
+            now_ms,
+            limit,
+        ))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.blocking(|inner| {
-            let written: i64 = {
-                let mut writer = lock(&inner.writer);
-                let conn = writer.durable().map_err(db_err)?;
-                conn.prepare_cached(
-                    "INSERT INTO meta (key, value) VALUES ('ping', 1)
-                     ON CONFLICT(key) DO UPDATE SET value = value + 1 RETURNING value",
-                )
-                .and_then(|mut s| s.query_row([], |r| r.get(0)))
-                .map_err(db_err)?
-            };
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        self.send(writer::Job::Ping(done))?;
+        let written = outcome.await.map_err(|_| writer_gone())??;
+        self.blocking(move |inner| {
             let conn = inner.reader();
             let seen: i64 = conn
                 .prepare_cached("SELECT value FROM meta WHERE key = 'ping'")
@@ -438,4 +378,8 @@ impl KvStore for SqliteStore {
         })
         .await
     }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable("the sqlite writer thread stopped".into())
 }

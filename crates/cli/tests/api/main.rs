@@ -26,6 +26,8 @@ mod errors;
 mod faults;
 /// The security review's defects at the edge (issue 10): timeouts, TLS, files, Redis.
 mod hardening;
+/// The hot paths under load: durable audit of cache hits across SIGKILL, instant revocation.
+mod hot;
 /// Idempotency-Key semantics.
 mod idempotency;
 /// Jobs in the customer's account: key pairs, least privilege, leases, locks, SSE.

@@ -3,6 +3,14 @@
 //! every queued event and the new head in ONE store transaction, and tells each waiter the
 //! outcome. With SQLite's `synchronous=FULL` that is one fsync for a whole burst instead of
 //! one each; the chain, the head CAS and fail-closed behave exactly as for single appends.
+//!
+//! An event may carry conditions of its own and no writes (a cache hit is served only if the
+//! org record is still the one the caller was authorized against, and its API key still
+//! exists). The batch's transaction then holds every queued event's conditions too. When it
+//! fails and the head did not move, some event's conditions no longer hold: the batch is
+//! split and each event committed alone, so exactly the events whose conditions fail are
+//! refused (`Ok(false)`, nothing written) and the others land. That is rare (a revocation
+//! racing a burst of hits), so the common case stays one transaction per burst.
 
 use std::sync::atomic::Ordering;
 
@@ -10,18 +18,21 @@ use tokio::sync::oneshot;
 
 use super::{Audit, AuditHead, AuditRecord, HEAD_KEY, MAX_ATTEMPTS};
 use crate::error::Error;
-use crate::ports::{StoreError, Txn};
+use crate::ports::{Condition, StoreError, Txn};
 use crate::principal::RequestContext;
 
 /// At most this many events go into one transaction.
 const MAX_BATCH: usize = 256;
 
-/// One queued append and where its outcome goes.
+/// One queued append and where its outcome goes: `Ok(true)` written, `Ok(false)` its
+/// conditions did not hold (nothing written), `Err` the log could not be written.
 #[derive(Debug)]
 pub(super) struct Pending {
     ctx: RequestContext,
     record: AuditRecord,
-    done: oneshot::Sender<Result<(), String>>,
+    /// Conditions the event is written under (none for a plain append).
+    conditions: Vec<Condition>,
+    done: oneshot::Sender<Result<bool, String>>,
 }
 
 impl Audit {
@@ -29,15 +40,28 @@ impl Audit {
     /// `AuditUnavailable` when it could not be, in which case the caller's action must not
     /// happen.
     pub async fn append(&self, ctx: &RequestContext, record: AuditRecord) -> Result<(), Error> {
+        self.append_if(ctx, Vec::new(), record).await.map(drop)
+    }
+
+    /// Appends an event under `conditions` (and no writes), group-committed with whatever
+    /// else is queued. `Ok(false)` when a condition does not hold: then nothing was written.
+    /// Returns once the event is stored.
+    pub(super) async fn append_if(
+        &self,
+        ctx: &RequestContext,
+        conditions: Vec<Condition>,
+        record: AuditRecord,
+    ) -> Result<bool, Error> {
         let (done, outcome) = oneshot::channel();
         self.pending().push(Pending {
             ctx: ctx.clone(),
             record,
+            conditions,
             done,
         });
         self.kick();
         match outcome.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(written)) => Ok(written),
             Ok(Err(reason)) => Err(Error::AuditUnavailable(Box::new(Error::Store(
                 StoreError::Unavailable(reason),
             )))),
@@ -76,10 +100,7 @@ impl Audit {
                     if batch.is_empty() {
                         break;
                     }
-                    let result = self.write_batch(&mut cached, &batch).await;
-                    for p in batch {
-                        let _ = p.done.send(result.clone());
-                    }
+                    self.write_batch(&mut cached, batch).await;
                 }
             }
             self.flushing.store(false, Ordering::Release);
@@ -97,13 +118,33 @@ impl Audit {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Writes `batch` and tells every waiter its outcome. When the batch's conditions fail
+    /// (and the head did not move), each conditioned event is written alone, so that only
+    /// the events whose own conditions fail are refused.
+    async fn write_batch(&self, cached: &mut Option<(AuditHead, Vec<u8>)>, batch: Vec<Pending>) {
+        let result = self.write_events(cached, &batch).await;
+        if !matches!(result, Ok(false)) {
+            for p in batch {
+                let _ = p.done.send(result.clone());
+            }
+            return;
+        }
+        for p in batch {
+            let one = std::slice::from_ref(&p);
+            let result = self.write_events(cached, one).await;
+            let _ = p.done.send(result);
+        }
+    }
+
     /// Writes `batch` after the head in one transaction, retrying when another replica
-    /// moved the head.
-    async fn write_batch(
+    /// moved the head. `Ok(false)` when the events' own conditions do not hold (the head
+    /// did not move, nothing was written).
+    async fn write_events(
         &self,
         cached: &mut Option<(AuditHead, Vec<u8>)>,
         batch: &[Pending],
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
+        let conditioned = batch.iter().any(|p| !p.conditions.is_empty());
         for _ in 0..MAX_ATTEMPTS {
             if cached.is_none() {
                 *cached = self.read_head().await.map_err(|e| e.to_string())?;
@@ -116,6 +157,9 @@ impl Audit {
                 Some(raw) => Txn::new().equals(HEAD_KEY, raw),
                 None => Txn::new().absent(HEAD_KEY),
             };
+            for p in batch {
+                txn.conditions.extend(p.conditions.iter().cloned());
+            }
             for p in batch {
                 let event = self.event(&p.ctx, &p.record, seq, hash);
                 txn = self.put_event(txn, &event).map_err(|e| e.to_string())?;
@@ -131,13 +175,16 @@ impl Audit {
             if self.vault.commit(txn).await.map_err(|e| e.to_string())? {
                 *cached = Some((head, head_raw));
                 self.appended(batch.len());
-                return Ok(());
+                return Ok(true);
             }
-            // Appends have no conditions of their own: the head moved (another replica) or
-            // the log holds events past its head. Re-read and rebuild.
+            // The head moved (another replica), the events' own conditions failed, or the
+            // log holds events past its head. Re-read and rebuild.
             let fresh = self.read_head().await.map_err(|e| e.to_string())?;
             let moved = fresh.as_ref().map(|(_, r)| r) != cached.as_ref().map(|(_, r)| r);
             *cached = fresh;
+            if !moved && conditioned {
+                return Ok(false);
+            }
             if !moved {
                 return Err(
                     "the audit log has events past its head; run `rolegate audit verify`"

@@ -142,9 +142,10 @@ impl Audit {
         txn: Txn,
         record: AuditRecord,
     ) -> Result<bool, Error> {
-        if txn.conditions.is_empty() && txn.writes.is_empty() {
-            // No writes of its own: group-commit it with whatever else is queued.
-            return self.append(ctx, record).await.map(|()| true);
+        if txn.writes.is_empty() {
+            // No writes of its own (at most conditions, e.g. a cache hit's "the org is still
+            // as authorized"): group-commit it with whatever else is queued.
+            return self.append_if(ctx, txn.conditions, record).await;
         }
         self.commit_entries(txn, &[(ctx, &record)]).await
     }
@@ -198,6 +199,9 @@ impl Audit {
                 "an audited commit needs at least one event",
             ));
         }
+        if self.vault.store().single_process() {
+            return self.commit_queued(txn, entries).await;
+        }
         let mut cached = self.cached.lock().await;
         for _ in 0..MAX_ATTEMPTS {
             if cached.is_none() {
@@ -235,6 +239,77 @@ impl Audit {
             *cached = fresh;
             if !moved {
                 return Ok(false);
+            }
+        }
+        Err(Error::Contention)
+    }
+
+    /// [`Audit::commit_entries`] on an engine that applies transactions in queue order
+    /// (SQLite's writer thread, ADR 0016): the chain lock is held only while the events are
+    /// chained and the transaction queued, not while it is made durable, and the head it
+    /// will write becomes the base of the next append at once. So concurrent audited writes
+    /// queue one after another and share one fsync, instead of waiting for each other's.
+    /// Safety still rests on the head CAS: when a transaction fails, every one queued after
+    /// it (chained on a head that never landed) fails too, and each re-reads the head and
+    /// tries again; a transaction whose head held but whose own conditions failed is
+    /// `Ok(false)`.
+    async fn commit_queued(
+        &self,
+        txn: Txn,
+        entries: &[(&RequestContext, &AuditRecord)],
+    ) -> Result<bool, Error> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (outcome, head_cond) = {
+                let mut cached = self.cached.lock().await;
+                if cached.is_none() {
+                    *cached = self
+                        .read_head()
+                        .await
+                        .map_err(|e| Error::AuditUnavailable(Box::new(e)))?;
+                }
+                let (prev, head_cond) = match cached.as_ref() {
+                    Some((head, raw)) => ((head.seq, head.hash.clone()), Some(raw.clone())),
+                    None => ((0, GENESIS.to_owned()), None),
+                };
+                let (events, head) = self.chain(prev, entries);
+                let head_raw = self.vault.seal(HEAD_KEY, &head)?;
+                let mut full = match &head_cond {
+                    Some(raw) => txn.clone().equals(HEAD_KEY, raw.clone()),
+                    None => txn.clone().absent(HEAD_KEY),
+                };
+                for event in &events {
+                    full = self.put_event(full, event)?;
+                }
+                full = full.put(HEAD_KEY, head_raw.clone());
+                let outcome = self.vault.store().commit_queued(full);
+                *cached = Some((head, head_raw));
+                (outcome, head_cond)
+            };
+            match outcome.await {
+                Ok(true) => {
+                    self.appended(entries.len());
+                    return Ok(true);
+                }
+                Ok(false) => {
+                    // The head was not the one chained on (an append queued before this
+                    // one failed, or another writer), or the action's conditions failed.
+                    let mut cached = self.cached.lock().await;
+                    let fresh = self
+                        .read_head()
+                        .await
+                        .map_err(|e| Error::AuditUnavailable(Box::new(e)))?;
+                    let moved = fresh.as_ref().map(|(_, r)| r) != head_cond.as_ref();
+                    *cached = fresh;
+                    if !moved {
+                        return Ok(false);
+                    }
+                }
+                Err(e) => {
+                    // Whatever was queued after this one chained on a head that may not
+                    // exist: read it again before the next append.
+                    *self.cached.lock().await = None;
+                    return Err(e.into());
+                }
             }
         }
         Err(Error::Contention)

@@ -459,3 +459,86 @@ async fn the_checkpoint_task_is_woken_after_enough_events() {
         .await
         .expect("woken at the threshold");
 }
+
+/// Events with conditions and no writes (cache hits: "the org is still as authorized") are
+/// group-committed; when some of a group's conditions fail, exactly those events are
+/// refused and the others still land, chained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conditioned_events_are_group_committed_and_refused_one_by_one() {
+    let (services, _) = testing::services().await;
+    let audit = Arc::clone(services.records.audit());
+    let vault = services.records.vault().clone();
+    let txn = vault.put(Txn::new(), "live", &1).unwrap();
+    assert!(
+        audit
+            .commit_with(&ctx(0), txn, AuditRecord::new("setup"))
+            .await
+            .unwrap()
+    );
+    // 40 events at once: odd ones need a key that does not exist.
+    let tasks: Vec<_> = (1..=40)
+        .map(|i| {
+            let audit = Arc::clone(&audit);
+            tokio::spawn(async move {
+                let cond = if i % 2 == 0 { "live" } else { "gone" };
+                let txn = Txn::new().present(cond);
+                let rec = AuditRecord::new("hit").details(serde_json::json!({"i": i}));
+                (i, audit.commit_with(&ctx(i), txn, rec).await.unwrap())
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (i, written) = t.await.unwrap();
+        assert_eq!(written, i % 2 == 0, "event {i}");
+    }
+    let all = events(&vault).await;
+    let hits: Vec<_> = all.iter().filter(|e| e.action == "hit").collect();
+    assert_eq!(hits.len(), 20);
+    assert!(
+        hits.iter()
+            .all(|e| e.details["i"].as_u64().unwrap() % 2 == 0)
+    );
+    let report = verify(&vault).await.unwrap();
+    assert_eq!(report.events, 21);
+    assert!(report.breaks.is_empty(), "{:?}", report.breaks);
+}
+
+/// On an engine that applies transactions in queue order (SQLite's writer thread), audited
+/// writes are queued without waiting for each other: the chain stays intact, and when one
+/// fails its own conditions, it alone is refused while those queued after it (chained on a
+/// head that never landed) are chained again and land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queued_audited_writes_keep_the_chain_and_refuse_only_their_own() {
+    let (services, _) =
+        testing::services_on(Arc::new(testing::MemoryStore::single_process())).await;
+    let audit = Arc::clone(services.records.audit());
+    let vault = services.records.vault().clone();
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let (audit, vault) = (Arc::clone(&audit), vault.clone());
+            tokio::spawn(async move {
+                // Every third write claims a name another write already claims.
+                let name = if i % 3 == 0 {
+                    "taken".to_owned()
+                } else {
+                    format!("own/{i}")
+                };
+                let txn = vault
+                    .put(Txn::new().absent(name.clone()), &name, &i)
+                    .unwrap();
+                let rec = AuditRecord::new("write").details(serde_json::json!({"i": i}));
+                audit.commit_with(&ctx(i), txn, rec).await.unwrap()
+            })
+        })
+        .collect();
+    let mut written = 0;
+    for t in tasks {
+        written += usize::from(t.await.unwrap());
+    }
+    // 40 own names and exactly one winner of "taken".
+    assert_eq!(written, 41);
+    let report = verify(&vault).await.unwrap();
+    assert_eq!(report.events, 41);
+    assert!(report.breaks.is_empty(), "{:?}", report.breaks);
+    assert!(vault.get::<i32>("taken").await.unwrap().is_some());
+}

@@ -5,4 +5,6 @@ pub mod aws;
 /// Storage primitives implemented by `rolegate-store`.
 pub mod store;
 
-pub use store::{Condition, KvStore, Page, RateDecision, RateLimit, StoreError, Txn, Write, gcra};
+pub use store::{
+    CommitFuture, Condition, KvStore, Page, RateDecision, RateLimit, StoreError, Txn, Write, gcra,
+};

@@ -130,6 +130,10 @@ pub struct RateDecision {
     pub reset_after_ms: u64,
 }
 
+/// The outcome of a commit, to be awaited (see [`KvStore::commit_queued`]).
+pub type CommitFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, StoreError>> + Send + 'a>>;
+
 /// The storage engine port. Implementations must be safe to call concurrently from many
 /// tasks and, for shared engines, from many processes: every method is atomic on its own.
 #[async_trait]
@@ -137,12 +141,29 @@ pub trait KvStore: Send + Sync + std::fmt::Debug + 'static {
     /// A short engine name for logs and metrics (`"sqlite"`, `"redis"`).
     fn engine(&self) -> &'static str;
 
+    /// True when one server process at a time serves from this store (the embedded
+    /// engine): what exists only to coordinate replicas, such as the credential cache's
+    /// cross-replica fill lock, is then skipped, because the process's own single-flight
+    /// already covers every caller. Shared engines keep the default, `false`.
+    fn single_process(&self) -> bool {
+        false
+    }
+
     /// The raw bytes at `key`, or `None` when absent or expired.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Apply `txn` atomically. `Ok(true)`: every condition held and every write applied.
     /// `Ok(false)`: some condition failed and nothing was written.
     async fn commit(&self, txn: Txn) -> Result<bool, StoreError>;
+
+    /// [`KvStore::commit`], with `txn` queued before this returns when the engine applies
+    /// transactions in the order they were queued (SQLite's writer thread, ADR 0016): a
+    /// caller can then queue dependent transactions (one audit event after another) without
+    /// waiting for each to be durable, and they share one fsync. Only meaningful where
+    /// [`KvStore::single_process`] is true; the default queues nothing until polled.
+    fn commit_queued(&self, txn: Txn) -> CommitFuture<'_> {
+        self.commit(txn)
+    }
 
     /// Live keys starting with `prefix`, strictly after `after` when given, ascending,
     /// at most `limit` items.

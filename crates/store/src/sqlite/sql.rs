@@ -13,16 +13,6 @@ CREATE TABLE IF NOT EXISTS meta (
 ) WITHOUT ROWID;
 ";
 
-/// The rate-limit file's schema (`<file>-ratelimit`).
-pub(super) const RATE_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS ratelimit (
-    key TEXT PRIMARY KEY NOT NULL,
-    tat INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS ratelimit_expires ON ratelimit(expires_at);
-";
-
 pub(super) const SQL_GET: &str =
     "SELECT value FROM kv WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)";
 pub(super) const SQL_PUT: &str = "INSERT INTO kv (key, value, expires_at) VALUES (?1, ?2, ?3)
@@ -43,14 +33,8 @@ pub(super) const SQL_LIST_AFTER: &str = "SELECT key, value FROM kv
 /// Live records after `?1`, with their expiry, for `store copy`.
 pub(super) const SQL_EXPORT: &str = "SELECT key, value, expires_at FROM kv
      WHERE key > ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY key LIMIT ?3";
-pub(super) const SQL_RATE_GET: &str =
-    "SELECT tat FROM ratelimit WHERE key = ?1 AND expires_at > ?2";
-pub(super) const SQL_RATE_PUT: &str =
-    "INSERT INTO ratelimit (key, tat, expires_at) VALUES (?1, ?2, ?3)
-     ON CONFLICT(key) DO UPDATE SET tat = excluded.tat, expires_at = excluded.expires_at";
 pub(super) const SQL_SWEEP_KV: &str =
     "DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= ?1 LIMIT ?2)";
-pub(super) const SQL_SWEEP_RATE: &str = "DELETE FROM ratelimit WHERE key IN (SELECT key FROM ratelimit WHERE expires_at <= ?1 LIMIT ?2)";
 
 /// Upper bound used for the empty prefix: every valid key is ASCII below 0x7f.
 pub(super) const ALL_KEYS_UPPER: &str = "\u{7f}";

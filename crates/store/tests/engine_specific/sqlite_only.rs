@@ -32,10 +32,14 @@ async fn data_persists_after_reopen() {
     assert_eq!(s.get("keep/a").await.unwrap(), Some(vec![0, 1, 2]));
     assert_eq!(s.get("keep/b").await.unwrap(), Some(b"t".to_vec()));
     assert_eq!(s.list("keep/", None, 10).await.unwrap().items.len(), 2);
+    // Rate-limit buckets live in the serving process's memory (ADR 0016): a restart
+    // starts every bucket full, and no rate-limit file is written beside the database.
     assert!(
-        !s.rate_step("rl", 1_000, limit).await.unwrap().allowed,
-        "bucket state persists"
+        s.rate_step("rl", 1_000, limit).await.unwrap().allowed,
+        "buckets are in memory"
     );
+    assert!(!s.rate_step("rl", 1_000, limit).await.unwrap().allowed);
+    assert!(!dir.path().join("nested").join("rg.db-ratelimit").exists());
 }
 
 #[tokio::test]

@@ -69,13 +69,16 @@ async fn credentials_are_checked_against_the_org(engine: Engine) {
     assert!(!text.contains(c["secret_access_key"].as_str().unwrap()));
     assert!(!text.contains(c["session_token"].as_str().unwrap()));
     // The endpoint is rate-limited per principal (the 4 calls above, on this app and
-    // its replica, spent 4 of 6).
-    let statuses = [
-        app.post("/api/validate", &key, body.clone()).await.status,
-        app.post("/api/validate", &key, body.clone()).await.status,
-        app.post("/api/validate", &key, body).await.status,
-    ];
-    assert_eq!(statuses, [200, 200, 429]);
+    // its replica, spent 4 of 6; on SQLite the buckets are each process's own (ADR 0016),
+    // so this app spent 3).
+    let left = if engine == Engine::Sqlite { 3 } else { 2 };
+    let mut statuses = Vec::new();
+    for _ in 0..=left {
+        statuses.push(app.post("/api/validate", &key, body.clone()).await.status);
+    }
+    let mut expected = vec![200; left];
+    expected.push(429);
+    assert_eq!(statuses, expected);
 }
 
 crate::both_engines!(credentials_are_checked_against_the_org);

@@ -39,12 +39,7 @@ async fn every_file_in_the_data_dir_is_private() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    for expected in [
-        "rolegate.db",
-        "rolegate.db-wal",
-        "rolegate.db-ratelimit",
-        "admin.token",
-    ] {
+    for expected in ["rolegate.db", "rolegate.db-wal", "admin.token"] {
         assert!(
             names.iter().any(|n| n == expected),
             "{expected} missing: {names:?}"
