@@ -2,7 +2,7 @@
 //! frees the queue marker, the lease and the target's lock with the job's last write.
 
 use super::Jobs;
-use super::run::{Done, Failure};
+use super::outcome::{Done, Failure};
 use crate::audit::AuditRecord;
 use crate::error::Error;
 use crate::keyspace;

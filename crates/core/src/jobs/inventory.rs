@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::Jobs;
-use super::run::Done;
+use super::outcome::Done;
 use super::stack::{Ending, StepResult};
 use crate::model::{JobRecord, StepState};
 use crate::ports::aws::TemporaryCredentials;

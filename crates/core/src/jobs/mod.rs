@@ -33,6 +33,8 @@ mod cancel;
 mod finish;
 /// `inventory`.
 mod inventory;
+/// A step's result or failure.
+mod outcome;
 /// Running a job's steps.
 mod run;
 /// One-time secrets: the read, and the purge of unread ones.

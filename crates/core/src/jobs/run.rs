@@ -4,6 +4,7 @@
 use sha2::{Digest as _, Sha256};
 
 use super::Jobs;
+use super::outcome::{Done, Failure};
 use super::spec::{JobSpec, TAG_JOB, check_policy_size};
 use super::stack::{Apply, Ending};
 use super::worker::JobObserver;
@@ -13,59 +14,10 @@ use crate::error::{Code, Error};
 use crate::keyspace;
 use crate::levels::MIN_DURATION_SECS;
 use crate::model::{JobRecord, JobSession, JobState, StepState};
-use crate::ports::aws::ec2::{AwsError, KeyPairInfo};
+use crate::ports::aws::ec2::KeyPairInfo;
 use crate::ports::aws::{AssumeRoleRequest, TemporaryCredentials};
 use crate::principal::Caller;
 use crate::records::Change;
-
-/// What a finished AWS step leaves: the result, a secret to seal, the request id.
-pub(super) struct Done {
-    pub(super) result: serde_json::Value,
-    pub(super) secret: Option<crate::model::Secret>,
-    pub(super) request_id: Option<String>,
-}
-
-/// How a step failed, for the job's `error`.
-pub(super) struct Failure {
-    pub(super) code: Code,
-    pub(super) message: String,
-    pub(super) aws_code: Option<String>,
-    pub(super) request_id: Option<String>,
-}
-
-impl From<AwsError> for Failure {
-    fn from(e: AwsError) -> Self {
-        let code = match &e {
-            AwsError::AccessDenied { .. } => Code::AwsAccessDenied,
-            AwsError::Service { .. } => Code::AwsError,
-            AwsError::Throttled { .. } | AwsError::Unavailable(_) => Code::AwsUnavailable,
-        };
-        if let AwsError::Unavailable(detail) = &e {
-            tracing::warn!(%detail, "AWS unreachable from a job");
-        }
-        let message = match &e {
-            AwsError::Unavailable(_) => "AWS could not be reached after retries".to_owned(),
-            other => other.to_string(),
-        };
-        Self {
-            code,
-            message,
-            aws_code: e.aws_code().map(str::to_owned),
-            request_id: e.request_id().map(str::to_owned),
-        }
-    }
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        Self {
-            code: e.code(),
-            message: e.to_string(),
-            aws_code: None,
-            request_id: None,
-        }
-    }
-}
 
 fn tagged_by(kp: &KeyPairInfo, job_id: &str) -> bool {
     kp.tags.iter().any(|(k, v)| k == TAG_JOB && v == job_id)

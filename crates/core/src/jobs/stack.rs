@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::Jobs;
-use super::run::{Done, Failure};
+use super::outcome::{Done, Failure};
 use super::spec::blueprint::{self, Blueprint};
 use super::spec::{TAG_JOB, stack_name};
 use crate::credentials::session::{self, TAG_ORG};

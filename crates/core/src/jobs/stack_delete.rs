@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::Jobs;
-use super::run::{Done, Failure};
+use super::outcome::{Done, Failure};
 use super::spec::stack_name;
 use super::stack::{Ending, StepResult, TAG_BLUEPRINT, Waited, at, outputs, stack_failure, token};
 use crate::error::Code;
