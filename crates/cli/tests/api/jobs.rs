@@ -18,7 +18,8 @@ mod crash;
 mod engine;
 /// The key pair kinds end to end.
 mod keypairs;
-/// Stacks from blueprints and the inventory, end to end; their crash safety and locking.
+/// Stacks from blueprints and the inventory, end to end; their locking, a role without
+/// CloudFormation, and refusals (crash safety is in `crash`).
 mod stacks;
 
 /// An app whose org `name` is validated through moto, and its API key.

@@ -141,32 +141,68 @@ async fn the_event_stream_delivers_every_step(engine: Engine) {
 /// A stand-in for the customer's EC2 endpoint where the role may not create key pairs:
 /// everything goes to moto except `CreateKeyPair`, which gets the error EC2 sends.
 async fn ec2_denying_create_key_pair() -> String {
+    let xml = r#"<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>denied-1</RequestID></Response>"#;
+    aws_denying("Action=CreateKeyPair", "denied-1", xml).await
+}
+
+/// A stand-in for the customer's AWS endpoint: every request goes to moto except those
+/// whose body contains `marker`, which get a 403 with `xml` and the request id `rid`.
+pub(super) async fn aws_denying(
+    marker: &'static str,
+    rid: &'static str,
+    xml: &'static str,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let client = Arc::new(reqwest::Client::new());
-    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-        let client = client.clone();
-        async move {
-            if String::from_utf8_lossy(&body).contains("Action=CreateKeyPair") {
-                let xml = r#"<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>denied-1</RequestID></Response>"#;
-                return (StatusCode::FORBIDDEN, [("content-type", "text/xml"), ("x-amzn-requestid", "denied-1")], xml.to_owned().into_bytes());
-            }
-            let url = format!("{}{}", moto_url(), uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-            let mut req = client.request(method, url).body(body);
-            for (k, v) in &headers {
-                if k != "host" {
-                    req = req.header(k, v);
+    let app = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let client = client.clone();
+            async move {
+                if String::from_utf8_lossy(&body).contains(marker) {
+                    return (
+                        StatusCode::FORBIDDEN,
+                        [("content-type", "text/xml"), ("x-amzn-requestid", rid)],
+                        xml.to_owned().into_bytes(),
+                    );
                 }
+                let url = format!(
+                    "{}{}",
+                    moto_url(),
+                    uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+                );
+                let mut req = client.request(method, url).body(body);
+                for (k, v) in &headers {
+                    if k != "host" {
+                        req = req.header(k, v);
+                    }
+                }
+                let res = req.send().await.unwrap();
+                let status = StatusCode::from_u16(res.status().as_u16()).unwrap();
+                let res_rid = res
+                    .headers()
+                    .get("x-amzn-requestid")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let ct = res
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("text/xml")
+                    .to_owned();
+                let bytes = res.bytes().await.unwrap().to_vec();
+                let rid = res_rid.unwrap_or_default();
+                (
+                    status,
+                    [
+                        ("content-type", Box::leak(ct.into_boxed_str()) as &str),
+                        ("x-amzn-requestid", Box::leak(rid.into_boxed_str()) as &str),
+                    ],
+                    bytes,
+                )
             }
-            let res = req.send().await.unwrap();
-            let status = StatusCode::from_u16(res.status().as_u16()).unwrap();
-            let res_rid = res.headers().get("x-amzn-requestid").and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("text/xml").to_owned();
-            let bytes = res.bytes().await.unwrap().to_vec();
-            let rid = res_rid.unwrap_or_default();
-            (status, [("content-type", Box::leak(ct.into_boxed_str()) as &str), ("x-amzn-requestid", Box::leak(rid.into_boxed_str()) as &str)], bytes)
-        }
-    });
+        },
+    );
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
 }

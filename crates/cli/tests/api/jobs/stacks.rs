@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
+use super::engine::aws_denying;
 use super::keypairs::recorded_policies;
 use super::{create_job, customer_aws, jobs_app, unique, wait_job};
+use crate::credentials::errors::replica_at;
 use crate::support::{Engine, TestApp, moto_url};
 
 fn apply(blueprint: &str, name: &str, parameters: Value) -> Value {
@@ -400,8 +402,91 @@ async fn two_stack_applies_on_one_stack_run_one_after_the_other_and_stream_every
     assert!(text.contains("event: end"), "{text}");
 }
 
+async fn a_role_that_may_not_use_cloudformation_fails_the_stack_job_at_its_step(engine: Engine) {
+    // The app validates the org against moto and runs no jobs; a replica whose AWS endpoint
+    // is the stand-in runs them. The stand-in refuses every CloudFormation call (its query
+    // API is the one at version 2010-05-15) as CloudFormation refuses such a role.
+    let (app, _) = jobs_app(engine, "workers = 0\n", "cfd-org").await;
+    let xml = r#"<ErrorResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:sts::111122223333:assumed-role/rolegate/job is not authorized to perform: cloudformation:DescribeStacks</Message></Error><RequestId>denied-cfn</RequestId></ErrorResponse>"#;
+    let url = aws_denying("Version=2010-05-15", "denied-cfn", xml).await;
+    let _replica = replica_at(&app, engine, &url, "[jobs]\npoll_ms = 50\n").await;
+    let name = unique("deny");
+    let r = create_job(
+        &app,
+        &app.admin_token,
+        "cfd-org",
+        "d",
+        apply("vpc", &name, json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let job = wait_job(&app, &app.admin_token, r.body["id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    let e = &job["error"];
+    assert_eq!(e["code"], "aws_access_denied", "{job}");
+    assert_eq!(e["step"], "submit", "{job}");
+    assert_eq!(e["aws_code"], "AccessDenied", "{job}");
+    assert_eq!(job["steps"][0]["name"], "assume_role");
+    assert_eq!(job["steps"][0]["state"], "succeeded", "{job}");
+    assert_eq!(job["steps"][1]["name"], "submit");
+    assert_eq!(job["steps"][1]["state"], "failed", "{job}");
+    assert_eq!(job["steps"][1]["aws_request_id"], "denied-cfn", "{job}");
+    assert!(customer_stacks(&format!("rolegate-cfd-org-{name}")).is_empty());
+    let events = app.audit_events().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == "job.failed" && e.code.as_deref() == Some("aws_access_denied"))
+    );
+}
+
+async fn stack_jobs_for_another_org_or_an_unvalidated_one_are_refused_and_audited(engine: Engine) {
+    let (app, _) = jobs_app(engine, "", "srf-org").await;
+    let pending = app.register(&app.admin_token, "spd-org").await;
+    assert_eq!(pending.status, 201);
+    let other = app.register(&app.admin_token, "sot-org").await;
+    let other_key = other.body["api_key"].as_str().unwrap().to_owned();
+    let body = apply("vpc", &unique("net"), json!({}));
+    // Another org's API key: 403. An org that is not validated: 412. Both audited.
+    let r = create_job(&app, &other_key, "srf-org", "x1", body.clone()).await;
+    assert_eq!((r.status, r.code()), (403, "forbidden"), "{:?}", r.body);
+    let r = create_job(&app, &app.admin_token, "spd-org", "x2", body).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (412, "org_not_validated"),
+        "{:?}",
+        r.body
+    );
+    let events = app.audit_events().await;
+    let refused = |org: &str, code: &str| {
+        events.iter().any(|e| {
+            e.action == "job.create"
+                && e.org.as_deref() == Some(org)
+                && e.code.as_deref() == Some(code)
+        })
+    };
+    assert!(refused("srf-org", "forbidden"), "audited 403");
+    assert!(refused("spd-org", "org_not_validated"), "audited 412");
+    assert!(
+        events.iter().any(|e| e.org.as_deref() == Some("spd-org")
+            && e.code.as_deref() == Some("org_not_validated")
+            && e.details["kind"] == "stack.apply"),
+        "the 412 names the kind"
+    );
+    // Neither made a job.
+    for org in ["srf-org", "spd-org"] {
+        let list = app
+            .get(&format!("/api/orgs/{org}/jobs"), &app.admin_token)
+            .await;
+        assert_eq!(list.status, 200, "{:?}", list.body);
+        assert_eq!(list.body["jobs"], json!([]), "{org}: {:?}", list.body);
+    }
+}
+
 crate::both_engines!(
     a_workload_stack_is_applied_updated_and_inspected_with_a_narrow_session,
     a_stack_delete_removes_it_and_the_inventory_no_longer_lists_its_instance,
     two_stack_applies_on_one_stack_run_one_after_the_other_and_stream_every_step,
+    a_role_that_may_not_use_cloudformation_fails_the_stack_job_at_its_step,
+    stack_jobs_for_another_org_or_an_unvalidated_one_are_refused_and_audited,
 );
