@@ -145,7 +145,9 @@ pub struct JobListQuery {
     #[param(pattern = "^(queued|running|cancelling|succeeded|failed|cancelled)$")]
     state: Option<String>,
     /// Only jobs of this kind.
-    #[param(pattern = r"^keypair\.(create|import|delete)$")]
+    #[param(
+        pattern = r"^(keypair\.(create|import|delete)|stack\.(apply|delete|inspect)|inventory)$"
+    )]
     kind: Option<String>,
     /// `next_cursor` from the previous page (an opaque token).
     #[param(pattern = "^[A-Za-z0-9]{1,64}$")]
