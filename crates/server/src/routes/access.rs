@@ -83,8 +83,12 @@ pub struct CreateAccessRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionRequest {
-    /// At most 512 characters.
-    #[schema(example = "approved for INC-123")]
+    /// At most 512 characters, without control characters.
+    #[schema(
+        example = "approved for INC-123",
+        max_length = 512,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     comment: Option<String>,
 }
 
