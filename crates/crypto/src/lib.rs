@@ -9,6 +9,8 @@ pub mod digest;
 pub mod keyring;
 /// Random identifiers and secrets (tokens, API keys, ExternalIds).
 pub mod random;
+/// Signing outgoing webhooks and verifying incoming Slack requests.
+pub mod webhook;
 
 pub use digest::{Digest, Pepper, ct_eq, hmac_sha256_hex};
 pub use keyring::{KeyId, Keyring, MasterKey};
