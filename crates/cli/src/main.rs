@@ -224,6 +224,14 @@ Examples:
 Examples:
   rolegate inventory --org acme-corp | jq '.result.instances'")]
     Inventory(client::stack::InventoryArgs),
+    /// Operators (admins): change an operator's role.
+    #[command(after_help = "\
+Examples:
+  rolegate user role carol admin")]
+    User {
+        #[command(subcommand)]
+        command: client::users::UserCommand,
+    },
     /// AWS config profiles for the organisations you may use.
     #[command(after_help = "\
 Examples:
@@ -612,6 +620,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Inventory(args) => {
             drop(out);
             client::stack::inventory(&args, &|k| std::env::var(k).ok()).await?;
+        }
+        Command::User { command } => {
+            drop(out);
+            client::users::user(&command, &|k| std::env::var(k).ok()).await?;
         }
         Command::Request(args) => {
             drop(out);

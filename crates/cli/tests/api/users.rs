@@ -1,6 +1,6 @@
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::support::{Engine, spawn_app};
+use crate::support::{Engine, TestApp, spawn_app};
 
 async fn bootstrap_admin_token_works_and_file_is_private(engine: Engine) {
     let app = spawn_app(engine).await;
@@ -121,7 +121,97 @@ async fn token_rotation_kills_the_old_token(engine: Engine) {
     assert_eq!(app.get("/api/orgs", new).await.status, 401);
 }
 
+async fn put(app: &TestApp, path: &str, token: &str, body: Value) -> crate::support::Resp {
+    app.send(app.client.put(app.url(path)).bearer_auth(token).json(&body))
+        .await
+}
+
+/// `PUT /api/users/{id}/role`: admins only, audited, never one's own role; the new role
+/// holds at once for the operator's token; `rolegate user role` calls it.
+async fn an_admin_changes_roles_through_the_api_and_the_cli(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let gina = app.create_user("gina", "operator").await;
+    let role = |r: &str| json!({ "role": r });
+    // An operator may not; nor may anyone name a role that does not exist.
+    let r = put(&app, "/api/users/gina/role", &gina, role("admin")).await;
+    assert_eq!((r.status, r.code()), (403, "forbidden"), "{:?}", r.body);
+    let r = put(&app, "/api/users/gina/role", &app.admin_token, role("root")).await;
+    assert_eq!((r.status, r.code()), (400, "invalid_field"), "{:?}", r.body);
+    assert_eq!(r.body["error"]["field"], "role");
+    let r = put(&app, "/api/users/gina/role", &app.admin_token, json!({})).await;
+    assert_eq!((r.status, r.code()), (400, "invalid_field"), "{:?}", r.body);
+    let r = put(
+        &app,
+        "/api/users/nobody/role",
+        &app.admin_token,
+        role("admin"),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    // The last admin cannot demote itself (an admin never changes its own role).
+    let r = put(
+        &app,
+        "/api/users/admin/role",
+        &app.admin_token,
+        role("operator"),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "cannot_disable_self"),
+        "{:?}",
+        r.body
+    );
+    // Promoted: gina's token is an admin's at once.
+    assert_eq!(app.get("/api/users/admin", &gina).await.status, 403);
+    let r = put(
+        &app,
+        "/api/users/gina/role",
+        &app.admin_token,
+        role("admin"),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["role"].as_str()),
+        (200, Some("admin")),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(app.get("/api/users/admin", &gina).await.status, 200);
+    let ev: Vec<_> = app
+        .audit_events()
+        .await
+        .into_iter()
+        .filter(|e| e.action == "user.role.set")
+        .collect();
+    assert!(
+        ev.iter()
+            .any(|e| serde_json::to_value(&e.outcome).unwrap() == "success"
+                && e.target.as_deref() == Some("gina")),
+        "{ev:?}"
+    );
+    // The CLI: back to operator.
+    let out = tokio::process::Command::new(crate::process::BIN)
+        .env_clear()
+        .env("HOME", tempfile::tempdir().unwrap().path())
+        .env("ROLEGATE_SERVER", &app.base)
+        .env("ROLEGATE_TOKEN", &app.admin_token)
+        .args(["user", "role", "gina", "operator"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["role"], "operator", "{shown}");
+    assert_eq!(app.get("/api/users/admin", &gina).await.status, 403);
+}
+
 crate::both_engines!(
+    an_admin_changes_roles_through_the_api_and_the_cli,
     bootstrap_admin_token_works_and_file_is_private,
     create_returns_token_once_and_lists_without_it,
     disabled_operator_token_stops_at_once_on_every_replica,

@@ -33,6 +33,7 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
             Mode::Optional,
             state,
         ))
+        .routes(authorized(routes!(set_role), Action::SetUserRole, state))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -177,4 +178,49 @@ async fn rotate(
     let id = UserId::parse(&id)?;
     let (user, token) = state.services.users.rotate_token(&caller, &id).await?;
     Ok(with_token(StatusCode::OK, user, &token))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRoleRequest {
+    /// `admin` or `operator`.
+    #[schema(
+        required = true,
+        nullable = false,
+        example = "admin",
+        pattern = "^(admin|operator)$"
+    )]
+    role: Option<String>,
+}
+
+/// Change an operator's role (admins)
+///
+/// Takes effect at once for its token and its portal sessions, and is audited as
+/// `user.role.set`. An admin cannot change its own role, so an installation always keeps
+/// the admin who asked. The portal's operators page calls the same service.
+#[utoipa::path(
+    put, path = "/api/users/{user_id}/role", operation_id = "set_user_role", tag = "users",
+    params(("user_id" = String, Path, description = "The operator's user id.")),
+    request_body = SetRoleRequest,
+    responses(
+        (status = 200, description = "The operator with its new role (the same answer when it already had it).", body = User),
+        (status = 400, description = "`invalid_field`, `invalid_json`.", body = ErrorBody),
+        (status = 404, description = "`not_found`.", body = ErrorBody),
+        (status = 409, description = "`cannot_disable_self`: an admin cannot change its own role; `user_disabled`.", body = ErrorBody),
+    )
+)]
+async fn set_role(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<SetRoleRequest>,
+) -> Result<Json<User>, ApiError> {
+    let id = UserId::parse(&id)?;
+    let role = req
+        .role
+        .ok_or_else(|| ApiError::invalid_field("role", "role is required"))?;
+    let role = rolegate_core::ids::Role::parse(&role)?;
+    Ok(Json(
+        state.services.users.set_role(&caller, &id, role).await?,
+    ))
 }
