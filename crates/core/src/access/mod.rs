@@ -29,6 +29,8 @@ use crate::records::Records;
 mod decide;
 /// Listing requests and grants, and who may see which.
 mod list;
+/// The levels a request form may offer on an org, with their rules.
+mod options;
 /// Creating requests (and break-glass grants).
 mod request;
 /// Writing the transitions time makes.
@@ -38,6 +40,7 @@ mod tests;
 
 pub use decide::Decision;
 pub use list::{AccessFilter, AccessPage};
+pub use options::Requestable;
 
 /// At most this many characters of ticket reference.
 pub const MAX_TICKET_CHARS: usize = 64;

@@ -126,6 +126,8 @@ pub struct Parameter {
     pub allowed_pattern: Option<String>,
     pub min_value: Option<i64>,
     pub max_value: Option<i64>,
+    /// The template's one-line `Description`, for forms.
+    pub description: Option<String>,
 }
 
 fn unquote(v: &str) -> String {
@@ -174,6 +176,9 @@ pub fn parameters(template: &str) -> Vec<Parameter> {
             "AllowedPattern" => p.allowed_pattern = Some(unquote(value)),
             "MinValue" => p.min_value = value.parse().ok(),
             "MaxValue" => p.max_value = value.parse().ok(),
+            "Description" if !value.starts_with('>') && !value.starts_with('|') => {
+                p.description = Some(unquote(value));
+            }
             "AllowedValues" => {
                 p.allowed_values = value
                     .trim_start_matches('[')
@@ -298,6 +303,12 @@ mod tests {
             assert!(!ps.is_empty(), "{}", b.name);
             for p in &ps {
                 assert!(!p.kind.is_empty(), "{}.{} has a Type", b.name, p.name);
+                assert!(
+                    p.description.is_some(),
+                    "{}.{} has a Description",
+                    b.name,
+                    p.name
+                );
                 if let Some(pat) = &p.allowed_pattern {
                     regex::Regex::new(pat).unwrap();
                 }
