@@ -84,16 +84,14 @@ impl std::ops::Deref for Portal {
 /// Every page, for a router of any state. The server adds [`Client`] to each request
 /// before it reaches these routes.
 pub fn router<S: Clone + Send + Sync + 'static>(portal: Portal) -> Router<S> {
-    use pages::{audit, credentials, home, jobs, login, operators, orgs, sso};
+    use pages::{audit, credentials, home, jobs, login, operators, org_actions, orgs, sso};
     let signed_in = Router::new()
         .route("/", get(home::show))
         .route("/orgs", post(orgs::register))
         .route("/orgs/{org}", get(orgs::show))
         .route("/orgs/{org}/status", get(orgs::status))
-        .route("/orgs/{org}/confirm/{action}", get(orgs::confirm))
-        .route("/orgs/{org}/api-key", post(orgs::rotate_key))
-        .route("/orgs/{org}/binding/reset", post(orgs::reset_binding))
-        .route("/orgs/{org}/offboard", post(orgs::offboard))
+        .route("/orgs/{org}/confirm/{action}", get(org_actions::confirm))
+        .route("/orgs/{org}/actions/{action}", post(org_actions::perform))
         .route("/orgs/{org}/jobs", get(jobs::list).post(jobs::create))
         .route("/jobs/{id}", get(jobs::show))
         .route("/jobs/{id}/status", get(jobs::status))

@@ -14,7 +14,9 @@ pub mod jobs;
 pub mod login;
 /// Operators (admins): create, disable, rotate.
 pub mod operators;
-/// One organisation: status, onboarding, actions.
+/// The owner's and admins' actions on an organisation, each behind a confirmation.
+pub mod org_actions;
+/// One organisation: status, onboarding.
 pub mod orgs;
 /// Sign-in through the identity provider: the redirect and the callback.
 pub mod sso;

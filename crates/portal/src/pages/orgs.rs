@@ -1,10 +1,9 @@
 //! One organisation: its status (live while onboarding), binding and trust verdict, the
-//! ExternalId, the onboarding links, and the owner's and admins' actions, each behind a
-//! confirmation page. A new API key is shown once.
+//! ExternalId, the onboarding links; the owner's and admins' actions are in `org_actions`.
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use rolegate_core::ids::OrgName;
 use rolegate_core::model::OrgStatus;
@@ -56,7 +55,7 @@ pub async fn register(
     })
 }
 
-fn org_name(raw: &str) -> Result<OrgName, PageError> {
+pub(super) fn org_name(raw: &str) -> Result<OrgName, PageError> {
     OrgName::parse(raw).map_err(|_| PageError::not_found("organisation"))
 }
 
@@ -138,92 +137,4 @@ pub struct ConfirmPage {
     pub action: String,
     pub button: &'static str,
     pub cancel: String,
-}
-
-pub async fn confirm(
-    session: Session,
-    Path((raw, action)): Path<(String, String)>,
-) -> Result<Response, PageError> {
-    let name = org_name(&raw)?;
-    let (title, explain, path, button) = match action.as_str() {
-        "rotate-key" => (
-            format!("Rotate {name}'s API key?"),
-            "A new API key is issued and shown once. The current key stops working at once, \
-             and the org's cached credentials are dropped.",
-            "api-key",
-            "Rotate the API key",
-        ),
-        "reset-binding" => (
-            format!("Reset {name}'s account binding?"),
-            "The org forgets the account and role it is bound to, and the old onboarding \
-             links stop working. The customer must deploy the stack again (in any account).",
-            "binding/reset",
-            "Reset the binding",
-        ),
-        "offboard" => (
-            format!("Offboard {name}?"),
-            "The org's API key stops working and no more credentials are issued for it. The \
-             record and its audit trail stay. This cannot be undone.",
-            "offboard",
-            "Offboard",
-        ),
-        _ => return Err(PageError::not_found("action")),
-    };
-    render(&ConfirmPage {
-        frame: Some(Frame::from(&session)),
-        title,
-        explain,
-        action: format!("/orgs/{name}/{path}"),
-        button,
-        cancel: format!("/orgs/{name}"),
-    })
-}
-
-pub async fn rotate_key(
-    State(portal): State<Portal>,
-    session: Session,
-    Path(raw): Path<String>,
-) -> Result<Response, PageError> {
-    let name = org_name(&raw)?;
-    let rotated = portal
-        .services
-        .orgs
-        .rotate_api_key(&session.caller, &name)
-        .await?;
-    render(&SecretPage {
-        frame: Some(Frame::from(&session)),
-        title: format!("{name}'s new API key"),
-        what: "API key",
-        secret: rotated.api_key.expose_secret().to_owned(),
-        back: format!("/orgs/{name}"),
-        back_label: format!("Back to {name}"),
-    })
-}
-
-pub async fn reset_binding(
-    State(portal): State<Portal>,
-    session: Session,
-    Path(raw): Path<String>,
-) -> Result<Response, PageError> {
-    let name = org_name(&raw)?;
-    portal
-        .services
-        .onboarding
-        .reset_binding(&session.caller, &name)
-        .await?;
-    Ok(Redirect::to(&format!("/orgs/{name}")).into_response())
-}
-
-pub async fn offboard(
-    State(portal): State<Portal>,
-    session: Session,
-    Path(raw): Path<String>,
-) -> Result<Response, PageError> {
-    let name = org_name(&raw)?;
-    portal
-        .services
-        .orgs
-        .offboard(&session.caller, &name)
-        .await?;
-    Ok(Redirect::to(&format!("/orgs/{name}")).into_response())
 }
