@@ -84,7 +84,7 @@ impl std::ops::Deref for Portal {
 /// Every page, for a router of any state. The server adds [`Client`] to each request
 /// before it reaches these routes.
 pub fn router<S: Clone + Send + Sync + 'static>(portal: Portal) -> Router<S> {
-    use pages::{audit, credentials, home, jobs, login, operators, org_actions, orgs, sso};
+    use pages::{access, audit, credentials, home, jobs, login, operators, org_actions, orgs, sso};
     let signed_in = Router::new()
         .route("/", get(home::show))
         .route("/orgs", post(orgs::register))
@@ -101,6 +101,10 @@ pub fn router<S: Clone + Send + Sync + 'static>(portal: Portal) -> Router<S> {
             get(credentials::form).post(credentials::issue),
         )
         .route("/credentials/console", post(credentials::console))
+        .route("/access", get(access::list))
+        .route("/access/new", get(access::form))
+        .route("/access/requests", post(access::create))
+        .route("/access/requests/{id}/{decision}", post(access::decide))
         .route("/audit", get(audit::list))
         .route("/audit/events/{seq}", get(audit::event))
         .route("/audit/verify", post(audit::verify))

@@ -12,6 +12,10 @@ use crate::support::TestApp;
 /// The WebDriver client.
 mod webdriver;
 
+/// Just-in-time access: request, approve from the queue, credentials under the grant,
+/// revoke, refused.
+mod access;
+
 /// Token sign-in, the operator journey (register → onboard → validated live →
 /// credentials → copy), key pairs, admin pages, the network log.
 mod journey;

@@ -7,20 +7,35 @@ use askama::Template;
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::response::Response;
+use std::collections::BTreeMap;
+
+use rolegate_core::access::AccessFilter;
 use rolegate_core::credentials::IssueCommand;
-use rolegate_core::model::OrgStatus;
+use rolegate_core::ids::OrgName;
+use rolegate_core::model::{AccessState, OrgStatus};
+use rolegate_core::policy::Action;
 use secrecy::ExposeSecret as _;
 use serde::Deserialize;
 
+use super::access::human;
 use super::{Frame, given, render};
 use crate::Portal;
 use crate::error::PageError;
 use crate::session::Session;
 
-/// One org and the levels the operator may use on it.
+/// A level in the picker.
+pub struct LevelOption {
+    pub name: String,
+    /// `operator (grant, 55 min left)` for a level used through a grant.
+    pub label: String,
+}
+
+/// One org, the levels the operator may use on it now, and those that need a grant it
+/// does not hold (linked to the request form).
 pub struct Choice {
     pub org: String,
-    pub levels: Vec<String>,
+    pub levels: Vec<LevelOption>,
+    pub needs_grant: Vec<String>,
     pub selected: bool,
 }
 
@@ -36,6 +51,34 @@ pub struct FormQuery {
     org: Option<String>,
 }
 
+/// The caller's running grants: (org, level) → time left in seconds.
+async fn running_grants(
+    portal: &Portal,
+    session: &Session,
+) -> Result<BTreeMap<(String, String), i64>, PageError> {
+    let filter = AccessFilter {
+        states: vec![AccessState::Active],
+        mine: true,
+        grants_only: true,
+        limit: 500,
+        ..AccessFilter::default()
+    };
+    let page = portal
+        .services
+        .access
+        .list(&session.caller, Action::ListAccessGrants, &filter)
+        .await?;
+    let now = portal.services.records.clock().now().unix_timestamp();
+    Ok(page
+        .requests
+        .into_iter()
+        .filter_map(|r| {
+            let left = r.grant_end_unix? - now;
+            Some(((r.org.to_string(), r.access_level), left))
+        })
+        .collect())
+}
+
 pub async fn form(
     State(portal): State<Portal>,
     session: Session,
@@ -46,15 +89,53 @@ pub async fn form(
         .orgs
         .list(&session.caller, None, 500)
         .await?;
-    let choices = page
+    let grants = running_grants(&portal, &session).await?;
+    let mut orgs: BTreeMap<String, Vec<String>> = page
         .orgs
         .into_iter()
-        .filter(|o| o.status == OrgStatus::Validated && !o.access_levels.is_empty())
-        .map(|o| Choice {
-            selected: q.org.as_deref() == Some(o.org_name.as_str()),
-            org: o.org_name,
-            levels: o.access_levels,
+        .filter(|o| o.status == OrgStatus::Validated)
+        .map(|o| (o.org_name, o.access_levels))
+        .collect();
+    // A grant on an org the operator does not own still offers that org.
+    for (org, _) in grants.keys() {
+        orgs.entry(org.clone()).or_default();
+    }
+    let choices = orgs
+        .into_iter()
+        .map(|(org, usable)| {
+            let name = OrgName::parse(&org).ok();
+            let needing: Vec<String> = name
+                .map(|n| portal.services.access.requestable(&n))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| r.access_level)
+                .collect();
+            let mut levels: Vec<LevelOption> = usable
+                .iter()
+                .filter(|l| !needing.contains(*l))
+                .map(|l| LevelOption {
+                    name: l.clone(),
+                    label: l.clone(),
+                })
+                .collect();
+            let mut needs_grant = Vec::new();
+            for l in needing {
+                match grants.get(&(org.clone(), l.clone())) {
+                    Some(left) => levels.push(LevelOption {
+                        label: format!("{l} (grant, {} left)", human(*left)),
+                        name: l,
+                    }),
+                    None => needs_grant.push(l),
+                }
+            }
+            Choice {
+                selected: q.org.as_deref() == Some(org.as_str()),
+                org,
+                levels,
+                needs_grant,
+            }
         })
+        .filter(|c| !c.levels.is_empty() || !c.needs_grant.is_empty())
         .collect();
     render(&FormPage {
         frame: Some(Frame::from(&session)),
@@ -110,6 +191,15 @@ struct IssuedPage {
     session_name: String,
     role_arn: String,
     cached: bool,
+    /// The grant the credentials run under.
+    grant: Option<GrantBanner>,
+}
+
+/// The grant credentials run under: its id, its end and what is left of it.
+struct GrantBanner {
+    id: String,
+    ends_at: String,
+    left: String,
 }
 
 pub async fn issue(
@@ -139,6 +229,11 @@ pub async fn issue(
         session_name: issued.session_name.clone(),
         role_arn: issued.role_arn.clone(),
         cached: issued.cached,
+        grant: issued.grant.as_ref().map(|(id, end)| GrantBanner {
+            id: id.clone(),
+            ends_at: rolegate_core::clock::rfc3339_unix(*end),
+            left: human(end - now.unix_timestamp()),
+        }),
     })
 }
 

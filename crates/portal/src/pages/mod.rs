@@ -2,6 +2,8 @@
 //! the form turned into a command, the service call (which asks the policy and audits), the
 //! template.
 
+/// Just-in-time access: request, the approval queue, running grants with revoke.
+pub mod access;
 /// The audit log: filter, page, one event, verify.
 pub mod audit;
 /// Credentials: the three forms, and the console.

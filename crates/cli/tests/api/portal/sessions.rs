@@ -3,7 +3,15 @@ use super::{client, events, http_sign_in, shot, sign_in};
 use crate::support::{AppOptions, Engine, spawn_app, spawn_with};
 
 /// Every page a signed-in operator can open, and the login page.
-const PAGES: &[&str] = &["/", "/credentials", "/audit", "/operators", "/login"];
+const PAGES: &[&str] = &[
+    "/",
+    "/credentials",
+    "/access",
+    "/access/new",
+    "/audit",
+    "/operators",
+    "/login",
+];
 
 #[tokio::test]
 async fn an_anonymous_visit_goes_to_the_login_page_and_every_page_is_locked_down() {
