@@ -84,7 +84,9 @@ impl std::ops::Deref for Portal {
 /// Every page, for a router of any state. The server adds [`Client`] to each request
 /// before it reaches these routes.
 pub fn router<S: Clone + Send + Sync + 'static>(portal: Portal) -> Router<S> {
-    use pages::{access, audit, credentials, home, jobs, login, operators, org_actions, orgs, sso};
+    use pages::{
+        access, audit, credentials, home, jobs, login, operators, org_actions, orgs, sso, stacks,
+    };
     let signed_in = Router::new()
         .route("/", get(home::show))
         .route("/orgs", post(orgs::register))
@@ -105,6 +107,13 @@ pub fn router<S: Clone + Send + Sync + 'static>(portal: Portal) -> Router<S> {
         .route("/access/new", get(access::form))
         .route("/access/requests", post(access::create))
         .route("/access/requests/{id}/{decision}", post(access::decide))
+        .route("/orgs/{org}/stacks", get(stacks::list).post(stacks::apply))
+        .route(
+            "/orgs/{org}/stacks/{name}/confirm-delete",
+            get(stacks::confirm_delete),
+        )
+        .route("/orgs/{org}/stacks/{name}/{action}", post(stacks::act))
+        .route("/orgs/{org}/inventory", post(stacks::inventory))
         .route("/audit", get(audit::list))
         .route("/audit/events/{seq}", get(audit::event))
         .route("/audit/verify", post(audit::verify))

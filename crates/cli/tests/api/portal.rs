@@ -15,6 +15,8 @@ mod webdriver;
 /// Just-in-time access: request, approve from the queue, credentials under the grant,
 /// revoke, refused.
 mod access;
+/// Blueprints through generated forms, live job steps, the inventory.
+mod stacks;
 
 /// Token sign-in, the operator journey (register → onboard → validated live →
 /// credentials → copy), key pairs, admin pages, the network log.

@@ -118,6 +118,8 @@ struct JobPage {
     secret: String,
     spec: String,
     result: String,
+    /// An `inventory` job's result, as tables.
+    tables: Vec<super::stacks::Table>,
 }
 
 pub async fn show(
@@ -127,7 +129,12 @@ pub async fn show(
 ) -> Result<Response, PageError> {
     let job = portal.services.jobs.get(&session.caller, &id).await?;
     let state = job.state.as_str().to_owned();
+    let tables = match (&job.result, job.kind.as_str()) {
+        (Some(r), "inventory") => super::stacks::inventory_tables(r),
+        _ => Vec::new(),
+    };
     render(&JobPage {
+        tables,
         frame: Some(Frame::from(&session)),
         badge: badge(&state),
         live: !job.state.is_final(),

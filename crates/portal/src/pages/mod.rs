@@ -22,6 +22,8 @@ pub mod org_actions;
 pub mod orgs;
 /// Sign-in through the identity provider: the redirect and the callback.
 pub mod sso;
+/// Stacks from blueprints (a form per template), inspect, delete, the inventory.
+pub mod stacks;
 
 use askama::Template;
 use axum::response::{Html, IntoResponse, Response};
