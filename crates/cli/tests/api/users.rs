@@ -186,7 +186,7 @@ async fn an_admin_changes_roles_through_the_api_and_the_cli(engine: Engine) {
         .collect();
     assert!(
         ev.iter()
-            .any(|e| serde_json::to_value(&e.outcome).unwrap() == "success"
+            .any(|e| serde_json::to_value(e.outcome).unwrap() == "success"
                 && e.target.as_deref() == Some("gina")),
         "{ev:?}"
     );
