@@ -97,6 +97,18 @@ async fn a_grant_is_requested_approved_used_and_revoked_in_the_browser(engine: E
     // A: credentials under the grant, with the time it has left.
     a.goto(&app.url("/access")).await;
     assert_eq!(a.text(&format!("#state-{id}")).await, "active");
+    // The holder sees its grant but has no revoke button, and the service refuses it too.
+    a.find(&format!("#grant-{id}")).await;
+    assert!(a.try_find(&format!("#revoke-{id}")).await.is_none());
+    let r = client()
+        .post(app.url(&format!("/access/requests/{id}/revoke")))
+        .header("cookie", &s.cookie)
+        .header("origin", &app.base)
+        .form(&[("csrf", s.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
     assert!(
         a.text(&format!("#mine-{id}"))
             .await
@@ -127,7 +139,19 @@ async fn a_grant_is_requested_approved_used_and_revoked_in_the_browser(engine: E
     b.click(&format!("#revoke-{id}")).await;
     b.wait_path("/access").await;
     b.find("#grants-empty").await;
-    assert_eq!(events(&app, "access.revoke").await.len(), 1);
+    // One revocation, by bob; alice's attempt is in the log as a refusal.
+    let revokes = events(&app, "access.revoke").await;
+    let by = |actor: &str, outcome: &str| {
+        revokes
+            .iter()
+            .filter(|e| e["actor"] == actor && e["outcome"] == outcome)
+            .count()
+    };
+    assert_eq!(
+        (by("user:bob", "success"), by("user:alice", "failure")),
+        (1, 1),
+        "{revokes:?}"
+    );
 
     // …and A's next attempt is refused, on the one error page, with a way to ask again.
     a.click("#get").await;
