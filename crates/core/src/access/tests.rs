@@ -263,3 +263,14 @@ async fn pending_requests_expire_revoke_stops_use_and_break_glass_is_flagged() {
         Code::InvalidField
     );
 }
+
+#[tokio::test]
+async fn a_request_form_offers_only_the_levels_that_need_a_grant_with_their_rule() {
+    let (s, _clock) = setup(2).await;
+    let offered = s.access.requestable(&OrgName::parse("acme").unwrap());
+    let names: Vec<&str> = offered.iter().map(|r| r.access_level.as_str()).collect();
+    assert_eq!(names, ["operator"], "readonly needs no grant");
+    let rule = &offered[0].rule;
+    assert!(rule.requires_approval && rule.reason_required && rule.break_glass);
+    assert_eq!(rule.min_approvals, 2);
+}
