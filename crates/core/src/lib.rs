@@ -21,6 +21,8 @@ pub mod audit_log;
 pub mod clock;
 /// The credentials area: vending, cache, console sign-in, validation.
 pub mod credentials;
+/// Decoded records kept beside their sealed bytes: the lookup cache (ADR 0017, 0018).
+pub mod decoded;
 /// The one table of error codes, and the domain error type.
 pub mod error;
 /// Idempotency-Key records.

@@ -151,6 +151,15 @@ impl Records {
         self.inner.vault.load(key).await
     }
 
+    /// [`Records::get`] through the lookup cache (`decoded`): the same answer, opened only
+    /// when the record's sealed bytes changed.
+    pub async fn get_cached<T>(&self, key: &Key<T>) -> Result<Option<Versioned<T>>, Error>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        self.inner.vault.load_cached(key).await
+    }
+
     /// Adds a sealed put of `value` at `key` to `txn`.
     pub fn put<T: Serialize>(&self, txn: Txn, key: &Key<T>, value: &T) -> Result<Txn, Error> {
         self.inner.vault.put(txn, key.as_str(), value)

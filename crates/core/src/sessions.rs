@@ -166,7 +166,10 @@ impl Sessions {
         let session = cur.value;
         let now = self.records.clock().now_ms();
         let ends_ms = self.ends_ms(&session);
-        let user = self.records.get(&keyspace::user(&session.user_id)).await?;
+        let user = self
+            .records
+            .get_cached(&keyspace::user(&session.user_id))
+            .await?;
         let user = user.map(|u| u.value).filter(|u: &UserRecord| !u.disabled);
         let caller = |role| {
             Caller::new(

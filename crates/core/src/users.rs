@@ -73,7 +73,11 @@ impl Users {
             return Ok(None);
         }
         let digest = self.records.pepper().digest("token", token);
-        let Some(entry) = self.records.get(&keyspace::token(&digest.to_hex())).await? else {
+        let Some(entry) = self
+            .records
+            .get_cached(&keyspace::token(&digest.to_hex()))
+            .await?
+        else {
             return Ok(None);
         };
         let stored = hex::decode(&entry.value.digest).unwrap_or_default();

@@ -8,6 +8,7 @@ use rolegate_crypto::{Keyring, Pepper};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::decoded::DecodedCache;
 use crate::error::Error;
 use crate::keyspace::{self, Key, Rekey};
 use crate::ports::{KvStore, Txn};
@@ -25,12 +26,18 @@ pub struct Versioned<T> {
 pub struct Vault {
     store: Arc<dyn KvStore>,
     ring: Arc<Keyring>,
+    /// Values opened from the lookups every request makes (ADR 0017, 0018).
+    decoded: Arc<DecodedCache>,
 }
 
 impl Vault {
     #[must_use]
     pub fn new(store: Arc<dyn KvStore>, ring: Arc<Keyring>) -> Self {
-        Self { store, ring }
+        Self {
+            store,
+            ring,
+            decoded: Arc::default(),
+        }
     }
 
     #[must_use]
@@ -80,6 +87,30 @@ impl Vault {
                 rev,
             })),
         }
+    }
+
+    /// [`Vault::load`] for the families of [`crate::decoded`]: the record is read from the
+    /// store as always, and opened only when its sealed bytes differ from the ones its
+    /// kept value came from (any write changes them), so the answer is exactly what
+    /// [`Vault::load`] would give.
+    pub async fn load_cached<T>(&self, key: &Key<T>) -> Result<Option<Versioned<T>>, Error>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let k = key.as_str();
+        if !crate::decoded::cached(k) {
+            return self.get(k).await;
+        }
+        let Some(rev) = self.store.get(k).await? else {
+            self.decoded.forget(k);
+            return Ok(None);
+        };
+        if let Some(value) = self.decoded.hit::<T>(k, &rev) {
+            return Ok(Some(Versioned { value, rev }));
+        }
+        let value: T = self.open(k, &rev)?;
+        self.decoded.keep(k, &rev, value.clone());
+        Ok(Some(Versioned { value, rev }))
     }
 
     /// Adds a sealed put of `value` at `key` to `txn`.
@@ -219,5 +250,82 @@ mod decode_tests {
         let reason = super::decode_reason(&e);
         assert!(!reason.contains("rgk_secret"), "{reason}");
         assert!(reason.contains("wrong shape"), "{reason}");
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use super::Vault;
+    use crate::ids::{OrgName, Role, UserId};
+    use crate::keyspace;
+    use crate::model::TokenEntry;
+    use crate::ports::Txn;
+    use crate::testing::MemoryStore;
+
+    fn vault() -> Vault {
+        let ring =
+            rolegate_crypto::Keyring::new(&[rolegate_crypto::MasterKey::generate()]).unwrap();
+        Vault::new(Arc::new(MemoryStore::default()), Arc::new(ring))
+    }
+
+    fn entry(digest: &str) -> TokenEntry {
+        TokenEntry {
+            user_id: UserId::parse("alice").unwrap(),
+            role: Role::Operator,
+            digest: digest.to_owned(),
+        }
+    }
+
+    /// A kept value is served exactly while the store holds the bytes it came from: the
+    /// planted value below proves the hit path is taken, and every write (new nonce) or
+    /// deletion is seen at once.
+    #[tokio::test]
+    async fn a_kept_value_is_served_only_for_its_very_bytes() {
+        let v = vault();
+        let owner = keyspace::owner(
+            &UserId::parse("alice").unwrap(),
+            &OrgName::parse("acme").unwrap(),
+        );
+        let name = OrgName::parse("acme").unwrap();
+        v.commit(v.put(Txn::new(), owner.as_str(), &name).unwrap())
+            .await
+            .unwrap();
+        // `owner/` is not a cached family: nothing is kept.
+        assert_eq!(v.load_cached(&owner).await.unwrap().unwrap().value, name);
+        assert!(v.decoded.is_empty());
+
+        let key = keyspace::token("ab12");
+        assert!(v.load_cached(&key).await.unwrap().is_none());
+        v.store()
+            .commit(Txn::new().put(key.as_str(), b"not even sealed".to_vec()))
+            .await
+            .unwrap();
+        // Unopenable bytes are an error, and nothing is kept.
+        assert!(v.load_cached(&key).await.is_err());
+        assert!(v.decoded.is_empty());
+        v.commit(v.put(Txn::new(), key.as_str(), &entry("real")).unwrap())
+            .await
+            .unwrap();
+        let first = v.load_cached(&key).await.unwrap().unwrap();
+        assert_eq!(first.value.digest, "real");
+        assert_eq!(v.decoded.len(), 1);
+        // Plant another value for the same bytes: a hit hands it out without opening.
+        v.decoded.keep(key.as_str(), &first.rev, entry("planted"));
+        let hit = v.load_cached(&key).await.unwrap().unwrap();
+        assert_eq!(hit.value.digest, "planted");
+        assert_eq!(hit.rev, first.rev);
+        // The same value written again: new bytes, so it is opened afresh.
+        v.commit(v.put(Txn::new(), key.as_str(), &entry("real")).unwrap())
+            .await
+            .unwrap();
+        let again = v.load_cached(&key).await.unwrap().unwrap();
+        assert_eq!(again.value.digest, "real");
+        assert_ne!(again.rev, first.rev);
+        v.commit(Txn::new().delete(key.as_str())).await.unwrap();
+        assert!(v.load_cached(&key).await.unwrap().is_none());
+        assert!(v.decoded.is_empty());
     }
 }

@@ -288,6 +288,32 @@ async fn until_served(outcomes: &Outcomes, n: usize) {
     }
 }
 
+/// Waits until every replica has answered a few requests sent after `revoked` (a fixed
+/// pause was not enough on a loaded machine: no request had reached a replica yet).
+async fn reached_after(outcomes: &Outcomes, revoked: Instant, replicas: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reached = {
+            let outcomes = outcomes.lock().unwrap();
+            (0..replicas).all(|replica| {
+                outcomes
+                    .iter()
+                    .filter(|(sent, r, _)| *sent > revoked && *r == replica)
+                    .count()
+                    >= 3
+            })
+        };
+        if reached {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no requests reached every replica"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Every request sent after `revoked` was refused (401, or 429 once the source's failed
 /// attempts are spent), on every replica, and some were.
 fn refused_after(outcomes: &Outcomes, revoked: Instant, replicas: usize, what: &str) {
@@ -353,7 +379,7 @@ async fn a_disabled_token_stops_at_once_under_load(engine: Engine) {
         .await;
     assert_eq!(d.status, 200, "{:?}", d.body);
     let revoked = Instant::now();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    reached_after(&outcomes, revoked, apps.len()).await;
     stop.store(true, Ordering::SeqCst);
     for t in tasks {
         t.await.unwrap();
@@ -374,7 +400,7 @@ async fn a_rotated_api_key_stops_at_once_under_load(engine: Engine) {
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let revoked = Instant::now();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    reached_after(&outcomes, revoked, apps.len()).await;
     stop.store(true, Ordering::SeqCst);
     for t in tasks {
         t.await.unwrap();

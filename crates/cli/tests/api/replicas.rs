@@ -272,10 +272,72 @@ async fn concurrent_audited_writes_keep_the_chain_intact(engine: Engine) {
     assert!(verified >= events.len(), "{verified} < {}", events.len());
 }
 
+/// ADR 0017: a replica that has served a key and a token from its lookup cache refuses them
+/// on the very next request once another replica has rotated them, and accepts the new ones.
+async fn a_rotated_key_or_token_stops_on_every_replica_at_once(engine: Engine) {
+    let apps = three(engine, "").await;
+    let admin = apps[0].admin_token.clone();
+    let r = apps[0].register(&admin, "rotated").await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let old_key = r.body["api_key"].as_str().unwrap().to_owned();
+    let old_token = apps[0].create_user("rita", "operator").await;
+    for _ in 0..3 {
+        for app in apps.iter() {
+            assert_eq!(app.get("/api/orgs/rotated", &old_key).await.status, 200);
+            assert_eq!(app.get("/api/users/rita", &old_token).await.status, 200);
+        }
+    }
+    let r = apps[1]
+        .post("/api/orgs/rotated/api-key", &admin, json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let new_key = r.body["api_key"].as_str().unwrap().to_owned();
+    let r = apps[1]
+        .post("/api/users/rita/token", &admin, json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let new_token = r.body["token"].as_str().unwrap().to_owned();
+    for app in apps.iter() {
+        let r = app.get("/api/orgs/rotated", &old_key).await;
+        assert_eq!(r.status, 401, "the old key on {}: {:?}", app.base, r.body);
+        let r = app.get("/api/users/rita", &old_token).await;
+        assert_eq!(r.status, 401, "the old token on {}: {:?}", app.base, r.body);
+        assert_eq!(app.get("/api/orgs/rotated", &new_key).await.status, 200);
+        assert_eq!(app.get("/api/users/rita", &new_token).await.status, 200);
+    }
+}
+
+/// ADR 0018: a replica that has served an org record from its lookup cache shows the next
+/// request what another replica wrote (an offboarding), and refuses the org's key.
+async fn an_org_written_on_one_replica_is_read_by_the_next_request_on_another(engine: Engine) {
+    let apps = three(engine, "").await;
+    let admin = apps[0].admin_token.clone();
+    let r = apps[0].register(&admin, "leaving").await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let key = r.body["api_key"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        for app in apps.iter() {
+            let r = app.get("/api/orgs/leaving", &key).await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body["status"], "pending");
+        }
+    }
+    let r = apps[2].delete("/api/orgs/leaving", &admin).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    for app in apps.iter() {
+        let r = app.get("/api/orgs/leaving", &admin).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["status"], "offboarded", "on {}", app.base);
+        assert_eq!(app.get("/api/orgs/leaving", &key).await.status, 401);
+    }
+}
+
 shared_engines!(
     fifty_registrations_of_one_name_make_one_org,
     one_idempotency_key_on_all_replicas_runs_once,
     sixty_four_cold_credential_requests_make_one_sts_call,
     a_disabled_operator_is_refused_by_every_replica,
     concurrent_audited_writes_keep_the_chain_intact,
+    a_rotated_key_or_token_stops_on_every_replica_at_once,
+    an_org_written_on_one_replica_is_read_by_the_next_request_on_another,
 );

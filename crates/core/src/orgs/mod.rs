@@ -96,7 +96,7 @@ impl Orgs {
         let digest = self.records.pepper().digest("api-key", key);
         let Some(entry) = self
             .records
-            .get(&keyspace::api_key(&digest.to_hex()))
+            .get_cached(&keyspace::api_key(&digest.to_hex()))
             .await?
         else {
             return Ok(None);
@@ -250,7 +250,7 @@ impl Orgs {
         name: &OrgName,
         level: Option<&AccessLevel>,
     ) -> Result<(Versioned<OrgRecord>, Option<Versioned<AccessRequestRecord>>), Error> {
-        let rec = self.records.get(&keyspace::org(name)).await?;
+        let rec = self.records.get_cached(&keyspace::org(name)).await?;
         let owner = rec
             .as_ref()
             .map_or(Owner::NoSuchOrg, |r| Owner::Is(&r.value.owner));
@@ -266,7 +266,7 @@ impl Orgs {
         let user_cidrs = match (level, &caller.principal) {
             (Some(_), Principal::Operator { user_id, .. }) => self
                 .records
-                .get(&keyspace::user(user_id))
+                .get_cached(&keyspace::user(user_id))
                 .await?
                 .map(|u| u.value.allowed_cidrs)
                 .unwrap_or_default(),
@@ -372,7 +372,7 @@ impl Orgs {
         for (key, raw) in &page.items {
             if by_owner {
                 let name: OrgName = vault.open(key, raw)?;
-                if let Some(rec) = self.records.get(&keyspace::org(&name)).await? {
+                if let Some(rec) = self.records.get_cached(&keyspace::org(&name)).await? {
                     orgs.push(self.view(caller, &rec.value));
                 }
             } else {
