@@ -198,6 +198,11 @@ Examples:
   rolegate requests --mine
   rolegate requests --state pending --org acme-corp")]
     Requests(client::access::RequestsArgs),
+    /// Operators' links to chat users (approve-from-Slack).
+    User {
+        #[command(subcommand)]
+        command: client::user::UserCommand,
+    },
     /// EC2 key pairs in an organisation's AWS account.
     #[command(after_help = "\
 Examples:
@@ -632,6 +637,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Requests(args) => {
             drop(out);
             client::access::requests(&args, &|k| std::env::var(k).ok()).await?;
+        }
+        Command::User { command } => {
+            drop(out);
+            client::user::user(&command, &|k| std::env::var(k).ok()).await?;
         }
         Command::Exec(args) => {
             drop(out);

@@ -32,6 +32,8 @@ pub mod profiles;
 pub mod settings;
 /// `rolegate stack apply|delete|inspect` and `rolegate inventory`.
 pub mod stack;
+/// `rolegate user link-slack`: chat links for approve-from-Slack.
+pub mod user;
 /// `creds --certificate`: a workload's signed CreateSession; `pki dev-ca`.
 pub mod workload;
 
