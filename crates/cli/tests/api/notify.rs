@@ -245,7 +245,18 @@ async fn approve_from_slack(engine: Engine) {
     let rec = state_of(&w, &id).await;
     assert_eq!(rec["state"], "active");
     assert_eq!(rec["approvals"].as_array().unwrap().len(), 1);
-    // The message was updated through response_url.
+    // The refusals were told only to the presser (the buttons stay); the decision replaced
+    // the message through response_url.
+    let refused = w
+        .slack
+        .wait_for("/actions/T0/1/x", |r| r.json()["replace_original"] == false)
+        .await;
+    assert!(
+        refused.json()["text"]
+            .as_str()
+            .unwrap()
+            .contains("chat_user_not_linked")
+    );
     let upd = w
         .slack
         .wait_for("/actions/T0/1/x", |r| r.json()["replace_original"] == true)

@@ -120,11 +120,14 @@ pub fn message(n: &Notification) -> Value {
     json!({"text": clip(&n.title, 3000), "blocks": blocks})
 }
 
-/// What replaces the original message once a press is decided (or refused).
+/// The answer to a press through its `response_url`: once decided it replaces the original
+/// message (its buttons go); a refusal is shown only to the person who pressed, and the
+/// buttons stay for the other approvers.
 #[must_use]
-pub fn decided(text: &str) -> Value {
+pub fn reply(text: &str, decided: bool) -> Value {
     json!({
-        "replace_original": true,
+        "replace_original": decided,
+        "response_type": "ephemeral",
         "text": clip(text, 3000),
         "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": clip(&escape(text), 3000)}}],
     })

@@ -177,7 +177,7 @@ async fn slack_interaction(
         Err(_) => "Not done: rolegate could not decide; try the API".to_owned(),
     };
     if let Some(url) = response_url {
-        update_message(&state, url, text.clone());
+        update_message(&state, url, text.clone(), outcome.is_ok());
     }
     let o = outcome?;
     Ok(Json(SlackInteractionResponse {
@@ -225,7 +225,7 @@ fn parse(body: &[u8]) -> Result<(ChatAction, Option<String>), ApiError> {
 
 /// Replaces the original Slack message, in the background (the interaction is answered
 /// within Slack's 3 s regardless), and only under the configured prefix.
-fn update_message(state: &AppState, url: String, text: String) {
+fn update_message(state: &AppState, url: String, text: String, decided: bool) {
     let config = &state.settings.notify;
     if !url.starts_with(&config.slack_response_url_prefix) {
         tracing::warn!("a Slack response_url outside notify.slack_response_url_prefix was ignored");
@@ -235,7 +235,7 @@ fn update_message(state: &AppState, url: String, text: String) {
         return;
     };
     tokio::spawn(async move {
-        let sent = crate::notify::post(http.post(url).json(&slack::decided(&text))).await;
+        let sent = crate::notify::post(http.post(url).json(&slack::reply(&text, decided))).await;
         if let Err(e) = sent {
             tracing::warn!(error = %e, "could not update the Slack message");
         }
