@@ -284,6 +284,21 @@ async fn approve_from_slack(engine: Engine) {
     assert_eq!(again["approvals"], rec["approvals"]);
     assert_eq!(again["updated_at"], rec["updated_at"]);
 
+    // An admin removes the link: the next press is refused.
+    let r = w
+        .app
+        .delete("/api/users/bob/chat-links/slack/U0BOB", &w.app.admin_token)
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let r = interact(&w, SIGNING_SECRET, t, "U0BOB", "deny", &id, "1.5").await;
+    assert_eq!(
+        (r.status, r.code()),
+        (403, "chat_user_not_linked"),
+        "{:?}",
+        r.body
+    );
+    link(&w.app, "bob", "U0BOB").await;
+
     // Too long for chat: a link, no buttons, and a press on it is refused.
     let long = request(&w, 7200, false).await;
     let msg = w

@@ -110,6 +110,42 @@ impl Notifications {
         })
     }
 
+    /// Removes the link of Slack user `slack_user_id` to operator `user` (admins; audited):
+    /// that Slack user's presses are refused from then on.
+    pub async fn unlink_slack(
+        &self,
+        caller: &Caller,
+        user: &UserId,
+        slack_user_id: &str,
+    ) -> Result<(), Error> {
+        self.records
+            .authorize(caller, Action::LinkChatUser, &Facts::default())
+            .await?;
+        let not_found = Error::NotFound {
+            what: keyspace::CHAT_LINK.name,
+        };
+        if !plausible_slack_user(slack_user_id) {
+            return Err(not_found);
+        }
+        let key = keyspace::chat_link_slack(slack_user_id);
+        let Some(cur) = self.records.get(&key).await? else {
+            return Err(not_found);
+        };
+        if cur.value.user_id != *user {
+            return Err(not_found);
+        }
+        let txn = Txn::new()
+            .equals(key.as_str(), cur.rev)
+            .delete(key.as_str());
+        let audit = AuditRecord::new(Action::LinkChatUser.name())
+            .target(user.to_string())
+            .details(serde_json::json!({"platform": "slack", "chat_user_id": slack_user_id, "removed": true}));
+        if !self.records.commit(caller, txn, audit).await? {
+            return Err(not_found);
+        }
+        Ok(())
+    }
+
     /// Handles a verified Slack button press (see the module docs).
     #[tracing::instrument(skip_all, fields(request = %action.request_id))]
     pub async fn slack_action(

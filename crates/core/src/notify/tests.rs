@@ -283,6 +283,15 @@ async fn chat_actions_are_linked_once_and_bounded() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InteractionReplayed);
+    // Unlinked again: refused again.
+    s.notify.unlink_slack(&admin, &bob, "U0BOB").await.unwrap();
+    let e = s
+        .notify
+        .slack_action(ctx(), &press("U0BOB", "1.5", &id))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ChatUserNotLinked);
+    s.notify.link_slack(&admin, &bob, "U0BOB").await.unwrap();
     let long = request(&s, 3600 + 60).await;
     let e = s
         .notify

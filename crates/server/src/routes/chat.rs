@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use rolegate_core::access::Decision;
 use rolegate_core::ids::UserId;
 use rolegate_core::keyspace;
@@ -33,7 +33,13 @@ pub fn public_router() -> OpenApiRouter<AppState> {
 }
 
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(authorized(routes!(link_slack), Action::LinkChatUser, state))
+    OpenApiRouter::new()
+        .routes(authorized(routes!(link_slack), Action::LinkChatUser, state))
+        .routes(authorized(
+            routes!(unlink_slack),
+            Action::LinkChatUser,
+            state,
+        ))
 }
 
 /// Slack's form body: one `payload` field holding JSON.
@@ -287,4 +293,34 @@ async fn link_slack(
             .link_slack(&caller, &id, &slack)
             .await?,
     ))
+}
+
+/// Remove a Slack user's link to an operator
+///
+/// Presses from that Slack user are refused (403 `chat_user_not_linked`) from then on.
+/// Admins only; audited as `user.chat_link` with `removed`.
+#[utoipa::path(
+    delete, path = "/api/users/{user_id}/chat-links/slack/{slack_user_id}", operation_id = "unlink_slack_user", tag = "users",
+    params(
+        ("user_id" = String, Path, description = "The operator's id."),
+        ("slack_user_id" = String, Path, description = "The linked Slack user id."),
+    ),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 403, description = "`forbidden` (admins only).", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such link for this operator.", body = ErrorBody),
+    )
+)]
+async fn unlink_slack(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((user_id, slack_user_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id = UserId::parse(&user_id)?;
+    state
+        .services
+        .notify
+        .unlink_slack(&caller, &id, &slack_user_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
