@@ -224,10 +224,11 @@ Examples:
 Examples:
   rolegate inventory --org acme-corp | jq '.result.instances'")]
     Inventory(client::stack::InventoryArgs),
-    /// Operators (admins): change an operator's role.
+    /// Operators (admins): change an operator's role, link a Slack user for approve-from-chat.
     #[command(after_help = "\
 Examples:
-  rolegate user role carol admin")]
+  rolegate user role carol admin
+  rolegate user link-slack bob --slack-user-id U024BE7LH")]
     User {
         #[command(subcommand)]
         command: client::users::UserCommand,

@@ -11,6 +11,7 @@ use crate::model::{
     JobRecord, JobSecret, OidcPending, OrgRecord, SessionRecord, TokenEntry, TrustAnchorRecord,
     UserRecord, WorkloadProfileRecord,
 };
+use crate::model::{ChatLink, NotifyCursor, OutboxEntry, SeenAddresses};
 
 /// What `rekey` does with a family's records when they are sealed under an older key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,6 +275,55 @@ family!(
     Reseal
 );
 
+family!(
+    NOTIFY_CURSOR,
+    "notification cursor",
+    "notify/cursor",
+    "NotifyCursor: the last audit seq turned into notifications, and the delivery lease",
+    true,
+    Reseal
+);
+family!(
+    NOTIFY_OUTBOX,
+    "notification outbox",
+    "notify/out/",
+    "OutboxEntry (notify/out/<seq:020>-<n>.<sink>) until delivered",
+    true,
+    Reseal
+);
+family!(
+    NOTIFY_DEAD,
+    "notification dead letter",
+    "notify/dead/",
+    "OutboxEntry (notify/dead/<seq:020>-<n>.<sink>) given up after the last retry",
+    true,
+    Reseal
+);
+family!(
+    NOTIFY_SEEN_IP,
+    "seen source addresses",
+    "notify/ip/",
+    "SeenAddresses (notify/ip/<digest of the actor>): the last 16 credential sources",
+    true,
+    Reseal
+);
+family!(
+    CHAT_LINK,
+    "chat link",
+    "chatlink/",
+    "ChatLink (chatlink/slack/<Slack user id>): the operator a chat user acts as",
+    true,
+    Reseal
+);
+family!(
+    CHAT_REPLAY,
+    "chat interaction marker",
+    "chatreplay/",
+    "unsealed marker (chatreplay/<digest>), TTL 15 minutes: a chat action already handled",
+    false,
+    Skip
+);
+
 /// Every family kept in the key-value store, in the order of the table above.
 pub const FAMILIES: &[Family] = &[
     SYS_PEPPER,
@@ -306,6 +356,12 @@ pub const FAMILIES: &[Family] = &[
     ACCESS_REQUEST,
     ACCESS_OPEN,
     ACCESS_GRANT,
+    NOTIFY_CURSOR,
+    NOTIFY_OUTBOX,
+    NOTIFY_DEAD,
+    NOTIFY_SEEN_IP,
+    CHAT_LINK,
+    CHAT_REPLAY,
 ];
 
 /// The family `key` belongs to (the longest matching prefix), if any.
@@ -524,6 +580,32 @@ pub fn access_grant_prefix(org: &OrgName, level: &str, user: &str) -> String {
     format!("{}{org}/{level}/{user}/", ACCESS_GRANT.prefix)
 }
 
+#[must_use]
+pub fn notify_cursor() -> Key<NotifyCursor> {
+    Key::new(&NOTIFY_CURSOR, "")
+}
+/// An outbox entry; `entry_id` is `<seq:020>-<n>.<sink>`, so entries list in log order.
+#[must_use]
+pub fn notify_outbox(entry_id: &str) -> Key<OutboxEntry> {
+    Key::new(&NOTIFY_OUTBOX, entry_id)
+}
+#[must_use]
+pub fn notify_dead(entry_id: &str) -> Key<OutboxEntry> {
+    Key::new(&NOTIFY_DEAD, entry_id)
+}
+#[must_use]
+pub fn notify_seen_ip(actor_digest: &str) -> Key<SeenAddresses> {
+    Key::new(&NOTIFY_SEEN_IP, actor_digest)
+}
+#[must_use]
+pub fn chat_link_slack(slack_user_id: &str) -> Key<ChatLink> {
+    Key::new(&CHAT_LINK, &format!("slack/{slack_user_id}"))
+}
+#[must_use]
+pub fn chat_replay(digest_hex: &str) -> String {
+    format!("{}{digest_hex}", CHAT_REPLAY.prefix)
+}
+
 /// Rate-limit buckets: a namespace of their own in every engine (never listed, never
 /// sealed: a bucket holds only a time).
 pub mod rate {
@@ -632,6 +714,12 @@ mod tests {
                 access_grant(&org_name, "operator", "alice", "a1").to_string(),
                 &ACCESS_GRANT,
             ),
+            (notify_cursor().to_string(), &NOTIFY_CURSOR),
+            (notify_outbox("1-0.slack").to_string(), &NOTIFY_OUTBOX),
+            (notify_dead("1-0.slack").to_string(), &NOTIFY_DEAD),
+            (notify_seen_ip("ab").to_string(), &NOTIFY_SEEN_IP),
+            (chat_link_slack("U1").to_string(), &CHAT_LINK),
+            (chat_replay("ab"), &CHAT_REPLAY),
         ] {
             assert_eq!(family_of(&key), Some(family), "{key}");
         }

@@ -39,6 +39,8 @@ pub mod levels;
 pub mod model;
 /// Source-address allowlists (CIDR blocks).
 pub mod network;
+/// Notifications: the audit-log follower, outbox, dead letters, approve-from-chat.
+pub mod notify;
 /// The onboarding area: signed callbacks, binding, links.
 pub mod onboarding;
 /// The organisations area: registration, lookup, key rotation, offboarding.

@@ -80,6 +80,12 @@ pub enum Action {
     SetOrgNetwork,
     /// Set the source blocks an operator may use credentials from.
     SetUserNetwork,
+    /// List notifications given up after their last retry.
+    ListNotificationDeadLetters,
+    /// Send a dead letter back to the outbox.
+    RetryNotificationDeadLetter,
+    /// Link a chat (Slack) user to an operator, for approve-from-chat.
+    LinkChatUser,
 }
 
 impl Action {
@@ -130,6 +136,9 @@ impl Action {
         Action::RevokeAccess,
         Action::SetOrgNetwork,
         Action::SetUserNetwork,
+        Action::ListNotificationDeadLetters,
+        Action::RetryNotificationDeadLetter,
+        Action::LinkChatUser,
     ];
 
     /// The name audit events use for this action (a refusal is recorded under it).
@@ -181,6 +190,9 @@ impl Action {
             Self::RevokeAccess => "access.revoke",
             Self::SetOrgNetwork => "org.network",
             Self::SetUserNetwork => "user.network",
+            Self::ListNotificationDeadLetters => "notify.dead_letter.list",
+            Self::RetryNotificationDeadLetter => "notify.dead_letter.retry",
+            Self::LinkChatUser => "user.chat_link",
         }
     }
 
@@ -275,6 +287,10 @@ impl Action {
             // An org's key never loosens its own allowlist.
             Self::SetOrgNetwork => r(Allow, OwnerOfOrg, Deny, Deny, Allow, Deny),
             Self::SetUserNetwork => r(Allow, Deny, Deny, Deny, Allow, Deny),
+            // Delivery state and who may approve from chat: admins only.
+            Self::ListNotificationDeadLetters
+            | Self::RetryNotificationDeadLetter
+            | Self::LinkChatUser => r(Allow, Deny, Deny, Deny, Allow, Deny),
         }
     }
 }

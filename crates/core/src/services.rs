@@ -10,10 +10,12 @@ use crate::credentials::{ConsoleSettings, Credentials};
 use crate::error::Error;
 use crate::jobs::{JobSettings, Jobs};
 use crate::levels::CredentialPolicy;
+use crate::notify::{Notifications, NotifySettings};
 use crate::onboarding::{Onboarding, OnboardingPolicy, OnboardingSettings};
 use crate::orgs::Orgs;
 use crate::ports::RateLimit;
 use crate::ports::aws::{Federation, Sts, TemplateStore};
+use crate::ports::notify::Notifier;
 use crate::records::Records;
 use crate::sessions::{SessionSettings, Sessions};
 use crate::users::Users;
@@ -87,6 +89,9 @@ pub struct Services {
     pub jobs: Jobs,
     /// Portal (browser) sessions.
     pub sessions: Sessions,
+    /// Notifications and approve-from-chat. Built without sinks; `serve` gives it its
+    /// sinks with [`Services::with_notifiers`].
+    pub notify: Notifications,
 }
 
 impl Services {
@@ -131,6 +136,11 @@ impl Services {
                 },
             ),
             credentials,
+            notify: Notifications::new(
+                records.clone(),
+                Access::new(orgs.clone(), levels.clone()),
+                levels.clone(),
+            ),
             access: Access::new(orgs.clone(), levels.clone()),
             audit: AuditLog::new(orgs.clone()),
             orgs,
@@ -146,6 +156,17 @@ impl Services {
         settings: JobSettings,
     ) -> Self {
         self.jobs = self.jobs.with_clients(clients, settings);
+        self
+    }
+
+    /// Gives the notifications area its sinks and settings (a serving process).
+    #[must_use]
+    pub fn with_notifiers(
+        mut self,
+        sinks: Vec<std::sync::Arc<dyn Notifier>>,
+        settings: NotifySettings,
+    ) -> Self {
+        self.notify = self.notify.with_sinks(sinks, settings);
         self
     }
 }

@@ -183,7 +183,11 @@ impl Application {
         let services =
             open_services_with(&settings, true, clock.clone(), Some(&metrics), callback_url)
                 .await?;
+        let sinks = crate::notify::sinks(&settings.notify, clock.clone())?;
+        let services = services.with_notifiers(sinks, settings.notify.settings.clone());
         bootstrap_admin(&services, &settings).await?;
+        // Before listening: what happens from here on is followed, not what came before.
+        services.notify.init_cursor().await?;
         let idempotency =
             Idempotency::new(services.records.vault().clone(), settings.idempotency_ttl);
         let purged = idempotency.purge_secret_responses().await?;
@@ -221,7 +225,8 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM (over TLS when configured; SIGHUP then reloads the
     /// certificate). Meanwhile background tasks run jobs (`jobs.workers` at once), write the
-    /// transitions time makes to access requests and grants (`access.sweep_interval_ms`), write an
+    /// transitions time makes to access requests and grants (`access.sweep_interval_ms`), follow
+    /// the audit log into notifications and deliver them (`[notify]`, one replica at a time), write an
     /// audit checkpoint to the log every minute and after every 10,000 events, and the aggregated events of failed logins and
     /// rejected callbacks when their minute ends; on the way out, the failures still being
     /// counted are written, then one more checkpoint.
@@ -250,6 +255,7 @@ impl Application {
                 .clone()
                 .run_sweeper(self.state.settings.access.sweep_interval),
         ));
+        let notifier = AbortOnDrop(tokio::spawn(self.state.services.notify.clone().run()));
         let header_timeout = self.state.settings.timeouts.header_read;
         let served = crate::serve::run(
             self.listener,
@@ -259,7 +265,7 @@ impl Application {
             shutdown_signal(),
         )
         .await;
-        drop((checkpoints, failures, jobs, sweeper));
+        drop((checkpoints, failures, jobs, sweeper, notifier));
         audit.flush_failures(true).await;
         audit.emit_checkpoint().await;
         served
@@ -344,6 +350,8 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .merge(crate::routes::jobs::router(&state))
         .merge(crate::routes::access::router(&state))
         .merge(crate::routes::network::router(&state))
+        .merge(crate::routes::notify::router(&state))
+        .merge(crate::routes::chat::router(&state))
         .split_for_parts();
     crate::openapi::protect(&mut doc);
     let protected = protected
@@ -356,7 +364,8 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .merge(crate::routes::health::router())
         .merge(crate::routes::docs::router())
         .merge(crate::routes::onboarding::public_router())
-        .merge(crate::routes::workload::public_router());
+        .merge(crate::routes::workload::public_router())
+        .merge(crate::routes::chat::public_router());
     if state.settings.metrics_enabled {
         open = open.routes(crate::authorize::documented(
             routes!(crate::routes::metrics::render),

@@ -26,6 +26,8 @@ pub mod keys;
 pub mod metered_sts;
 /// Prometheus metrics and `GET /metrics`.
 pub mod metrics;
+/// Notification sinks: the Slack incoming webhook and the signed generic webhook.
+pub mod notify;
 /// The OpenAPI document: shared parts and what every operation gets.
 pub mod openapi;
 /// Mounting the operator portal (`rolegate-portal`) and what it is told per request.

@@ -69,6 +69,7 @@ pub const ORG_API_KEY: &str = "org_api_key";
         (name = "onboarding", description = "Connecting a customer's AWS account: links, the signed callback, binding."),
         (name = "audit", description = "The hash-chained audit log."),
         (name = "access", description = "Just-in-time access: requests for levels that need approval, approvals, time-bound grants, revocation, break-glass."),
+        (name = "notifications", description = "Notification dead letters, and approve-from-Slack (signed by Slack)."),
         (name = "jobs", description = "Work in a customer's AWS account (key pairs), run by workers with a session policy per job."),
         (name = "metrics", description = "Prometheus metrics; no authentication, internal network only."),
         (name = "docs", description = "This document; no authentication."),

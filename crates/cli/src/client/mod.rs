@@ -32,7 +32,7 @@ pub mod profiles;
 pub mod settings;
 /// `rolegate stack apply|delete|inspect` and `rolegate inventory`.
 pub mod stack;
-/// `rolegate user role`: an admin changes an operator's role.
+/// `rolegate user role|link-slack`: an admin changes an operator's role or chat link.
 pub mod users;
 /// `creds --certificate`: a workload's signed CreateSession; `pki dev-ca`.
 pub mod workload;

@@ -34,6 +34,8 @@ mod idempotency;
 mod jobs;
 /// `GET /metrics` (per-app registry) and the JSON request logs of the real binary.
 mod metrics;
+/// Notifications: stand-in Slack and webhook receivers, approve-from-Slack, dead letters.
+mod notify;
 /// Customer onboarding: the stack, the signed callback, binding.
 mod onboarding;
 /// The OpenAPI document (every route, Idempotency-Key) and the offline `/docs` page.

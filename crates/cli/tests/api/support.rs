@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 /// per app, reaped by a watchdog. Never the machine's own server.
 #[path = "../../../store/tests/support/pg.rs"]
 pub mod pg;
+/// A stand-in HTTP receiver (Slack, webhooks) that records what it gets.
+pub mod recorder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {

@@ -33,6 +33,9 @@ pub struct ApprovalRule {
     pub auto_approve_under_secs: Option<u32>,
     /// `break_glass` requests are allowed: active at once, reason required, flagged.
     pub break_glass: bool,
+    /// Requests up to this long may be approved from chat (Slack buttons); longer ones get
+    /// a link to the API instead. `None`: any request.
+    pub chat_approval_max_duration_secs: Option<u32>,
 }
 
 impl Default for ApprovalRule {
@@ -48,6 +51,7 @@ impl Default for ApprovalRule {
             request_ttl_secs: 24 * 3600,
             auto_approve_under_secs: None,
             break_glass: false,
+            chat_approval_max_duration_secs: None,
         }
     }
 }
@@ -66,6 +70,7 @@ pub struct ApprovalSettings {
     pub request_ttl_secs: Option<u32>,
     pub auto_approve_under_secs: Option<u32>,
     pub break_glass: Option<bool>,
+    pub chat_approval_max_duration_secs: Option<u32>,
 }
 
 impl ApprovalSettings {
@@ -84,6 +89,9 @@ impl ApprovalSettings {
                 .auto_approve_under_secs
                 .or(self.auto_approve_under_secs),
             break_glass: over.break_glass.or(self.break_glass),
+            chat_approval_max_duration_secs: over
+                .chat_approval_max_duration_secs
+                .or(self.chat_approval_max_duration_secs),
         }
     }
 
@@ -156,6 +164,14 @@ impl ApprovalSettings {
                 "must not exceed max_duration_secs",
             ));
         }
+        if let Some(c) = self.chat_approval_max_duration_secs
+            && c > max_duration_secs
+        {
+            return Err(bad(
+                "chat_approval_max_duration_secs",
+                "must not exceed max_duration_secs",
+            ));
+        }
         Ok(ApprovalRule {
             requires_approval: self.requires_approval.unwrap_or(d.requires_approval),
             approvers,
@@ -167,6 +183,7 @@ impl ApprovalSettings {
             request_ttl_secs,
             auto_approve_under_secs: self.auto_approve_under_secs,
             break_glass: self.break_glass.unwrap_or(d.break_glass),
+            chat_approval_max_duration_secs: self.chat_approval_max_duration_secs,
         })
     }
 }

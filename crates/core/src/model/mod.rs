@@ -9,6 +9,8 @@ pub mod audit;
 pub mod credential;
 /// Jobs: the record, its steps, leases and one-time secrets.
 pub mod job;
+/// Notification delivery: cursor, outbox, dead letters, seen addresses, chat links.
+pub mod notify;
 /// Organisations and their API-key index.
 pub mod org;
 /// Secret text inside a sealed record.
@@ -26,6 +28,7 @@ pub use credential::CachedCredentials;
 pub use job::{
     JobError, JobLease, JobRecord, JobSecret, JobSession, JobState, SecretState, Step, StepState,
 };
+pub use notify::{ChatLink, NotifyCursor, OutboxEntry, SeenAddresses};
 pub use org::{ApiKeyEntry, Org, OrgRecord, OrgStatus};
 pub use secret::Secret;
 pub use session::{OidcPending, SessionRecord};

@@ -83,6 +83,8 @@ pub struct RawApprovalFields {
     pub auto_approve_under_secs: Option<u32>,
     /// Allow `break_glass` requests: active at once, reason required, flagged for review.
     pub break_glass: Option<bool>,
+    /// Requests up to this long may be approved from Slack; longer ones get a link.
+    pub chat_approval_max_duration_secs: Option<u32>,
 }
 
 impl RawApprovalFields {
@@ -97,6 +99,7 @@ impl RawApprovalFields {
             request_ttl_secs: self.request_ttl_secs,
             auto_approve_under_secs: self.auto_approve_under_secs,
             break_glass: self.break_glass,
+            chat_approval_max_duration_secs: self.chat_approval_max_duration_secs,
         }
     }
 }
@@ -114,6 +117,7 @@ pub struct RawApproval {
     pub request_ttl_secs: Option<u32>,
     pub auto_approve_under_secs: Option<u32>,
     pub break_glass: Option<bool>,
+    pub chat_approval_max_duration_secs: Option<u32>,
     /// Per-org overrides of the fields above.
     #[serde(default)]
     pub orgs: BTreeMap<String, RawApprovalFields>,
@@ -136,6 +140,7 @@ impl RawApproval {
             request_ttl_secs: self.request_ttl_secs,
             auto_approve_under_secs: self.auto_approve_under_secs,
             break_glass: self.break_glass,
+            chat_approval_max_duration_secs: self.chat_approval_max_duration_secs,
         }
         .settings();
         let default = base

@@ -10,6 +10,8 @@ pub mod aws;
 pub mod credentials;
 /// `[jobs]`: the worker pool and one-time secrets.
 pub mod jobs;
+/// `[notify]`: notification sinks and approve-from-Slack.
+pub mod notify;
 /// `[oidc]`: portal sign-in through the identity provider.
 pub mod oidc;
 /// `[portal]`: the operator portal's sessions.
@@ -117,6 +119,8 @@ pub struct RawSettings {
     pub oidc: oidc::RawOidc,
     #[serde(default)]
     pub access: access::RawAccess,
+    #[serde(default)]
+    pub notify: notify::RawNotify,
 }
 
 /// Environment variable names, one per scalar setting.
@@ -474,6 +478,7 @@ impl RawSettings {
         let jobs = self.jobs.validate()?;
         let portal = self.portal.validate()?;
         let oidc = self.oidc.validate()?;
+        let notify = self.notify.validate()?;
         Ok(Settings {
             listen,
             data_dir,
@@ -498,6 +503,7 @@ impl RawSettings {
             portal,
             oidc,
             access,
+            notify,
         })
     }
 }
@@ -609,6 +615,8 @@ pub struct Settings {
     pub oidc: Option<rolegate_portal::oidc::OidcConfig>,
     /// Just-in-time access: the sweeper's interval.
     pub access: access::AccessSettings,
+    /// Notification sinks and approve-from-Slack (`[notify]`).
+    pub notify: notify::NotifyConfig,
 }
 
 impl Settings {

@@ -5,6 +5,8 @@
 pub mod access;
 /// The audit log query.
 pub mod audit;
+/// Approve from Slack, and links from Slack users to operators.
+pub mod chat;
 /// Credential vending, validation and console sign-in.
 pub mod credentials;
 /// The OpenAPI document and the `/docs` page (public).
@@ -17,6 +19,8 @@ pub mod jobs;
 pub mod metrics;
 /// Source allowlists of orgs, their API keys and operators.
 pub mod network;
+/// Notification dead letters.
+pub mod notify;
 /// Onboarding: the signed callback, links, binding reset.
 pub mod onboarding;
 /// Organisations.

@@ -1,0 +1,64 @@
+//! The generic webhook: the notification as JSON, signed with
+//! `X-Rolegate-Signature: t=<unix seconds>,v1=<HMAC-SHA256 over "<t>.<body>">`
+//! (`rolegate_crypto::webhook::sign`), so the receiver can check origin and freshness.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rolegate_core::clock::Clock;
+use rolegate_core::ports::notify::{DeliveryError, Notification, Notifier};
+use rolegate_crypto::webhook::{SIGNATURE_HEADER, sign};
+use secrecy::{ExposeSecret as _, SecretString};
+
+/// A signed generic webhook.
+pub struct SignedWebhook {
+    http: reqwest::Client,
+    url: SecretString,
+    secret: SecretString,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for SignedWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SignedWebhook { url: [redacted], secret: [redacted] }")
+    }
+}
+
+impl SignedWebhook {
+    #[must_use]
+    pub fn new(
+        http: reqwest::Client,
+        url: SecretString,
+        secret: SecretString,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            http,
+            url,
+            secret,
+            clock,
+        }
+    }
+}
+
+#[async_trait]
+impl Notifier for SignedWebhook {
+    fn name(&self) -> &'static str {
+        "webhook"
+    }
+
+    async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
+        let body = serde_json::to_vec(n)
+            .map_err(|_| DeliveryError("the notification could not be encoded".to_owned()))?;
+        let now = self.clock.now().unix_timestamp();
+        let signature = sign(self.secret.expose_secret().as_bytes(), now, &body);
+        super::post(
+            self.http
+                .post(self.url.expose_secret())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(SIGNATURE_HEADER, signature)
+                .body(body),
+        )
+        .await
+    }
+}
