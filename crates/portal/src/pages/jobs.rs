@@ -119,7 +119,7 @@ struct JobPage {
     spec: String,
     result: String,
     /// An `inventory` job's result, as tables.
-    tables: Vec<super::stacks::Table>,
+    tables: Vec<super::inventory::Table>,
 }
 
 pub async fn show(
@@ -130,7 +130,7 @@ pub async fn show(
     let job = portal.services.jobs.get(&session.caller, &id).await?;
     let state = job.state.as_str().to_owned();
     let tables = match (&job.result, job.kind.as_str()) {
-        (Some(r), "inventory") => super::stacks::inventory_tables(r),
+        (Some(r), "inventory") => super::inventory::inventory_tables(r),
         _ => Vec::new(),
     };
     render(&JobPage {

@@ -10,6 +10,8 @@ pub mod audit;
 pub mod credentials;
 /// The organisations the operator may see.
 pub mod home;
+/// An inventory job's result as tables (job and stacks pages).
+pub mod inventory;
 /// Key-pair jobs: create, live steps, the private key once.
 pub mod jobs;
 /// Sign-in and sign-out.
