@@ -8,8 +8,8 @@ use std::marker::PhantomData;
 use crate::ids::{OrgName, UserId};
 use crate::model::{
     AccessRequestRecord, ApiKeyEntry, AuditEvent, AuditHead, CachedCredentials, JobLease,
-    JobRecord, JobSecret, OidcPending, OrgRecord, SessionRecord, TokenEntry, TrustAnchorRecord,
-    UserRecord, WorkloadProfileRecord,
+    JobRecord, JobSecret, OidcPending, OrgRecord, PendingRevocation, RevocationState,
+    SessionRecord, TokenEntry, TrustAnchorRecord, UserRecord, WorkloadProfileRecord,
 };
 
 /// What `rekey` does with a family's records when they are sealed under an older key.
@@ -274,6 +274,31 @@ family!(
     Reseal
 );
 
+family!(
+    ACCESS_REVOCATION,
+    "pending revocation",
+    "access/revq/",
+    "PendingRevocation (access/revq/<org>/<id>) until written into the customer's role",
+    true,
+    Reseal
+);
+family!(
+    ACCESS_REVOCATION_STATE,
+    "revocation policy state",
+    "access/revs/",
+    "RevocationState (access/revs/<org>): the org's rolegate-revocations policy, its next cleanup, its last failure",
+    true,
+    Reseal
+);
+family!(
+    ACCESS_REVOCATION_LOCK,
+    "revocation writer lock",
+    "access/revlock/",
+    "unsealed marker (access/revlock/<org>), TTL 60 s: one replica writes an org's policy at a time",
+    false,
+    Skip
+);
+
 /// Every family kept in the key-value store, in the order of the table above.
 pub const FAMILIES: &[Family] = &[
     SYS_PEPPER,
@@ -306,6 +331,9 @@ pub const FAMILIES: &[Family] = &[
     ACCESS_REQUEST,
     ACCESS_OPEN,
     ACCESS_GRANT,
+    ACCESS_REVOCATION,
+    ACCESS_REVOCATION_STATE,
+    ACCESS_REVOCATION_LOCK,
 ];
 
 /// The family `key` belongs to (the longest matching prefix), if any.
@@ -524,6 +552,30 @@ pub fn access_grant_prefix(org: &OrgName, level: &str, user: &str) -> String {
     format!("{}{org}/{level}/{user}/", ACCESS_GRANT.prefix)
 }
 
+/// `access/revq/<org>/<id>`: a revocation to write into the org's role.
+#[must_use]
+pub fn access_revocation(org: &OrgName, id: &str) -> Key<PendingRevocation> {
+    Key::new(&ACCESS_REVOCATION, &format!("{org}/{id}"))
+}
+
+/// `access/revq/<org>/`.
+#[must_use]
+pub fn access_revocation_prefix(org: &OrgName) -> String {
+    format!("{}{org}/", ACCESS_REVOCATION.prefix)
+}
+
+/// `access/revs/<org>`.
+#[must_use]
+pub fn access_revocation_state(org: &OrgName) -> Key<RevocationState> {
+    Key::new(&ACCESS_REVOCATION_STATE, org.as_str())
+}
+
+/// `access/revlock/<org>`.
+#[must_use]
+pub fn access_revocation_lock(org: &OrgName) -> String {
+    format!("{}{org}", ACCESS_REVOCATION_LOCK.prefix)
+}
+
 /// Rate-limit buckets: a namespace of their own in every engine (never listed, never
 /// sealed: a bucket holds only a time).
 pub mod rate {
@@ -632,6 +684,15 @@ mod tests {
                 access_grant(&org_name, "operator", "alice", "a1").to_string(),
                 &ACCESS_GRANT,
             ),
+            (
+                access_revocation(&org_name, "r1").to_string(),
+                &ACCESS_REVOCATION,
+            ),
+            (
+                access_revocation_state(&org_name).to_string(),
+                &ACCESS_REVOCATION_STATE,
+            ),
+            (access_revocation_lock(&org_name), &ACCESS_REVOCATION_LOCK),
         ] {
             assert_eq!(family_of(&key), Some(family), "{key}");
         }

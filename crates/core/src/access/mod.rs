@@ -31,6 +31,15 @@ mod decide;
 mod list;
 /// Creating requests (and break-glass grants).
 mod request;
+/// Reviewing break-glass grants.
+mod review;
+/// The `rolegate-revocations` policy document (pure).
+pub mod revocation_policy;
+/// Writing revocations into customers' roles (`revoke_sessions`).
+mod revoke_sessions;
+/// `revoke_sessions` end to end against stand-ins.
+#[cfg(test)]
+mod revoke_tests;
 /// Writing the transitions time makes.
 mod sweep;
 #[cfg(test)]
@@ -38,6 +47,7 @@ mod tests;
 
 pub use decide::Decision;
 pub use list::{AccessFilter, AccessPage};
+pub use revoke_sessions::{RevokeSessions, RevokeSessionsSettings};
 
 /// At most this many characters of ticket reference.
 pub const MAX_TICKET_CHARS: usize = 64;
@@ -129,6 +139,8 @@ pub struct Access {
     records: Records,
     orgs: Orgs,
     levels: Arc<CredentialPolicy>,
+    /// `revoke_sessions`: what writes deny statements into customers' roles (none: off).
+    revoke_sessions: Option<RevokeSessions>,
 }
 
 /// `a` + 12 hex digits of milliseconds + 16 random hex digits (29 characters).
@@ -168,7 +180,15 @@ impl Access {
             records: orgs.records().clone(),
             orgs,
             levels,
+            revoke_sessions: None,
         }
+    }
+
+    /// The same area, writing revocations into the roles of the orgs `revoke` names.
+    #[must_use]
+    pub fn with_revoke_sessions(mut self, revoke: RevokeSessions) -> Self {
+        self.revoke_sessions = Some(revoke);
+        self
     }
 
     /// The rule of `rec`'s level on its org, as configured now.
