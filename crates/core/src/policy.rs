@@ -80,6 +80,8 @@ pub enum Action {
     SetOrgNetwork,
     /// Set the source blocks an operator may use credentials from.
     SetUserNetwork,
+    /// Mark a break-glass grant reviewed (admins, never its holder).
+    ReviewAccess,
 }
 
 impl Action {
@@ -130,6 +132,7 @@ impl Action {
         Action::RevokeAccess,
         Action::SetOrgNetwork,
         Action::SetUserNetwork,
+        Action::ReviewAccess,
     ];
 
     /// The name audit events use for this action (a refusal is recorded under it).
@@ -181,6 +184,7 @@ impl Action {
             Self::RevokeAccess => "access.revoke",
             Self::SetOrgNetwork => "org.network",
             Self::SetUserNetwork => "user.network",
+            Self::ReviewAccess => "access.review",
         }
     }
 
@@ -275,6 +279,8 @@ impl Action {
             // An org's key never loosens its own allowlist.
             Self::SetOrgNetwork => r(Allow, OwnerOfOrg, Deny, Deny, Allow, Deny),
             Self::SetUserNetwork => r(Allow, Deny, Deny, Deny, Allow, Deny),
+            // Break-glass use is reviewed by an admin; the access area refuses the holder.
+            Self::ReviewAccess => r(Allow, Deny, Deny, Deny, Deny, Deny),
         }
     }
 }
