@@ -210,7 +210,11 @@ mod tests {
         let some: RawAccess = toml::from_str("revoke_sessions_orgs = [\"acme\"]").unwrap();
         let some = some.validate().unwrap();
         assert!(some.revoke_sessions.applies(&acme));
-        assert!(!some.revoke_sessions.applies(&OrgName::parse("other").unwrap()));
+        assert!(
+            !some
+                .revoke_sessions
+                .applies(&OrgName::parse("other").unwrap())
+        );
         let all: RawAccess = toml::from_str("revoke_sessions = true").unwrap();
         assert!(all.validate().unwrap().revoke_sessions.applies(&acme));
         let bad: RawAccess = toml::from_str("revoke_sessions_orgs = [\"Not An Org\"]").unwrap();
