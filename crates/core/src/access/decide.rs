@@ -1,7 +1,7 @@
 //! Approving, denying, cancelling and revoking: each a compare-and-swap through the update
 //! loop, with its audit event (a refusal is audited too).
 
-use super::{Access, may_approve, operator_id, plausible_id, rfc3339};
+use super::{Access, may_approve, operator_id, plausible_id, refusal, rfc3339};
 use crate::audit::AuditRecord;
 use crate::error::{Code, Error};
 use crate::keyspace;
@@ -90,16 +90,13 @@ impl Access {
             .update(caller, &key, |rec| {
                 let state = rec.state_at(now);
                 let refuse = |code: Code, message: String| {
-                    let audit = AuditRecord::new(action.name())
-                        .org(rec.org.to_string())
-                        .target(rec.id.clone())
-                        .failure(code.as_str())
-                        .details(serde_json::json!({"state": state.as_str(), "reason": message}));
-                    let error = match code.status() {
-                        409 => Error::Conflict { code, message },
-                        _ => Error::Forbidden { code, message },
-                    };
-                    Ok(Change::Refuse { audit, error })
+                    refusal(
+                        action,
+                        rec,
+                        code,
+                        message,
+                        serde_json::json!({"state": state.as_str()}),
+                    )
                 };
                 let wanted: &[AccessState] = match decision {
                     Decision::Approve | Decision::Deny | Decision::Cancel => {

@@ -204,6 +204,28 @@ impl Access {
     }
 }
 
+/// A refusal of `action` on `rec` inside the update loop: audited with `code` and
+/// `details` (plus the message as `reason`), answered 409 or 403 by the code's status.
+fn refusal<T>(
+    action: crate::policy::Action,
+    rec: &AccessRequestRecord,
+    code: crate::error::Code,
+    message: String,
+    mut details: serde_json::Value,
+) -> Result<crate::records::Change<T>, Error> {
+    details["reason"] = serde_json::Value::from(message.clone());
+    let audit = crate::audit::AuditRecord::new(action.name())
+        .org(rec.org.to_string())
+        .target(rec.id.clone())
+        .failure(code.as_str())
+        .details(details);
+    let error = match code.status() {
+        409 => Error::Conflict { code, message },
+        _ => Error::Forbidden { code, message },
+    };
+    Ok(crate::records::Change::Refuse { audit, error })
+}
+
 /// Unix seconds as RFC 3339.
 fn rfc3339(unix: i64) -> String {
     crate::clock::rfc3339_unix(unix)

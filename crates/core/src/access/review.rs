@@ -2,7 +2,7 @@
 //! grant reviewed with a comment, through the update loop, audited (`access.review`).
 
 use super::decide::parse_comment;
-use super::{Access, operator_id, plausible_id};
+use super::{Access, operator_id, plausible_id, refusal};
 use crate::audit::AuditRecord;
 use crate::error::{Code, Error};
 use crate::keyspace;
@@ -49,16 +49,7 @@ impl Access {
             .records
             .update(caller, &key, |rec| {
                 let refuse = |code: Code, message: String| {
-                    let audit = AuditRecord::new(action.name())
-                        .org(rec.org.to_string())
-                        .target(rec.id.clone())
-                        .failure(code.as_str())
-                        .details(serde_json::json!({"reason": message}));
-                    let error = match code.status() {
-                        409 => Error::Conflict { code, message },
-                        _ => Error::Forbidden { code, message },
-                    };
-                    Ok(Change::Refuse { audit, error })
+                    refusal(action, rec, code, message, serde_json::json!({}))
                 };
                 if rec.requested_by == me {
                     return refuse(
