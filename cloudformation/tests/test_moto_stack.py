@@ -4,6 +4,7 @@ moto runs no Lambda code, so the callback resource stays CREATE_IN_PROGRESS unti
 answers for the Lambda with a cfn-response, as CloudFormation's ResponseURL would receive it.
 """
 
+import ast
 import json
 import os
 import socket
@@ -209,9 +210,12 @@ class OnboardingStackTest(unittest.TestCase):
         # Until the Lambda answers, the stack waits on the callback resource.
         time.sleep(0.5)
         self.assertEqual(self.stack(stack_id)["StackStatus"], "CREATE_IN_PROGRESS")
+        # moto 5.2.5 lists a resource whose Condition is false (RoleBoundary, without
+        # AllowRevocations) as an entry with no LogicalResourceId; CloudFormation omits it.
         resources = {
             r["LogicalResourceId"]: r["ResourceStatus"]
             for r in self.cfn.describe_stack_resources(StackName=stack_id)["StackResources"]
+            if "LogicalResourceId" in r
         }
         self.assertEqual(resources["RolegateCallback"], "CREATE_IN_PROGRESS")
 
@@ -308,6 +312,64 @@ class OnboardingStackTest(unittest.TestCase):
         self.answer_for_the_lambda(stack_id)
         stack = self.wait_for(stack_id, "CREATE_COMPLETE")
         self.assert_managed_policy(stack, "ProviderAccess", "AdministratorAccess")
+
+    def test_revocations_option_puts_a_boundary_and_lets_the_role_write_its_own_policy(self):
+        stack_id = self.create("rolegate-onboarding-revoke", OrgName="revoke-org", AllowRevocations="true")
+        self.answer_for_the_lambda(stack_id)
+        stack = self.wait_for(stack_id, "CREATE_COMPLETE")
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+        boundary_arn = f"arn:aws:iam::{CUSTOMER}:policy/rolegate-revoke-org-boundary"
+        self.assertEqual(outputs["BoundaryArn"], boundary_arn)
+        role = self.iam.get_role(RoleName="rolegate-revoke-org")["Role"]
+        self.assertEqual(role["PermissionsBoundary"]["PermissionsBoundaryArn"], boundary_arn)
+        writer = self.iam.get_role_policy(RoleName="rolegate-revoke-org", PolicyName="rolegate-revocation-writer")
+        document = writer["PolicyDocument"]
+        if isinstance(document, str):
+            # moto 5.2.5 keeps a stack's inline policy as Python's repr of the dict.
+            document = ast.literal_eval(urllib.parse.unquote(document))
+        self.assertEqual(
+            document["Statement"][0]["Resource"], f"arn:aws:iam::{CUSTOMER}:role/rolegate-revoke-org"
+        )
+        version = self.iam.get_policy(PolicyArn=boundary_arn)["Policy"]["DefaultVersionId"]
+        ceiling = self.iam.get_policy_version(PolicyArn=boundary_arn, VersionId=version)["PolicyVersion"]["Document"]
+        if isinstance(ceiling, str):
+            ceiling = json.loads(urllib.parse.unquote(ceiling))
+        sids = [st["Sid"] for st in ceiling["Statement"]]
+        # ReadOnly (the default level): its ceiling, no secret values, the denies.
+        self.assertEqual(ceiling["Statement"][1]["Effect"], "Deny")
+        self.assertEqual(
+            sids, ["LevelCeiling", "LevelExtras", "WriteOwnRevocations", "KeepBoundaryAndTrust", "KeepThisPolicy"]
+        )
+        # What rolegate does with it: assume the role and write its own revocations policy.
+        sts = self.client("sts", PROVIDER)
+        creds = sts.assume_role(
+            RoleArn=role["Arn"], RoleSessionName="revoke", ExternalId=EXTERNAL_ID
+        )["Credentials"]
+        as_role = boto3.client(
+            "iam",
+            endpoint_url=self.moto.endpoint,
+            region_name=REGION,
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+        )
+        deny = {"Version": "2012-10-17", "Statement": [{"Sid": "RgG60E960", "Effect": "Deny", "Action": "*", "Resource": "*"}]}
+        as_role.put_role_policy(
+            RoleName="rolegate-revoke-org", PolicyName="rolegate-revocations", PolicyDocument=json.dumps(deny)
+        )
+        names = self.iam.list_role_policies(RoleName="rolegate-revoke-org")["PolicyNames"]
+        self.assertEqual(sorted(names), ["rolegate-revocation-writer", "rolegate-revocations"])
+        self.cfn.delete_stack(StackName=stack_id)
+        self.wait_for(stack_id, "DELETE_COMPLETE")
+
+    def test_without_the_option_there_is_no_boundary(self):
+        stack_id = self.create("rolegate-onboarding-plain", OrgName="plain-org")
+        self.answer_for_the_lambda(stack_id)
+        stack = self.wait_for(stack_id, "CREATE_COMPLETE")
+        role = self.iam.get_role(RoleName="rolegate-plain-org")["Role"]
+        self.assertNotIn("PermissionsBoundary", role)
+        self.assertEqual(self.iam.list_role_policies(RoleName="rolegate-plain-org")["PolicyNames"], [])
+        self.assertNotIn("BoundaryArn", {o["OutputKey"] for o in stack["Outputs"]})
 
 
 if __name__ == "__main__":

@@ -203,6 +203,46 @@ class TemplateTest(unittest.TestCase):
         self.assertLessEqual(imported, set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names))
         self.assertNotIn("cfnresponse", imported)
 
+    def test_revocations_are_off_by_default_and_bounded(self):
+        p = self.params["AllowRevocations"]
+        self.assertEqual((p["Default"], p["AllowedValues"]), ("false", ["false", "true"]))
+        role = self.res["AccessRole"]["Properties"]
+        self.assertEqual(
+            role["PermissionsBoundary"],
+            {"Fn::If": ["RevocationsOn", {"Ref": "RoleBoundary"}, {"Ref": "AWS::NoValue"}]},
+        )
+        writer = role["Policies"]["Fn::If"][1][0]
+        self.assertEqual(role["Policies"]["Fn::If"][0], "RevocationsOn")
+        (statement,) = writer["PolicyDocument"]["Statement"]
+        self.assertEqual(statement["Action"], ["iam:GetRolePolicy", "iam:PutRolePolicy", "iam:DeleteRolePolicy"])
+        own_role = statement["Resource"]
+        self.assertEqual(own_role["Fn::Sub"][0], "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${Name}")
+        boundary = self.res["RoleBoundary"]
+        self.assertEqual(boundary["Condition"], "RevocationsOn")
+        statements = boundary["Properties"]["PolicyDocument"]["Statement"]
+        by_sid = {}
+        for st in statements:
+            for _, v in walk(st):
+                if isinstance(v, dict) and "Sid" in v:
+                    by_sid.setdefault(v["Sid"], []).append(v)
+        # The writer's three calls on the role itself are the only IAM writes the ceiling adds.
+        (write,) = by_sid["WriteOwnRevocations"]
+        self.assertEqual(write["Resource"], own_role)
+        (keep,) = by_sid["KeepBoundaryAndTrust"]
+        self.assertEqual(keep["Effect"], "Deny")
+        for action in ("iam:DeleteRolePermissionsBoundary", "iam:PutRolePermissionsBoundary", "iam:UpdateAssumeRolePolicy", "iam:AttachRolePolicy"):
+            self.assertIn(action, keep["Action"])
+        self.assertEqual(keep["Resource"], own_role)
+        (policy,) = by_sid["KeepThisPolicy"]
+        self.assertIn("iam:CreatePolicyVersion", policy["Action"])
+        # One ceiling per level: ReadOnly reads, PowerUser without IAM, Administrator all.
+        ceilings = by_sid["LevelCeiling"]
+        self.assertEqual(len(ceilings), 3)
+        self.assertEqual(ceilings[1]["NotAction"], ["iam:*", "organizations:*", "account:*"])
+        self.assertEqual(ceilings[2]["Action"], "*")
+        self.assertTrue(all(a.startswith("*:") for a in ceilings[0]["Action"]))
+        self.assertEqual(self.t["Outputs"]["BoundaryArn"]["Condition"], "RevocationsOn")
+
     def test_outputs(self):
         self.assertEqual(self.t["Outputs"]["RoleArn"]["Value"], {"Fn::GetAtt": ["AccessRole", "Arn"]})
         for output in self.t["Outputs"].values():

@@ -1,5 +1,6 @@
 //! The AWS calls rolegate makes (STS `AssumeRole` and `GetCallerIdentity`, S3 template
-//! publishing, the console federation endpoint, and for jobs EC2, CloudFormation and RDS),
+//! publishing, the console federation endpoint, for jobs EC2, CloudFormation and RDS, and
+//! IAM for `revoke_sessions`),
 //! implementing `rolegate-core`'s ports.
 //! This crate must not depend on HTTP server or storage crates. Errors are mapped to
 //! `StsError` (and, for jobs' service calls, `AwsError`) here and nowhere else.
@@ -18,6 +19,8 @@ mod cloudformation;
 mod ec2;
 /// The console sign-in federation endpoint.
 mod federation;
+/// IAM calls on the customer's role (`revoke_sessions`).
+mod iam;
 /// RDS calls for inventory jobs, with the job's own credentials.
 mod rds;
 /// S3 template publishing.
@@ -28,6 +31,7 @@ mod sts;
 pub use cloudformation::SdkCloudFormation;
 pub use ec2::SdkEc2;
 pub use federation::FederationClient;
+pub use iam::SdkIam;
 pub use rds::SdkRds;
 pub use s3::S3TemplateStore;
 pub use sts::SdkSts;

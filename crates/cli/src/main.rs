@@ -196,8 +196,14 @@ Examples:
     #[command(after_help = "\
 Examples:
   rolegate requests --mine
-  rolegate requests --state pending --org acme-corp")]
+  rolegate requests --state pending --org acme-corp
+  rolegate requests --needs-review     # break-glass grants waiting for an admin's review")]
     Requests(client::access::RequestsArgs),
+    /// Mark a break-glass grant reviewed (admins; never the grant's holder).
+    #[command(after_help = "\
+Examples:
+  rolegate review a0190f3c2a1b4e5d6c7b8a9f0e1d2c --comment 'INC-123: justified, postmortem filed'")]
+    Review(client::access::ReviewArgs),
     /// EC2 key pairs in an organisation's AWS account.
     #[command(after_help = "\
 Examples:
@@ -645,6 +651,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Requests(args) => {
             drop(out);
             client::access::requests(&args, &|k| std::env::var(k).ok()).await?;
+        }
+        Command::Review(args) => {
+            drop(out);
+            client::access::review(&args, &|k| std::env::var(k).ok()).await?;
         }
         Command::Exec(args) => {
             drop(out);

@@ -8,8 +8,8 @@ use std::marker::PhantomData;
 use crate::ids::{OrgName, UserId};
 use crate::model::{
     AccessRequestRecord, ApiKeyEntry, AuditEvent, AuditHead, CachedCredentials, JobLease,
-    JobRecord, JobSecret, OidcPending, OrgRecord, SessionRecord, TokenEntry, TrustAnchorRecord,
-    UserRecord, WorkloadProfileRecord,
+    JobRecord, JobSecret, OidcPending, OrgRecord, PendingRevocation, RevocationState,
+    SessionRecord, TokenEntry, TrustAnchorRecord, UserRecord, WorkloadProfileRecord,
 };
 use crate::model::{ChatLink, NotifyCursor, OutboxEntry, SeenAddresses};
 
@@ -324,6 +324,31 @@ family!(
     Skip
 );
 
+family!(
+    ACCESS_REVOCATION,
+    "pending revocation",
+    "access/revq/",
+    "PendingRevocation (access/revq/<org>/<id>) until written into the customer's role",
+    true,
+    Reseal
+);
+family!(
+    ACCESS_REVOCATION_STATE,
+    "revocation policy state",
+    "access/revs/",
+    "RevocationState (access/revs/<org>): the org's rolegate-revocations policy, its next cleanup, its last failure",
+    true,
+    Reseal
+);
+family!(
+    ACCESS_REVOCATION_LOCK,
+    "revocation writer lock",
+    "access/revlock/",
+    "unsealed marker (access/revlock/<org>), TTL 60 s: one replica writes an org's policy at a time",
+    false,
+    Skip
+);
+
 /// Every family kept in the key-value store, in the order of the table above.
 pub const FAMILIES: &[Family] = &[
     SYS_PEPPER,
@@ -362,6 +387,9 @@ pub const FAMILIES: &[Family] = &[
     NOTIFY_SEEN_IP,
     CHAT_LINK,
     CHAT_REPLAY,
+    ACCESS_REVOCATION,
+    ACCESS_REVOCATION_STATE,
+    ACCESS_REVOCATION_LOCK,
 ];
 
 /// The family `key` belongs to (the longest matching prefix), if any.
@@ -606,6 +634,30 @@ pub fn chat_replay(digest_hex: &str) -> String {
     format!("{}{digest_hex}", CHAT_REPLAY.prefix)
 }
 
+/// `access/revq/<org>/<id>`: a revocation to write into the org's role.
+#[must_use]
+pub fn access_revocation(org: &OrgName, id: &str) -> Key<PendingRevocation> {
+    Key::new(&ACCESS_REVOCATION, &format!("{org}/{id}"))
+}
+
+/// `access/revq/<org>/`.
+#[must_use]
+pub fn access_revocation_prefix(org: &OrgName) -> String {
+    format!("{}{org}/", ACCESS_REVOCATION.prefix)
+}
+
+/// `access/revs/<org>`.
+#[must_use]
+pub fn access_revocation_state(org: &OrgName) -> Key<RevocationState> {
+    Key::new(&ACCESS_REVOCATION_STATE, org.as_str())
+}
+
+/// `access/revlock/<org>`.
+#[must_use]
+pub fn access_revocation_lock(org: &OrgName) -> String {
+    format!("{}{org}", ACCESS_REVOCATION_LOCK.prefix)
+}
+
 /// Rate-limit buckets: a namespace of their own in every engine (never listed, never
 /// sealed: a bucket holds only a time).
 pub mod rate {
@@ -720,6 +772,15 @@ mod tests {
             (notify_seen_ip("ab").to_string(), &NOTIFY_SEEN_IP),
             (chat_link_slack("U1").to_string(), &CHAT_LINK),
             (chat_replay("ab"), &CHAT_REPLAY),
+            (
+                access_revocation(&org_name, "r1").to_string(),
+                &ACCESS_REVOCATION,
+            ),
+            (
+                access_revocation_state(&org_name).to_string(),
+                &ACCESS_REVOCATION_STATE,
+            ),
+            (access_revocation_lock(&org_name), &ACCESS_REVOCATION_LOCK),
         ] {
             assert_eq!(family_of(&key), Some(family), "{key}");
         }

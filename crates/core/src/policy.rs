@@ -86,6 +86,8 @@ pub enum Action {
     RetryNotificationDeadLetter,
     /// Link a chat (Slack) user to an operator, for approve-from-chat.
     LinkChatUser,
+    /// Mark a break-glass grant reviewed (admins, never its holder).
+    ReviewAccess,
 }
 
 impl Action {
@@ -139,6 +141,7 @@ impl Action {
         Action::ListNotificationDeadLetters,
         Action::RetryNotificationDeadLetter,
         Action::LinkChatUser,
+        Action::ReviewAccess,
     ];
 
     /// The name audit events use for this action (a refusal is recorded under it).
@@ -193,6 +196,7 @@ impl Action {
             Self::ListNotificationDeadLetters => "notify.dead_letter.list",
             Self::RetryNotificationDeadLetter => "notify.dead_letter.retry",
             Self::LinkChatUser => "user.chat_link",
+            Self::ReviewAccess => "access.review",
         }
     }
 
@@ -291,6 +295,8 @@ impl Action {
             Self::ListNotificationDeadLetters
             | Self::RetryNotificationDeadLetter
             | Self::LinkChatUser => r(Allow, Deny, Deny, Deny, Allow, Deny),
+            // Break-glass use is reviewed by an admin; the access area refuses the holder.
+            Self::ReviewAccess => r(Allow, Deny, Deny, Deny, Deny, Deny),
         }
     }
 }

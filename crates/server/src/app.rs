@@ -74,6 +74,11 @@ pub async fn open_services_with(
             .map_err(|e| anyhow::anyhow!("cannot set up the console federation client: {e}"))?,
     );
     let job_clients = rolegate_aws::job_clients(&sdk);
+    let revoke = rolegate_core::access::RevokeSessions {
+        sts: sts.clone(),
+        iam: Arc::new(rolegate_aws::SdkIam::new(&sdk)),
+        settings: settings.access.revoke_sessions.clone(),
+    };
     let ports = Ports {
         vault,
         clock,
@@ -81,9 +86,11 @@ pub async fn open_services_with(
         federation,
         templates: template_store(settings).await,
     };
-    Ok(Services::new(ports, service_config(settings, callback_url))
+    let mut services = Services::new(ports, service_config(settings, callback_url))
         .await?
-        .with_jobs(job_clients, settings.jobs.clone()))
+        .with_jobs(job_clients, settings.jobs.clone());
+    services.access = services.access.with_revoke_sessions(revoke);
+    Ok(services)
 }
 
 /// What the area services are configured with, from the settings.

@@ -61,6 +61,20 @@ pub struct RequestsArgs {
     pub state: Option<String>,
     #[arg(long, value_name = "ORG")]
     pub org: Option<String>,
+    /// Only break-glass grants nobody has reviewed yet (for `rolegate review`).
+    #[arg(long)]
+    pub needs_review: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// The break-glass grant's id.
+    pub id: String,
+    /// What the review found (required; at most 512 characters).
+    #[arg(long, value_name = "TEXT")]
+    pub comment: String,
 }
 
 /// `90`, `90s`, `15m`, `2h`, `1d` → seconds.
@@ -172,25 +186,44 @@ pub async fn request(a: &RequestArgs, env: Env<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `rolegate approve|deny|revoke ID`.
+/// `rolegate approve|deny|revoke|review ID`.
 pub async fn decide(a: &DecideArgs, what: &str, env: Env<'_>) -> anyhow::Result<()> {
-    check_id(&a.id)?;
-    let client = connect(&a.connection, env)?;
+    post_decision(&a.connection, &a.id, a.comment.as_deref(), what, env).await
+}
+
+/// `POST /api/access-requests/{id}/{what}` with the comment; prints the record.
+async fn post_decision(
+    connection: &ConnectionArgs,
+    id: &str,
+    comment: Option<&str>,
+    what: &str,
+    env: Env<'_>,
+) -> anyhow::Result<()> {
+    check_id(id)?;
+    let client = connect(connection, env)?;
     let rec = client
         .access_call(
             reqwest::Method::POST,
-            &format!("api/access-requests/{}/{what}", a.id),
-            Some(&json!({"comment": a.comment})),
+            &format!("api/access-requests/{id}/{what}"),
+            Some(&json!({"comment": comment})),
         )
         .await
-        .with_context(|| format!("cannot {what} {}", a.id))?;
+        .with_context(|| format!("cannot {what} {id}"))?;
     print_json(&rec)
+}
+
+/// `rolegate review ID --comment TEXT`.
+pub async fn review(a: &ReviewArgs, env: Env<'_>) -> anyhow::Result<()> {
+    post_decision(&a.connection, &a.id, Some(&a.comment), "review", env).await
 }
 
 /// `rolegate requests`.
 pub async fn requests(a: &RequestsArgs, env: Env<'_>) -> anyhow::Result<()> {
     let client = connect(&a.connection, env)?;
     let mut path = format!("api/access-requests?limit=500&mine={}", a.mine);
+    if a.needs_review {
+        path.push_str("&needs_review=true");
+    }
     for (k, v) in [("state", &a.state), ("org", &a.org)] {
         if let Some(v) = v {
             path.push_str(&format!("&{k}={}", query(v)));

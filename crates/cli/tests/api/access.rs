@@ -9,6 +9,10 @@ use serde_json::{Value, json};
 
 /// IP allowlists and `bind_source_ip`.
 mod network;
+/// Break-glass review.
+mod review;
+/// `revoke_sessions` and jobs that stop with their grant.
+mod revoke;
 
 use crate::both_engines;
 use crate::credentials::issue;

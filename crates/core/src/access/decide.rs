@@ -1,11 +1,11 @@
 //! Approving, denying, cancelling and revoking: each a compare-and-swap through the update
 //! loop, with its audit event (a refusal is audited too).
 
-use super::{Access, may_approve, operator_id, plausible_id, rfc3339};
+use super::{Access, may_approve, operator_id, plausible_id, refusal, rfc3339};
 use crate::audit::AuditRecord;
 use crate::error::{Code, Error};
 use crate::keyspace;
-use crate::model::{AccessRequestRecord, AccessState, Approval};
+use crate::model::{AccessRequestRecord, AccessState, Approval, RevokedBy};
 use crate::policy::{Action, Facts};
 use crate::ports::Txn;
 use crate::principal::Caller;
@@ -32,10 +32,13 @@ impl Decision {
     }
 }
 
+/// The longest session AWS issues for a role (12 hours), when the level is gone.
+const MAX_SESSION_SECS: i64 = 12 * 3600;
+
 /// At most this many characters of comment.
 pub const MAX_COMMENT_CHARS: usize = 512;
 
-fn parse_comment(raw: Option<&str>) -> Result<Option<String>, Error> {
+pub(super) fn parse_comment(raw: Option<&str>) -> Result<Option<String>, Error> {
     let Some(c) = raw.map(str::trim).filter(|c| !c.is_empty()) else {
         return Ok(None);
     };
@@ -87,16 +90,13 @@ impl Access {
             .update(caller, &key, |rec| {
                 let state = rec.state_at(now);
                 let refuse = |code: Code, message: String| {
-                    let audit = AuditRecord::new(action.name())
-                        .org(rec.org.to_string())
-                        .target(rec.id.clone())
-                        .failure(code.as_str())
-                        .details(serde_json::json!({"state": state.as_str(), "reason": message}));
-                    let error = match code.status() {
-                        409 => Error::Conflict { code, message },
-                        _ => Error::Forbidden { code, message },
-                    };
-                    Ok(Change::Refuse { audit, error })
+                    refusal(
+                        action,
+                        rec,
+                        code,
+                        message,
+                        serde_json::json!({"state": state.as_str()}),
+                    )
                 };
                 let wanted: &[AccessState] = match decision {
                     Decision::Approve | Decision::Deny | Decision::Cancel => {
@@ -190,6 +190,25 @@ impl Access {
                         txn = txn
                             .delete(grant_key.as_str())
                             .delete(keyspace::access_open(&rec.id));
+                        if decision == Decision::Revoke {
+                            // Sessions issued under the grant end by its end, and by the
+                            // longest a level allows (jobs: 900 s) after their issue.
+                            let longest = self
+                                .levels
+                                .level(Some(&rec.access_level))
+                                .map_or(MAX_SESSION_SECS, |l| i64::from(l.max_duration_secs()))
+                                .max(900);
+                            let expires = rec
+                                .grant_end_unix
+                                .map_or(now + longest, |end| end.min(now + longest));
+                            txn = self.revocation_marker(
+                                txn,
+                                &rec.org,
+                                RevokedBy::Grant,
+                                &rec.id,
+                                expires,
+                            )?;
+                        }
                     }
                 }
                 let audit = AuditRecord::new(action.name())

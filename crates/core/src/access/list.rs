@@ -19,6 +19,8 @@ pub struct AccessFilter {
     pub mine: bool,
     /// Only requests that became grants (approved at some point).
     pub grants_only: bool,
+    /// Only break-glass grants nobody has reviewed yet.
+    pub needs_review: bool,
     /// The last id of the previous page.
     pub cursor: Option<String>,
     pub limit: usize,
@@ -74,7 +76,8 @@ impl Access {
                     && (filter.states.is_empty() || filter.states.contains(&rec.state))
                     && filter.org.as_ref().is_none_or(|o| *o == rec.org)
                     && (!filter.mine || me == format!("user:{}", rec.requested_by))
-                    && (!filter.grants_only || rec.grant_end_unix.is_some());
+                    && (!filter.grants_only || rec.grant_end_unix.is_some())
+                    && (!filter.needs_review || (rec.review_required && rec.review.is_none()));
                 if keep {
                     out.push(rec);
                     if out.len() == limit {

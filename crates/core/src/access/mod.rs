@@ -33,6 +33,15 @@ mod list;
 mod options;
 /// Creating requests (and break-glass grants).
 mod request;
+/// Reviewing break-glass grants.
+mod review;
+/// The `rolegate-revocations` policy document (pure).
+pub mod revocation_policy;
+/// Writing revocations into customers' roles (`revoke_sessions`).
+mod revoke_sessions;
+/// `revoke_sessions` end to end against stand-ins.
+#[cfg(test)]
+mod revoke_tests;
 /// Writing the transitions time makes.
 mod sweep;
 #[cfg(test)]
@@ -41,6 +50,7 @@ mod tests;
 pub use decide::Decision;
 pub use list::{AccessFilter, AccessPage};
 pub use options::Requestable;
+pub use revoke_sessions::{RevokeSessions, RevokeSessionsSettings};
 
 /// At most this many characters of ticket reference.
 pub const MAX_TICKET_CHARS: usize = 64;
@@ -132,6 +142,8 @@ pub struct Access {
     records: Records,
     orgs: Orgs,
     levels: Arc<CredentialPolicy>,
+    /// `revoke_sessions`: what writes deny statements into customers' roles (none: off).
+    revoke_sessions: Option<RevokeSessions>,
 }
 
 /// `a` + 12 hex digits of milliseconds + 16 random hex digits (29 characters).
@@ -171,7 +183,15 @@ impl Access {
             records: orgs.records().clone(),
             orgs,
             levels,
+            revoke_sessions: None,
         }
+    }
+
+    /// The same area, writing revocations into the roles of the orgs `revoke` names.
+    #[must_use]
+    pub fn with_revoke_sessions(mut self, revoke: RevokeSessions) -> Self {
+        self.revoke_sessions = Some(revoke);
+        self
     }
 
     /// The rule of `rec`'s level on its org, as configured now.
@@ -185,6 +205,28 @@ impl Access {
     fn now(&self) -> i64 {
         self.records.clock().now().unix_timestamp()
     }
+}
+
+/// A refusal of `action` on `rec` inside the update loop: audited with `code` and
+/// `details` (plus the message as `reason`), answered 409 or 403 by the code's status.
+fn refusal<T>(
+    action: crate::policy::Action,
+    rec: &AccessRequestRecord,
+    code: crate::error::Code,
+    message: String,
+    mut details: serde_json::Value,
+) -> Result<crate::records::Change<T>, Error> {
+    details["reason"] = serde_json::Value::from(message.clone());
+    let audit = crate::audit::AuditRecord::new(action.name())
+        .org(rec.org.to_string())
+        .target(rec.id.clone())
+        .failure(code.as_str())
+        .details(details);
+    let error = match code.status() {
+        409 => Error::Conflict { code, message },
+        _ => Error::Forbidden { code, message },
+    };
+    Ok(crate::records::Change::Refuse { audit, error })
 }
 
 /// Unix seconds as RFC 3339.

@@ -120,6 +120,7 @@ impl Access {
             break_glass: cmd.break_glass,
             auto_approved: auto,
             review_required: cmd.break_glass,
+            review: None,
             created_at: stamp.clone(),
             updated_at: stamp,
             request_expires_at: rfc3339(ttl_end),

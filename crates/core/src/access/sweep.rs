@@ -1,7 +1,8 @@
 //! The transitions time makes, written down: a pending request past its `request_ttl`
 //! expires, an approved grant whose start came becomes active, a grant past its end
 //! expires. Enforcement never waits for this (it reads each record's state as of now);
-//! the sweep makes the stored state, the indexes and the audit log say so too.
+//! the sweep makes the stored state, the indexes and the audit log say so too. The same
+//! loop writes queued revocations into customers' roles (`revoke_sessions`).
 
 use std::time::Duration;
 
@@ -97,6 +98,9 @@ impl Access {
         loop {
             if let Err(e) = self.sweep().await {
                 tracing::warn!(error = %e, "access sweep failed; retrying");
+            }
+            if let Err(e) = self.write_revocations().await {
+                tracing::warn!(error = %e, "revocation writes failed; retrying");
             }
             tokio::time::sleep(every).await;
         }

@@ -19,7 +19,7 @@ use crate::services::{Config, Ports, Services};
 use crate::testing::{MemoryStore, NoSts};
 use crate::vault::Vault;
 
-fn op(id: &str, role: Role) -> Caller {
+pub(super) fn op(id: &str, role: Role) -> Caller {
     Caller::new(
         Principal::Operator {
             user_id: UserId::parse(id).unwrap(),
@@ -29,7 +29,7 @@ fn op(id: &str, role: Role) -> Caller {
     )
 }
 
-async fn setup(min_approvals: u32) -> (Services, ManualClock) {
+pub(super) async fn setup(min_approvals: u32) -> (Services, ManualClock) {
     let groups = BTreeMap::from([(
         "sre".to_owned(),
         vec!["bob".to_owned(), "carol".to_owned(), "dave".to_owned()],
@@ -86,7 +86,7 @@ async fn setup(min_approvals: u32) -> (Services, ManualClock) {
     (services, clock)
 }
 
-fn cmd(duration: i64, break_glass: bool) -> RequestAccessCommand {
+pub(super) fn cmd(duration: i64, break_glass: bool) -> RequestAccessCommand {
     RequestAccessCommand::parse(
         Some("acme"),
         Some("operator"),

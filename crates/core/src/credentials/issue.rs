@@ -507,6 +507,13 @@ impl Credentials {
             None => session::session_name(&cmd.org, by, &rolegate_crypto::short_id()),
         };
         let mut tags = session::session_tags(&cmd.org, by, cmd.reason.as_deref());
+        if let Some(g) = &plan.grant {
+            // What a revocation's deny statement matches (`revoke_sessions`).
+            tags.push((
+                crate::access::revocation_policy::TAG_GRANT.to_owned(),
+                g.id.clone(),
+            ));
+        }
         if let Some(w) = &cmd.workload {
             tags.extend(w.tags.iter().cloned());
         }

@@ -12,7 +12,7 @@ use crate::records::Change;
 
 impl Jobs {
     /// The final commit of a job that ended, with its extra writes.
-    async fn finish(
+    pub(super) async fn finish(
         &self,
         id: &str,
         action: &'static str,

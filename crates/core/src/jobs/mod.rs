@@ -31,6 +31,8 @@ use crate::records::Records;
 mod cancel;
 /// A job's final commit.
 mod finish;
+/// Stopping a job whose grant was revoked or expired.
+mod grant;
 /// `inventory`.
 mod inventory;
 /// A step's result or failure.
@@ -190,9 +192,9 @@ impl Jobs {
         cmd: &CreateJobCommand,
     ) -> Result<JobRecord, Error> {
         let level = self.levels.level(cmd.access_level.as_deref())?;
-        let org = self
+        let (org, grant) = self
             .orgs
-            .load_with(caller, Action::CreateJob, &cmd.org, Some(level))
+            .load_granted(caller, Action::CreateJob, &cmd.org, Some(level))
             .await?;
         let kind = cmd.spec.kind();
         if org.value.status != OrgStatus::Validated {
@@ -246,6 +248,7 @@ impl Jobs {
             secret_expires_at: None,
             called_aws: false,
             attempts: 0,
+            grant_id: grant.map(|g| g.value.id),
             created_at: now.clone(),
             updated_at: now,
             started_at: None,
@@ -266,6 +269,7 @@ impl Jobs {
                 "target": job.target,
                 "access_level": job.access_level,
                 "reason": job.reason,
+                "grant_id": job.grant_id,
             }));
         if !self.records.commit(caller, txn, audit).await? {
             return Err(Error::Contention);

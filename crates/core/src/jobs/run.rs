@@ -188,6 +188,13 @@ impl Jobs {
         if let Some(r) = &job.reason {
             tags.push((TAG_REASON.to_owned(), session::sanitize_tag_value(r)));
         }
+        if let Some(g) = &job.grant_id {
+            // What a revocation's deny statement matches (`revoke_sessions`).
+            tags.push((
+                crate::access::revocation_policy::TAG_GRANT.to_owned(),
+                g.clone(),
+            ));
+        }
         let mut name: String = job
             .org
             .as_str()
@@ -343,13 +350,18 @@ impl Jobs {
         .await
     }
 
-    /// One audited change to a running job; `None` if it is no longer running.
+    /// One audited change to a running job; `None` if it is no longer running (or was just
+    /// stopped because its grant ended).
     pub(super) async fn transition(
         &self,
         id: &str,
         action: &'static str,
         mut change: impl FnMut(&mut JobRecord),
     ) -> Result<Option<JobRecord>, Error> {
+        // Between steps and before each batch of AWS calls: a job stops with its grant.
+        if self.stop_if_grant_ended(id).await? {
+            return Ok(None);
+        }
         let now = self.records.now();
         let up = self
             .records

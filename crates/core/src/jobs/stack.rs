@@ -192,6 +192,13 @@ impl Jobs {
             else {
                 return Ok(Waited::Gone);
             };
+            if self
+                .stop_if_grant_ended_for(&job)
+                .await
+                .map_err(at("wait"))?
+            {
+                return Ok(Waited::Gone);
+            }
             let info = cfn.describe_stack(creds, stack).await.map_err(at("wait"))?;
             let events = cfn
                 .stack_events(creds, stack, 100)

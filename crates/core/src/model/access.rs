@@ -80,6 +80,16 @@ pub struct Approval {
     pub comment: Option<String>,
 }
 
+/// An admin's review of a break-glass grant.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    /// The reviewing admin's id (never the grant's holder).
+    pub by: String,
+    pub at: String,
+    pub comment: String,
+}
+
 /// A request for an access level, and the grant it becomes.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,8 +119,11 @@ pub struct AccessRequestRecord {
     pub break_glass: bool,
     /// Approved by the policy's `auto_approve_under`.
     pub auto_approved: bool,
-    /// Break-glass use that nobody has reviewed yet.
+    /// Break-glass use that nobody has reviewed yet (`needs_review=true` lists these).
     pub review_required: bool,
+    /// The admin's review of a break-glass grant, once made.
+    #[serde(default)]
+    pub review: Option<Review>,
     pub created_at: String,
     pub updated_at: String,
     /// A pending request expires at this time (`request_ttl`).
@@ -151,4 +164,44 @@ impl AccessRequestRecord {
         self.state = self.state_at(now);
         self
     }
+}
+
+/// What a revocation statement in the customer role's `rolegate-revocations` policy
+/// matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokedBy {
+    /// The session tag `rolegate:grant` (credentials and jobs under one grant).
+    Grant,
+    /// `aws:SourceIdentity` (an operator's or an API key's sessions).
+    SourceIdentity,
+}
+
+/// A revocation waiting to be written into the customer's role (sealed under
+/// `access/revq/<org>/<id>`, written in the revocation's own transaction).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRevocation {
+    pub org: OrgName,
+    pub by: RevokedBy,
+    /// The grant id or the SourceIdentity.
+    pub value: String,
+    /// Sessions issued before this (unix seconds) are denied.
+    pub before_unix: i64,
+    /// When the last session it can affect has expired (unix seconds).
+    pub expires_unix: i64,
+}
+
+/// Where an org's `rolegate-revocations` policy stands (sealed under `access/revs/<org>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationState {
+    /// How many rolegate statements the policy holds now.
+    pub statements: usize,
+    /// When the next statement expires and the policy must be rewritten (unix seconds).
+    pub next_cleanup_unix: Option<i64>,
+    /// Failed attempts in a row, and when to try again (unix seconds).
+    pub attempts: u32,
+    pub retry_at_unix: i64,
+    /// The last failure, for operators (no secret: an error code and message).
+    pub last_error: Option<String>,
+    pub updated_at: String,
 }

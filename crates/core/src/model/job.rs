@@ -150,6 +150,10 @@ pub struct JobRecord {
     /// How many times a worker took it up (more than one after a lapsed lease).
     #[serde(default)]
     pub attempts: u32,
+    /// The access grant the job was created under (a level that needs approval): the
+    /// worker stops the job (`grant_ended`) once that grant is revoked or expires.
+    #[serde(default)]
+    pub grant_id: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub started_at: Option<String>,

@@ -136,6 +136,9 @@ pub mod cloudformation;
 /// RDS (inventory), called with a job's own narrowed session.
 pub mod rds;
 
+/// IAM on the customer's role: the `rolegate-revocations` inline policy.
+pub mod iam;
+
 /// The AWS clients a process that runs jobs holds.
 #[derive(Debug, Clone)]
 pub struct JobClients {

@@ -4,6 +4,8 @@
 //! ```toml
 //! [access]
 //! sweep_interval_ms = 5000
+//! revoke_sessions = false
+//! revoke_sessions_orgs = ["acme-corp"]
 //! [access.groups]
 //! sre = ["bob", "carol"]
 //!
@@ -19,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use rolegate_core::access::RevokeSessionsSettings;
 use rolegate_core::ids::OrgName;
 use rolegate_core::levels::{ApprovalSettings, LevelApproval};
 use serde::Deserialize;
@@ -34,12 +37,20 @@ pub struct RawAccess {
     pub groups: BTreeMap<String, Vec<String>>,
     /// How often each replica writes the transitions time makes (default 5000).
     pub sweep_interval_ms: Option<u64>,
+    /// Write a deny statement into the customer's role when a grant is revoked, so that
+    /// credentials already handed out stop working (default false; the org's stack needs
+    /// the template's `AllowRevocations` option).
+    pub revoke_sessions: Option<bool>,
+    /// Only these orgs, when `revoke_sessions` is not on for all.
+    pub revoke_sessions_orgs: Option<Vec<String>>,
 }
 
 /// Validated `[access]`.
 #[derive(Debug, Clone)]
 pub struct AccessSettings {
     pub sweep_interval: Duration,
+    /// Which orgs' roles get revocations written into them.
+    pub revoke_sessions: RevokeSessionsSettings,
 }
 
 impl RawAccess {
@@ -56,8 +67,19 @@ impl RawAccess {
                 return Err(bad(&format!("access.groups.{name}"), "must name operators"));
             }
         }
+        let mut orgs = std::collections::BTreeSet::new();
+        for name in self.revoke_sessions_orgs.iter().flatten() {
+            orgs.insert(
+                OrgName::parse(name)
+                    .map_err(|e| bad("access.revoke_sessions_orgs", format!("{name:?}: {e}")))?,
+            );
+        }
         Ok(AccessSettings {
             sweep_interval: Duration::from_millis(ms),
+            revoke_sessions: RevokeSessionsSettings {
+                all_orgs: self.revoke_sessions.unwrap_or(false),
+                orgs,
+            },
         })
     }
 }
@@ -183,5 +205,25 @@ mod tests {
         let e = raw.validate("x", &BTreeMap::new()).unwrap_err();
         assert!(e.to_string().contains("x.approvers"), "{e}");
         assert!(toml::from_str::<RawApproval>("customer_approval = true").is_err());
+    }
+
+    #[test]
+    fn revoke_sessions_is_off_by_default_and_names_valid_orgs() {
+        let off = RawAccess::default().validate().unwrap();
+        let acme = OrgName::parse("acme").unwrap();
+        assert!(!off.revoke_sessions.applies(&acme));
+        let some: RawAccess = toml::from_str("revoke_sessions_orgs = [\"acme\"]").unwrap();
+        let some = some.validate().unwrap();
+        assert!(some.revoke_sessions.applies(&acme));
+        assert!(
+            !some
+                .revoke_sessions
+                .applies(&OrgName::parse("other").unwrap())
+        );
+        let all: RawAccess = toml::from_str("revoke_sessions = true").unwrap();
+        assert!(all.validate().unwrap().revoke_sessions.applies(&acme));
+        let bad: RawAccess = toml::from_str("revoke_sessions_orgs = [\"Not An Org\"]").unwrap();
+        let e = bad.validate().unwrap_err();
+        assert!(e.to_string().contains("access.revoke_sessions_orgs"), "{e}");
     }
 }

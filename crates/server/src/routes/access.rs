@@ -1,5 +1,5 @@
 //! Just-in-time access: `POST /api/access-requests`, listing and reading them, approving,
-//! denying, cancelling, revoking, and `GET /api/access-grants`.
+//! denying, cancelling, revoking, reviewing break-glass grants, and `GET /api/access-grants`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -49,6 +49,11 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
             Mode::Optional,
             state,
         ))
+        .routes(idempotent(
+            authorized(routes!(review), Action::ReviewAccess, state),
+            Mode::Optional,
+            state,
+        ))
         .routes(authorized(routes!(grants), Action::ListAccessGrants, state))
 }
 
@@ -92,6 +97,23 @@ pub struct DecisionRequest {
     comment: Option<String>,
 }
 
+/// A review's comment (required).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewRequest {
+    /// What the review found: 1 to 512 characters, not only spaces, without control
+    /// characters.
+    #[schema(
+        required = true,
+        nullable = false,
+        example = "justified: INC-123, postmortem filed",
+        min_length = 1,
+        max_length = 512,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
+    comment: Option<String>,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AccessListQuery {
@@ -102,6 +124,8 @@ pub struct AccessListQuery {
     org: Option<String>,
     /// Only the caller's own requests.
     mine: Option<bool>,
+    /// Only break-glass grants nobody has reviewed yet (`true`).
+    needs_review: Option<bool>,
     /// `next_cursor` from the previous page.
     #[param(pattern = "^a[0-9a-f]{28}$")]
     cursor: Option<String>,
@@ -216,6 +240,7 @@ async fn list(
         org: parse_org(q.org.as_deref())?,
         mine: q.mine.unwrap_or(false),
         grants_only: false,
+        needs_review: q.needs_review.unwrap_or(false),
         cursor: q.cursor,
         limit: parse_limit(q.limit)?,
     };
@@ -257,6 +282,7 @@ async fn grants(
         org: parse_org(q.org.as_deref())?,
         mine: q.mine.unwrap_or(false),
         grants_only: true,
+        needs_review: false,
         cursor: q.cursor,
         limit: parse_limit(q.limit)?,
     };
@@ -289,114 +315,145 @@ async fn show(
     Ok(Json(state.services.access.get(&caller, &id).await?))
 }
 
-async fn decide(
+/// What a decision route does: the four transitions, or the review of a break-glass grant.
+#[derive(Debug, Clone, Copy)]
+enum Verb {
+    Decide(Decision),
+    Review,
+}
+
+/// The one decision handler: every `POST /api/access-requests/{id}/<verb>` has this shape
+/// (the route's declared action has already admitted the caller; the service decides the
+/// rest and audits it).
+async fn decision(
     state: &AppState,
     caller: &Caller,
     id: &str,
-    decision: Decision,
-    req: &DecisionRequest,
+    verb: Verb,
+    comment: Option<&str>,
 ) -> Result<Json<AccessRequestRecord>, ApiError> {
-    Ok(Json(
-        state
-            .services
-            .access
-            .decide(caller, id, decision, req.comment.as_deref())
-            .await?,
-    ))
+    let access = &state.services.access;
+    Ok(Json(match verb {
+        Verb::Decide(d) => access.decide(caller, id, d, comment).await?,
+        Verb::Review => access.review(caller, id, comment).await?,
+    }))
 }
 
-/// Approve a request
-///
-/// One approval by one of the rule's approvers (never the requester). When the rule's
-/// `min_approvals` are reached the request becomes a grant: `approved`, then `active` at
-/// its start.
-#[utoipa::path(
-    post, path = "/api/access-requests/{id}/approve", operation_id = "approve_access_request", tag = "access",
-    params(("id" = String, Path, description = "The request's id.")),
-    request_body(content = DecisionRequest, description = "An optional comment."),
-    responses(
-        (status = 200, description = "The request after the approval.", body = AccessRequestRecord),
-        (status = 400, description = "`invalid_field` (`comment`).", body = ErrorBody),
-        (status = 403, description = "`self_approval`, `not_an_approver`, `forbidden`.", body = ErrorBody),
-        (status = 404, description = "`not_found`.", body = ErrorBody),
-        (status = 409, description = "`invalid_transition` (not pending, or already approved by this caller).", body = ErrorBody),
-    )
-)]
-async fn approve(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    ApiJson(req): ApiJson<DecisionRequest>,
-) -> Result<Json<AccessRequestRecord>, ApiError> {
-    decide(&state, &caller, &id, Decision::Approve, &req).await
+/// Declares one documented decision route (its `utoipa::path` and doc comment go first) as
+/// a call of [`decision`] with its verb.
+macro_rules! decision_route {
+    ($(#[$attr:meta])* $name:ident => $verb:expr) => {
+        decision_route!($(#[$attr])* $name(req = DecisionRequest) => $verb);
+    };
+    ($(#[$attr:meta])* $name:ident($body:ident = $ty:ty) => $verb:expr) => {
+        $(#[$attr])*
+        async fn $name(
+            State(state): State<AppState>,
+            caller: Caller,
+            Path(id): Path<String>,
+            ApiJson($body): ApiJson<$ty>,
+        ) -> Result<Json<AccessRequestRecord>, ApiError> {
+            decision(&state, &caller, &id, $verb, $body.comment.as_deref()).await
+        }
+    };
 }
 
-/// Deny a request
-#[utoipa::path(
-    post, path = "/api/access-requests/{id}/deny", operation_id = "deny_access_request", tag = "access",
-    params(("id" = String, Path, description = "The request's id.")),
-    request_body(content = DecisionRequest, description = "An optional comment."),
-    responses(
-        (status = 200, description = "Denied.", body = AccessRequestRecord),
-        (status = 400, description = "`invalid_field` (`comment`).", body = ErrorBody),
-        (status = 403, description = "`self_approval`, `not_an_approver`, `forbidden`.", body = ErrorBody),
-        (status = 404, description = "`not_found`.", body = ErrorBody),
-        (status = 409, description = "`invalid_transition`.", body = ErrorBody),
-    )
-)]
-async fn deny(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    ApiJson(req): ApiJson<DecisionRequest>,
-) -> Result<Json<AccessRequestRecord>, ApiError> {
-    decide(&state, &caller, &id, Decision::Deny, &req).await
+decision_route! {
+    /// Approve a request
+    ///
+    /// One approval by one of the rule's approvers (never the requester). When the rule's
+    /// `min_approvals` are reached the request becomes a grant: `approved`, then `active` at
+    /// its start.
+    #[utoipa::path(
+        post, path = "/api/access-requests/{id}/approve", operation_id = "approve_access_request", tag = "access",
+        params(("id" = String, Path, description = "The request's id.")),
+        request_body(content = DecisionRequest, description = "An optional comment."),
+        responses(
+            (status = 200, description = "The request after the approval.", body = AccessRequestRecord),
+            (status = 400, description = "`invalid_field` (`comment`).", body = ErrorBody),
+            (status = 403, description = "`self_approval`, `not_an_approver`, `forbidden`.", body = ErrorBody),
+            (status = 404, description = "`not_found`.", body = ErrorBody),
+            (status = 409, description = "`invalid_transition` (not pending, or already approved by this caller).", body = ErrorBody),
+        )
+    )]
+    approve => Verb::Decide(Decision::Approve)
 }
 
-/// Cancel one's own pending request
-#[utoipa::path(
-    post, path = "/api/access-requests/{id}/cancel", operation_id = "cancel_access_request", tag = "access",
-    params(("id" = String, Path, description = "The request's id.")),
-    request_body(content = DecisionRequest, description = "An optional comment."),
-    responses(
-        (status = 200, description = "Cancelled.", body = AccessRequestRecord),
-        (status = 400, description = "`invalid_field` (`comment`).", body = ErrorBody),
-        (status = 403, description = "`forbidden` (not the requester).", body = ErrorBody),
-        (status = 404, description = "`not_found`.", body = ErrorBody),
-        (status = 409, description = "`invalid_transition`.", body = ErrorBody),
-    )
-)]
-async fn cancel(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    ApiJson(req): ApiJson<DecisionRequest>,
-) -> Result<Json<AccessRequestRecord>, ApiError> {
-    decide(&state, &caller, &id, Decision::Cancel, &req).await
+decision_route! {
+    /// Deny a request
+    #[utoipa::path(
+        post, path = "/api/access-requests/{id}/deny", operation_id = "deny_access_request", tag = "access",
+        params(("id" = String, Path, description = "The request's id.")),
+        request_body(content = DecisionRequest, description = "An optional comment."),
+        responses(
+            (status = 200, description = "Denied.", body = AccessRequestRecord),
+            (status = 400, description = "`invalid_field` (`comment`).", body = ErrorBody),
+            (status = 403, description = "`self_approval`, `not_an_approver`, `forbidden`.", body = ErrorBody),
+            (status = 404, description = "`not_found`.", body = ErrorBody),
+            (status = 409, description = "`invalid_transition`.", body = ErrorBody),
+        )
+    )]
+    deny => Verb::Decide(Decision::Deny)
 }
 
-/// Revoke a grant now
-///
-/// An approved or active grant ends at once on every replica (each use reads the grant
-/// from the store), and the org's cached credentials are dropped. The holder cannot revoke
-/// its own grant; the rule's approvers (and admins, where the rule admits them) can.
-#[utoipa::path(
-    post, path = "/api/access-requests/{id}/revoke", operation_id = "revoke_access_grant", tag = "access",
-    params(("id" = String, Path, description = "The request's id.")),
-    request_body(content = DecisionRequest, description = "An optional comment."),
-    responses(
-        (status = 200, description = "Revoked.", body = AccessRequestRecord),
-        (status = 400, description = "`invalid_field` (`comment`).", body = ErrorBody),
-        (status = 403, description = "`self_approval`, `not_an_approver`, `forbidden`.", body = ErrorBody),
-        (status = 404, description = "`not_found`.", body = ErrorBody),
-        (status = 409, description = "`invalid_transition` (not approved or active).", body = ErrorBody),
-    )
-)]
-async fn revoke(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    ApiJson(req): ApiJson<DecisionRequest>,
-) -> Result<Json<AccessRequestRecord>, ApiError> {
-    decide(&state, &caller, &id, Decision::Revoke, &req).await
+decision_route! {
+    /// Cancel one's own pending request
+    #[utoipa::path(
+        post, path = "/api/access-requests/{id}/cancel", operation_id = "cancel_access_request", tag = "access",
+        params(("id" = String, Path, description = "The request's id.")),
+        request_body(content = DecisionRequest, description = "An optional comment."),
+        responses(
+            (status = 200, description = "Cancelled.", body = AccessRequestRecord),
+            (status = 400, description = "`invalid_field` (`comment`).", body = ErrorBody),
+            (status = 403, description = "`forbidden` (not the requester).", body = ErrorBody),
+            (status = 404, description = "`not_found`.", body = ErrorBody),
+            (status = 409, description = "`invalid_transition`.", body = ErrorBody),
+        )
+    )]
+    cancel => Verb::Decide(Decision::Cancel)
+}
+
+decision_route! {
+    /// Revoke a grant now
+    ///
+    /// An approved or active grant ends at once on every replica (each use reads the grant
+    /// from the store), and the org's cached credentials are dropped. The holder cannot
+    /// revoke its own grant; the rule's approvers (and admins, where the rule admits them)
+    /// can. Jobs created under the grant stop between steps (`grant_ended`). With
+    /// `access.revoke_sessions` on for the org, the credentials already handed out are
+    /// denied too, by a statement in the customer role's `rolegate-revocations` policy.
+    #[utoipa::path(
+        post, path = "/api/access-requests/{id}/revoke", operation_id = "revoke_access_grant", tag = "access",
+        params(("id" = String, Path, description = "The request's id.")),
+        request_body(content = DecisionRequest, description = "An optional comment."),
+        responses(
+            (status = 200, description = "Revoked.", body = AccessRequestRecord),
+            (status = 400, description = "`invalid_field` (`comment`).", body = ErrorBody),
+            (status = 403, description = "`self_approval`, `not_an_approver`, `forbidden`.", body = ErrorBody),
+            (status = 404, description = "`not_found`.", body = ErrorBody),
+            (status = 409, description = "`invalid_transition` (not approved or active).", body = ErrorBody),
+        )
+    )]
+    revoke => Verb::Decide(Decision::Revoke)
+}
+
+decision_route! {
+    /// Review a break-glass grant
+    ///
+    /// An admin other than the grant's holder marks a grant taken through break-glass as
+    /// reviewed, with a comment (required); audited as `access.review`. Unreviewed ones are
+    /// listed by `GET /api/access-requests?needs_review=true`.
+    #[utoipa::path(
+        post, path = "/api/access-requests/{id}/review", operation_id = "review_access_grant", tag = "access",
+        params(("id" = String, Path, description = "The request's id.")),
+        request_body(content = ReviewRequest, description = "The review's comment."),
+        responses(
+            (status = 200, description = "Reviewed.", body = AccessRequestRecord),
+            (status = 400, description = "`invalid_field` (`comment`: missing or too long).", body = ErrorBody),
+            (status = 403, description = "`self_approval` (the holder), `forbidden` (not an admin).", body = ErrorBody),
+            (status = 404, description = "`not_found`.", body = ErrorBody),
+            (status = 409, description = "`review_not_needed` (not break-glass, or reviewed already).", body = ErrorBody),
+        )
+    )]
+    review(req = ReviewRequest) => Verb::Review
 }
