@@ -7,9 +7,9 @@ use std::marker::PhantomData;
 
 use crate::ids::{OrgName, UserId};
 use crate::model::{
-    AccessRequestRecord, ApiKeyEntry, AuditEvent, AuditHead, CachedCredentials, JobLease,
-    JobRecord, JobSecret, OidcPending, OrgRecord, SessionRecord, TokenEntry, TrustAnchorRecord,
-    UserRecord, WorkloadProfileRecord,
+    AccessRequestRecord, ApiKeyEntry, AuditEvent, AuditHead, CachedCredentials, CustomerDelivery,
+    CustomerLink, JobLease, JobRecord, JobSecret, OidcPending, OrgRecord, SessionRecord,
+    TokenEntry, TrustAnchorRecord, UserRecord, WorkloadProfileRecord,
 };
 
 /// What `rekey` does with a family's records when they are sealed under an older key.
@@ -274,6 +274,23 @@ family!(
     Reseal
 );
 
+family!(
+    ACCESS_LINK,
+    "customer approval link",
+    "access/link/",
+    "CustomerLink (access/link/<digest of the link's token>), TTL: the request's",
+    true,
+    Reseal
+);
+family!(
+    ACCESS_DELIVERY,
+    "customer approval delivery",
+    "access/deliver/",
+    "CustomerDelivery (access/deliver/<id>): a signed POST still owed to a customer approver",
+    true,
+    Reseal
+);
+
 /// Every family kept in the key-value store, in the order of the table above.
 pub const FAMILIES: &[Family] = &[
     SYS_PEPPER,
@@ -306,6 +323,8 @@ pub const FAMILIES: &[Family] = &[
     ACCESS_REQUEST,
     ACCESS_OPEN,
     ACCESS_GRANT,
+    ACCESS_LINK,
+    ACCESS_DELIVERY,
 ];
 
 /// The family `key` belongs to (the longest matching prefix), if any.
@@ -524,6 +543,17 @@ pub fn access_grant_prefix(org: &OrgName, level: &str, user: &str) -> String {
     format!("{}{org}/{level}/{user}/", ACCESS_GRANT.prefix)
 }
 
+/// A customer approval link, by the peppered digest of its token.
+#[must_use]
+pub fn access_link(digest: &str) -> Key<CustomerLink> {
+    Key::new(&ACCESS_LINK, digest)
+}
+/// A delivery owed to a customer approver.
+#[must_use]
+pub fn access_delivery(id: &str) -> Key<CustomerDelivery> {
+    Key::new(&ACCESS_DELIVERY, id)
+}
+
 /// Rate-limit buckets: a namespace of their own in every engine (never listed, never
 /// sealed: a bucket holds only a time).
 pub mod rate {
@@ -580,6 +610,11 @@ pub mod rate {
     pub fn sessions_per_ip(ip: &str) -> String {
         format!("rl/sessions-ip/{}", source(ip))
     }
+    /// Customer approval links opened or used from `ip` (counted per [`source`]).
+    #[must_use]
+    pub fn customer_links_per_ip(ip: &str) -> String {
+        format!("rl/custlink-ip/{}", source(ip))
+    }
     #[must_use]
     pub fn callback_per_org(org: &str) -> String {
         format!("rl/callback-org/{org}")
@@ -632,6 +667,8 @@ mod tests {
                 access_grant(&org_name, "operator", "alice", "a1").to_string(),
                 &ACCESS_GRANT,
             ),
+            (access_link("ab").to_string(), &ACCESS_LINK),
+            (access_delivery("d1").to_string(), &ACCESS_DELIVERY),
         ] {
             assert_eq!(family_of(&key), Some(family), "{key}");
         }

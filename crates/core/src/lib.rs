@@ -23,6 +23,8 @@ pub mod clock;
 pub mod credentials;
 /// The one table of error codes, and the domain error type.
 pub mod error;
+/// The customer's access history: an org's credential, console, job and access events.
+pub mod history;
 /// Idempotency-Key records.
 pub mod idempotency;
 /// Validated identifiers (`OrgName`, `UserId`, `AccountId`, `Role`).

@@ -8,6 +8,7 @@ use crate::audit_log::AuditLog;
 use crate::clock::Clock;
 use crate::credentials::{ConsoleSettings, Credentials};
 use crate::error::Error;
+use crate::history::AccessHistory;
 use crate::jobs::{JobSettings, Jobs};
 use crate::levels::CredentialPolicy;
 use crate::onboarding::{Onboarding, OnboardingPolicy, OnboardingSettings};
@@ -87,6 +88,8 @@ pub struct Services {
     pub jobs: Jobs,
     /// Portal (browser) sessions.
     pub sessions: Sessions,
+    /// The customer's view of its account's access history.
+    pub history: AccessHistory,
 }
 
 impl Services {
@@ -133,6 +136,7 @@ impl Services {
             credentials,
             access: Access::new(orgs.clone(), levels.clone()),
             audit: AuditLog::new(orgs.clone()),
+            history: AccessHistory::new(orgs.clone()),
             orgs,
             records,
         })

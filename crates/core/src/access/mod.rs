@@ -25,8 +25,14 @@ use crate::orgs::Orgs;
 use crate::principal::{Caller, Principal};
 use crate::records::Records;
 
+/// The customer's approvers, and the links and deliveries a request owes them.
+mod customer;
 /// Approving, denying, cancelling, revoking.
 mod decide;
+/// Sending what is owed to customer approvers: signed, retried with backoff.
+mod deliver;
+/// A customer approver's decision through its single-use link.
+mod link;
 /// Listing requests and grants, and who may see which.
 mod list;
 /// Creating requests (and break-glass grants).
@@ -36,7 +42,12 @@ mod sweep;
 #[cfg(test)]
 mod tests;
 
+pub use customer::{
+    CustomerApproverView, LINK_TOKEN_PREFIX, MAX_CUSTOMER_APPROVERS, MAX_WEBHOOK_URL_CHARS,
+    NewCustomerApprover, parse_webhook_url,
+};
 pub use decide::Decision;
+pub use link::{CustomerLinkView, LinkRequestView};
 pub use list::{AccessFilter, AccessPage};
 
 /// At most this many characters of ticket reference.
@@ -129,6 +140,10 @@ pub struct Access {
     records: Records,
     orgs: Orgs,
     levels: Arc<CredentialPolicy>,
+    /// Where customers reach rolegate (`access.public_url`), for approval links.
+    public_url: Option<Arc<str>>,
+    /// Wakes the delivery loop when a request owes customer approvers a delivery.
+    deliveries: Arc<tokio::sync::Notify>,
 }
 
 /// `a` + 12 hex digits of milliseconds + 16 random hex digits (29 characters).
@@ -168,7 +183,16 @@ impl Access {
             records: orgs.records().clone(),
             orgs,
             levels,
+            public_url: None,
+            deliveries: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// With the address customers reach rolegate at, for customer approval links.
+    #[must_use]
+    pub fn with_public_url(mut self, url: Option<String>) -> Self {
+        self.public_url = url.map(Arc::from);
+        self
     }
 
     /// The rule of `rec`'s level on its org, as configured now.

@@ -266,6 +266,7 @@ impl Jobs {
                 "target": job.target,
                 "access_level": job.access_level,
                 "reason": job.reason,
+                "source_identity": job.source_identity,
             }));
         if !self.records.commit(caller, txn, audit).await? {
             return Err(Error::Contention);

@@ -33,6 +33,9 @@ pub struct ApprovalRule {
     pub auto_approve_under_secs: Option<u32>,
     /// `break_glass` requests are allowed: active at once, reason required, flagged.
     pub break_glass: bool,
+    /// One of the org's customer approvers must agree too (ADR 0013); then neither
+    /// break-glass nor `auto_approve_under` applies.
+    pub customer_approval: bool,
 }
 
 impl Default for ApprovalRule {
@@ -48,6 +51,7 @@ impl Default for ApprovalRule {
             request_ttl_secs: 24 * 3600,
             auto_approve_under_secs: None,
             break_glass: false,
+            customer_approval: false,
         }
     }
 }
@@ -66,6 +70,7 @@ pub struct ApprovalSettings {
     pub request_ttl_secs: Option<u32>,
     pub auto_approve_under_secs: Option<u32>,
     pub break_glass: Option<bool>,
+    pub customer_approval: Option<bool>,
 }
 
 impl ApprovalSettings {
@@ -84,6 +89,7 @@ impl ApprovalSettings {
                 .auto_approve_under_secs
                 .or(self.auto_approve_under_secs),
             break_glass: over.break_glass.or(self.break_glass),
+            customer_approval: over.customer_approval.or(self.customer_approval),
         }
     }
 
@@ -167,6 +173,7 @@ impl ApprovalSettings {
             request_ttl_secs,
             auto_approve_under_secs: self.auto_approve_under_secs,
             break_glass: self.break_glass.unwrap_or(d.break_glass),
+            customer_approval: self.customer_approval.unwrap_or(d.customer_approval),
         })
     }
 }

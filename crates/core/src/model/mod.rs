@@ -20,7 +20,10 @@ pub mod user;
 /// Trust anchors and workload profiles.
 pub mod workload;
 
-pub use access::{AccessRequestRecord, AccessState, Approval};
+pub use access::{
+    AccessRequestRecord, AccessState, Approval, CustomerApproval, CustomerApprover,
+    CustomerDelivery, CustomerLink,
+};
 pub use audit::{AuditEvent, AuditHead, Outcome};
 pub use credential::CachedCredentials;
 pub use job::{
