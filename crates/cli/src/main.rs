@@ -198,6 +198,18 @@ Examples:
   rolegate requests --mine
   rolegate requests --state pending --org acme-corp")]
     Requests(client::access::RequestsArgs),
+    /// An organisation's access history as JSON lines (for a SIEM): who obtained
+    /// credentials, console sessions or ran jobs, and the access requests on it. Prints the
+    /// cursor to resume from on stderr.
+    #[command(
+        name = "access-history",
+        after_help = "\
+Examples:
+  ROLEGATE_API_KEY=… rolegate access-history --org acme-corp > history.jsonl
+  rolegate access-history --org acme-corp --after 1042 >> history.jsonl
+  rolegate access-history --org acme-corp --follow --action credentials.issue"
+    )]
+    AccessHistory(client::history::HistoryArgs),
     /// EC2 key pairs in an organisation's AWS account.
     #[command(after_help = "\
 Examples:
@@ -632,6 +644,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Requests(args) => {
             drop(out);
             client::access::requests(&args, &|k| std::env::var(k).ok()).await?;
+        }
+        Command::AccessHistory(args) => {
+            drop(out);
+            client::history::access_history(&args, &|k| std::env::var(k).ok()).await?;
         }
         Command::Exec(args) => {
             drop(out);

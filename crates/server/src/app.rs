@@ -81,9 +81,16 @@ pub async fn open_services_with(
         federation,
         templates: template_store(settings).await,
     };
-    Ok(Services::new(ports, service_config(settings, callback_url))
+    let public_url = settings
+        .access
+        .public_url
+        .clone()
+        .or_else(|| crate::config::access::origin_of(&callback_url));
+    let mut services = Services::new(ports, service_config(settings, callback_url))
         .await?
-        .with_jobs(job_clients, settings.jobs.clone()))
+        .with_jobs(job_clients, settings.jobs.clone());
+    services.access = services.access.clone().with_public_url(public_url);
+    Ok(services)
 }
 
 /// What the area services are configured with, from the settings.
@@ -250,6 +257,12 @@ impl Application {
                 .clone()
                 .run_sweeper(self.state.settings.access.sweep_interval),
         ));
+        let deliveries = AbortOnDrop(tokio::spawn(
+            self.state.services.access.clone().run_deliveries(
+                Arc::new(crate::webhook::HttpWebhooks::new()),
+                self.state.settings.access.sweep_interval,
+            ),
+        ));
         let header_timeout = self.state.settings.timeouts.header_read;
         let served = crate::serve::run(
             self.listener,
@@ -259,7 +272,7 @@ impl Application {
             shutdown_signal(),
         )
         .await;
-        drop((checkpoints, failures, jobs, sweeper));
+        drop((checkpoints, failures, jobs, sweeper, deliveries));
         audit.flush_failures(true).await;
         audit.emit_checkpoint().await;
         served
@@ -344,6 +357,8 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .merge(crate::routes::jobs::router(&state))
         .merge(crate::routes::access::router(&state))
         .merge(crate::routes::network::router(&state))
+        .merge(crate::routes::history::router(&state))
+        .merge(crate::routes::customer::router(&state))
         .split_for_parts();
     crate::openapi::protect(&mut doc);
     let protected = protected
@@ -356,7 +371,8 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .merge(crate::routes::health::router())
         .merge(crate::routes::docs::router())
         .merge(crate::routes::onboarding::public_router())
-        .merge(crate::routes::workload::public_router());
+        .merge(crate::routes::workload::public_router())
+        .merge(crate::routes::customer::public_router());
     if state.settings.metrics_enabled {
         open = open.routes(crate::authorize::documented(
             routes!(crate::routes::metrics::render),

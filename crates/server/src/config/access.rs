@@ -4,6 +4,7 @@
 //! ```toml
 //! [access]
 //! sweep_interval_ms = 5000
+//! public_url = "https://rolegate.example.com"
 //! [access.groups]
 //! sre = ["bob", "carol"]
 //!
@@ -34,12 +35,27 @@ pub struct RawAccess {
     pub groups: BTreeMap<String, Vec<String>>,
     /// How often each replica writes the transitions time makes (default 5000).
     pub sweep_interval_ms: Option<u64>,
+    /// Where customers reach rolegate, for customer approval links (`https://host[/prefix]`;
+    /// default: the origin of `onboarding.callback_url`).
+    pub public_url: Option<String>,
 }
 
 /// Validated `[access]`.
 #[derive(Debug, Clone)]
 pub struct AccessSettings {
     pub sweep_interval: Duration,
+    pub public_url: Option<String>,
+}
+
+/// `scheme://authority` of an http(s) URL.
+#[must_use]
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest
+        .split(['/', '?', '#'])
+        .next()
+        .filter(|a| !a.is_empty())?;
+    matches!(scheme, "http" | "https").then(|| format!("{scheme}://{authority}"))
 }
 
 impl RawAccess {
@@ -56,8 +72,20 @@ impl RawAccess {
                 return Err(bad(&format!("access.groups.{name}"), "must name operators"));
             }
         }
+        if let Some(u) = &self.public_url
+            && (origin_of(u).is_none() || u.contains(char::is_whitespace) || u.contains(['?', '#']))
+        {
+            return Err(bad(
+                "access.public_url",
+                "must be an http(s) URL (https://host[:port][/prefix]) without query or fragment",
+            ));
+        }
         Ok(AccessSettings {
             sweep_interval: Duration::from_millis(ms),
+            public_url: self
+                .public_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_owned()),
         })
     }
 }
@@ -83,6 +111,9 @@ pub struct RawApprovalFields {
     pub auto_approve_under_secs: Option<u32>,
     /// Allow `break_glass` requests: active at once, reason required, flagged for review.
     pub break_glass: Option<bool>,
+    /// One of the org's customer approvers (named by its API key) must agree too; then
+    /// neither break-glass nor `auto_approve_under_secs` applies.
+    pub customer_approval: Option<bool>,
 }
 
 impl RawApprovalFields {
@@ -97,6 +128,7 @@ impl RawApprovalFields {
             request_ttl_secs: self.request_ttl_secs,
             auto_approve_under_secs: self.auto_approve_under_secs,
             break_glass: self.break_glass,
+            customer_approval: self.customer_approval,
         }
     }
 }
@@ -114,6 +146,7 @@ pub struct RawApproval {
     pub request_ttl_secs: Option<u32>,
     pub auto_approve_under_secs: Option<u32>,
     pub break_glass: Option<bool>,
+    pub customer_approval: Option<bool>,
     /// Per-org overrides of the fields above.
     #[serde(default)]
     pub orgs: BTreeMap<String, RawApprovalFields>,
@@ -136,6 +169,7 @@ impl RawApproval {
             request_ttl_secs: self.request_ttl_secs,
             auto_approve_under_secs: self.auto_approve_under_secs,
             break_glass: self.break_glass,
+            customer_approval: self.customer_approval,
         }
         .settings();
         let default = base
@@ -177,6 +211,12 @@ mod tests {
         assert_eq!(l.default.min_approvals, 1);
         let e = raw.validate("x", &BTreeMap::new()).unwrap_err();
         assert!(e.to_string().contains("x.approvers"), "{e}");
-        assert!(toml::from_str::<RawApproval>("customer_approval = true").is_err());
+        assert!(toml::from_str::<RawApproval>("customer_approvals = true").is_err());
+        let c: RawApproval =
+            toml::from_str("requires_approval = true\n[orgs.acme]\ncustomer_approval = true\n")
+                .unwrap();
+        let l = c.validate("x", &BTreeMap::new()).unwrap();
+        assert!(l.for_org(&acme).customer_approval);
+        assert!(!l.default.customer_approval);
     }
 }
