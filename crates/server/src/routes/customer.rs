@@ -185,13 +185,11 @@ async fn clear(
 pub struct LinkQuery {
     /// The link's token, as delivered to the customer approver.
     #[param(pattern = "^rga_[A-Za-z0-9_-]{16,124}$")]
-    token: Option<String>,
+    token: String,
 }
 
 fn token(q: &LinkQuery) -> Result<&str, ApiError> {
-    q.token
-        .as_deref()
-        .ok_or_else(|| ApiError::invalid_field("token", "token is required"))
+    Ok(q.token.as_str())
 }
 
 async fn limit(state: &AppState, ip: &str) -> Result<(), ApiError> {
