@@ -204,6 +204,18 @@ Examples:
 Examples:
   rolegate review a0190f3c2a1b4e5d6c7b8a9f0e1d2c --comment 'INC-123: justified, postmortem filed'")]
     Review(client::access::ReviewArgs),
+    /// An organisation's access history as JSON lines (for a SIEM): who obtained
+    /// credentials, console sessions or ran jobs, and the access requests on it. Prints the
+    /// cursor to resume from on stderr.
+    #[command(
+        name = "access-history",
+        after_help = "\
+Examples:
+  ROLEGATE_API_KEY=… rolegate access-history --org acme-corp > history.jsonl
+  rolegate access-history --org acme-corp --after 1042 >> history.jsonl
+  rolegate access-history --org acme-corp --follow --action credentials.issue"
+    )]
+    AccessHistory(client::history::HistoryArgs),
     /// EC2 key pairs in an organisation's AWS account.
     #[command(after_help = "\
 Examples:
@@ -655,6 +667,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Review(args) => {
             drop(out);
             client::access::review(&args, &|k| std::env::var(k).ok()).await?;
+        }
+        Command::AccessHistory(args) => {
+            drop(out);
+            client::history::access_history(&args, &|k| std::env::var(k).ok()).await?;
         }
         Command::Exec(args) => {
             drop(out);

@@ -7,9 +7,10 @@ use std::marker::PhantomData;
 
 use crate::ids::{OrgName, UserId};
 use crate::model::{
-    AccessRequestRecord, ApiKeyEntry, AuditEvent, AuditHead, CachedCredentials, JobLease,
-    JobRecord, JobSecret, OidcPending, OrgRecord, PendingRevocation, RevocationState,
-    SessionRecord, TokenEntry, TrustAnchorRecord, UserRecord, WorkloadProfileRecord,
+    AccessRequestRecord, ApiKeyEntry, AuditEvent, AuditHead, CachedCredentials, CustomerDelivery,
+    CustomerLink, JobLease, JobRecord, JobSecret, OidcPending, OrgRecord, PendingRevocation,
+    RevocationState, SessionRecord, TokenEntry, TrustAnchorRecord, UserRecord,
+    WorkloadProfileRecord,
 };
 use crate::model::{ChatLink, NotifyCursor, OutboxEntry, SeenAddresses};
 
@@ -349,6 +350,23 @@ family!(
     Skip
 );
 
+family!(
+    ACCESS_LINK,
+    "customer approval link",
+    "access/link/",
+    "CustomerLink (access/link/<digest of the link's token>), TTL: the request's",
+    true,
+    Reseal
+);
+family!(
+    ACCESS_DELIVERY,
+    "customer approval delivery",
+    "access/deliver/",
+    "CustomerDelivery (access/deliver/<id>): a signed POST still owed to a customer approver",
+    true,
+    Reseal
+);
+
 /// Every family kept in the key-value store, in the order of the table above.
 pub const FAMILIES: &[Family] = &[
     SYS_PEPPER,
@@ -390,6 +408,8 @@ pub const FAMILIES: &[Family] = &[
     ACCESS_REVOCATION,
     ACCESS_REVOCATION_STATE,
     ACCESS_REVOCATION_LOCK,
+    ACCESS_LINK,
+    ACCESS_DELIVERY,
 ];
 
 /// The family `key` belongs to (the longest matching prefix), if any.
@@ -657,6 +677,16 @@ pub fn access_revocation_state(org: &OrgName) -> Key<RevocationState> {
 pub fn access_revocation_lock(org: &OrgName) -> String {
     format!("{}{org}", ACCESS_REVOCATION_LOCK.prefix)
 }
+/// A customer approval link, by the peppered digest of its token.
+#[must_use]
+pub fn access_link(digest: &str) -> Key<CustomerLink> {
+    Key::new(&ACCESS_LINK, digest)
+}
+/// A delivery owed to a customer approver.
+#[must_use]
+pub fn access_delivery(id: &str) -> Key<CustomerDelivery> {
+    Key::new(&ACCESS_DELIVERY, id)
+}
 
 /// Rate-limit buckets: a namespace of their own in every engine (never listed, never
 /// sealed: a bucket holds only a time).
@@ -713,6 +743,11 @@ pub mod rate {
     #[must_use]
     pub fn sessions_per_ip(ip: &str) -> String {
         format!("rl/sessions-ip/{}", source(ip))
+    }
+    /// Customer approval links opened or used from `ip` (counted per [`source`]).
+    #[must_use]
+    pub fn customer_links_per_ip(ip: &str) -> String {
+        format!("rl/custlink-ip/{}", source(ip))
     }
     #[must_use]
     pub fn callback_per_org(org: &str) -> String {
@@ -781,6 +816,8 @@ mod tests {
                 &ACCESS_REVOCATION_STATE,
             ),
             (access_revocation_lock(&org_name), &ACCESS_REVOCATION_LOCK),
+            (access_link("ab").to_string(), &ACCESS_LINK),
+            (access_delivery("d1").to_string(), &ACCESS_DELIVERY),
         ] {
             assert_eq!(family_of(&key), Some(family), "{key}");
         }

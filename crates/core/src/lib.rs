@@ -25,6 +25,8 @@ pub mod credentials;
 pub mod decoded;
 /// The one table of error codes, and the domain error type.
 pub mod error;
+/// The customer's access history: an org's credential, console, job and access events.
+pub mod history;
 /// Idempotency-Key records.
 pub mod idempotency;
 /// Validated identifiers (`OrgName`, `UserId`, `AccountId`, `Role`).

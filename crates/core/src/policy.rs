@@ -88,6 +88,17 @@ pub enum Action {
     LinkChatUser,
     /// Mark a break-glass grant reviewed (admins, never its holder).
     ReviewAccess,
+    /// Read who used the org's account, and the access requests on it (the customer's view).
+    ReadAccessHistory,
+    /// Name the org's customer approvers (webhooks): only the org's own key, so the provider
+    /// cannot name itself.
+    SetCustomerApprovers,
+    /// Remove the org's customer approvers (the org's key, or an admin: audited, and levels
+    /// needing the customer's approval then refuse requests).
+    ClearCustomerApprovers,
+    /// Decide a request as a customer approver, through a single-use link (the server turns
+    /// the verified link into rolegate's own `customer-approval` caller).
+    CustomerDecideAccess,
 }
 
 impl Action {
@@ -142,6 +153,10 @@ impl Action {
         Action::RetryNotificationDeadLetter,
         Action::LinkChatUser,
         Action::ReviewAccess,
+        Action::ReadAccessHistory,
+        Action::SetCustomerApprovers,
+        Action::ClearCustomerApprovers,
+        Action::CustomerDecideAccess,
     ];
 
     /// The name audit events use for this action (a refusal is recorded under it).
@@ -197,6 +212,10 @@ impl Action {
             Self::RetryNotificationDeadLetter => "notify.dead_letter.retry",
             Self::LinkChatUser => "user.chat_link",
             Self::ReviewAccess => "access.review",
+            Self::ReadAccessHistory => "access.history.read",
+            Self::SetCustomerApprovers => "org.customer_approvers.set",
+            Self::ClearCustomerApprovers => "org.customer_approvers.clear",
+            Self::CustomerDecideAccess => "access.customer_decision",
         }
     }
 
@@ -297,6 +316,13 @@ impl Action {
             | Self::LinkChatUser => r(Allow, Deny, Deny, Deny, Allow, Deny),
             // Break-glass use is reviewed by an admin; the access area refuses the holder.
             Self::ReviewAccess => r(Allow, Deny, Deny, Deny, Deny, Deny),
+            // The customer's own view of its account; and the provider's, as for the org.
+            Self::ReadAccessHistory => r(Allow, OwnerOfOrg, OwnOrg, Deny, Allow, Deny),
+            // Only the customer names its approvers (ADR 0013); an admin may only clear them.
+            Self::SetCustomerApprovers => r(Deny, Deny, OwnOrg, Deny, Deny, Deny),
+            Self::ClearCustomerApprovers => r(Allow, Deny, OwnOrg, Deny, Deny, Deny),
+            // No person or key: the verified single-use link stands for the approver.
+            Self::CustomerDecideAccess => r(Deny, Deny, Deny, Deny, Allow, Deny),
         }
     }
 }
@@ -374,6 +400,10 @@ impl Rules {
         }
         if self.workload != Rule::Deny {
             who.push("the org's workloads (X.509, signed)");
+        }
+        if who.is_empty() && self.system != Rule::Deny {
+            // A customer approval link: the server acts for the verified link.
+            who.push("rolegate itself, for a verified single-use link");
         }
         who.join(", ")
     }

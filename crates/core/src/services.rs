@@ -8,6 +8,7 @@ use crate::audit_log::AuditLog;
 use crate::clock::Clock;
 use crate::credentials::{ConsoleSettings, Credentials};
 use crate::error::Error;
+use crate::history::AccessHistory;
 use crate::jobs::{JobSettings, Jobs};
 use crate::levels::CredentialPolicy;
 use crate::notify::{Notifications, NotifySettings};
@@ -92,6 +93,8 @@ pub struct Services {
     /// Notifications and approve-from-chat. Built without sinks; `serve` gives it its
     /// sinks with [`Services::with_notifiers`].
     pub notify: Notifications,
+    /// The customer's view of its account's access history.
+    pub history: AccessHistory,
 }
 
 impl Services {
@@ -143,6 +146,7 @@ impl Services {
             ),
             access: Access::new(orgs.clone(), levels.clone()),
             audit: AuditLog::new(orgs.clone()),
+            history: AccessHistory::new(orgs.clone()),
             orgs,
             records,
         })

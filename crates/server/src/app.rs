@@ -86,10 +86,19 @@ pub async fn open_services_with(
         federation,
         templates: template_store(settings).await,
     };
+    let public_url = settings
+        .access
+        .public_url
+        .clone()
+        .or_else(|| crate::config::access::origin_of(&callback_url));
     let mut services = Services::new(ports, service_config(settings, callback_url))
         .await?
         .with_jobs(job_clients, settings.jobs.clone());
-    services.access = services.access.with_revoke_sessions(revoke);
+    services.access = services
+        .access
+        .clone()
+        .with_revoke_sessions(revoke)
+        .with_public_url(public_url);
     Ok(services)
 }
 
@@ -263,6 +272,12 @@ impl Application {
                 .run_sweeper(self.state.settings.access.sweep_interval),
         ));
         let notifier = AbortOnDrop(tokio::spawn(self.state.services.notify.clone().run()));
+        let deliveries = AbortOnDrop(tokio::spawn(
+            self.state.services.access.clone().run_deliveries(
+                Arc::new(crate::webhook::HttpWebhooks::new()),
+                self.state.settings.access.sweep_interval,
+            ),
+        ));
         let header_timeout = self.state.settings.timeouts.header_read;
         let served = crate::serve::run(
             self.listener,
@@ -272,7 +287,7 @@ impl Application {
             shutdown_signal(),
         )
         .await;
-        drop((checkpoints, failures, jobs, sweeper, notifier));
+        drop((checkpoints, failures, jobs, sweeper, notifier, deliveries));
         audit.flush_failures(true).await;
         audit.emit_checkpoint().await;
         served
@@ -359,6 +374,8 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .merge(crate::routes::network::router(&state))
         .merge(crate::routes::notify::router(&state))
         .merge(crate::routes::chat::router(&state))
+        .merge(crate::routes::history::router(&state))
+        .merge(crate::routes::customer::router(&state))
         .split_for_parts();
     crate::openapi::protect(&mut doc);
     let protected = protected
@@ -373,6 +390,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .merge(crate::routes::onboarding::public_router())
         .merge(crate::routes::workload::public_router())
         .merge(crate::routes::chat::public_router());
+        .merge(crate::routes::customer::public_router());
     if state.settings.metrics_enabled {
         open = open.routes(crate::authorize::documented(
             routes!(crate::routes::metrics::render),

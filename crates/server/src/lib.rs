@@ -50,6 +50,8 @@ pub mod telemetry;
 pub mod timeouts;
 /// The native TLS listener's certificate, reloaded on SIGHUP, and HSTS.
 pub mod tls;
+/// Signed outgoing webhooks (customer approvers) over HTTP.
+pub mod webhook;
 
 pub use app::Application;
 pub use config::{RawSettings, Settings};

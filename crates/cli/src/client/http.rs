@@ -248,6 +248,43 @@ impl ApiClient {
         self.send(self.http.post(url).json(body)).await
     }
 
+    /// GETs `path` and answers the raw body and headers of a 2xx (JSON lines); anything
+    /// else is decoded as rolegate's error shape, like [`Self::send`].
+    pub(super) async fn get_raw(
+        &self,
+        path: &str,
+    ) -> Result<(Vec<u8>, reqwest::header::HeaderMap), ClientError> {
+        let url = self.url(path)?;
+        let transport = |source: reqwest::Error| ClientError::Transport {
+            server: self.server.to_string(),
+            source: source.without_url(),
+        };
+        let request = match &self.credential {
+            Credential::Token(t) => self.http.get(url).bearer_auth(t.expose_secret()),
+            Credential::ApiKey(k) => self.http.get(url).header("x-api-key", k.expose_secret()),
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let request_id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        let bytes = response.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            return Ok((bytes.to_vec(), headers));
+        }
+        decode::<serde_json::Value>(
+            status.as_u16(),
+            request_id,
+            &bytes,
+            self.server.as_str(),
+            self.credential.secret(),
+        )
+        .map(|_| (Vec::new(), headers))
+    }
+
     pub(super) async fn send<T: for<'de> Deserialize<'de>>(
         &self,
         request: reqwest::RequestBuilder,

@@ -20,6 +20,8 @@ pub mod ecs;
 pub mod exec;
 /// Output formats: json, shell exports, credential_process JSON.
 pub mod format;
+/// `rolegate access-history`: an org's access history as JSON lines, resumable.
+pub mod history;
 /// The HTTP calls and the server's error shape.
 pub mod http;
 /// `rolegate jobs …` and `rolegate keypair create`.

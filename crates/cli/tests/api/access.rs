@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+/// The customer's access history and `customer_approval` (issue 12 §6).
+mod customer;
 /// IP allowlists and `bind_source_ip`.
 mod network;
 /// Break-glass review.

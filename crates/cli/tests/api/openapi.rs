@@ -290,12 +290,14 @@ async fn idempotency_key_is_documented_on_every_post_and_enforced_as_documented(
         if header_param(op, "X-Sig-Signature").is_some()
             || header_param(op, "X-Slack-Signature").is_some()
             || header_param(op, "X-Amz-X509").is_some()
+            || header_param(op, "X-Rolegate-Signature").is_some()
             || path == "/api/validate"
         {
             // The signed callback, Slack interactions and workload sessions: replays are
             // refused by the callback's nonce, Slack's action_ts and the session signature's
             // replay cache, not by a key.
             // Validation changes nothing and its body holds secrets: no record is kept.
+            // A customer approval link decides once by itself (reuse is 409).
             assert!(header_param(op, "Idempotency-Key").is_none(), "{path}");
             continue;
         }

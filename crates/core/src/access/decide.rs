@@ -161,22 +161,14 @@ impl Access {
                             comment: comment.clone(),
                         });
                         let count = u32::try_from(next.approvals.len()).unwrap_or(u32::MAX);
-                        if count >= rec.min_approvals {
+                        // A level that needs the customer's approval waits for it too.
+                        let customer_waits = rec
+                            .customer
+                            .as_ref()
+                            .is_some_and(|c| c.decision.as_deref() != Some("approved"));
+                        if count >= rec.min_approvals && !customer_waits {
                             granted = true;
-                            let asked = rec.starts_at.as_deref().and_then(|s| {
-                                time::OffsetDateTime::parse(
-                                    s,
-                                    &time::format_description::well_known::Rfc3339,
-                                )
-                                .ok()
-                            });
-                            let start = asked.map_or(now, |t| t.unix_timestamp().max(now));
-                            let end = start + i64::from(rec.duration_secs);
-                            next.state = AccessState::Approved;
-                            next.grant_start_unix = Some(start);
-                            next.grant_end_unix = Some(end);
-                            next.grant_starts_at = Some(rfc3339(start));
-                            next.grant_ends_at = Some(rfc3339(end));
+                            self.grant(&mut next, now);
                         }
                     }
                     Decision::Deny | Decision::Cancel | Decision::Revoke => {
@@ -223,6 +215,8 @@ impl Access {
                         "approvals": next.approvals.len(),
                         "min_approvals": rec.min_approvals,
                         "grant_ends_at": next.grant_ends_at,
+                        "awaiting_customer": next.state == AccessState::Pending
+                            && next.customer.is_some(),
                     }));
                 if granted {
                     // The index is sealed like any record; its value says nothing.

@@ -25,8 +25,14 @@ use crate::orgs::Orgs;
 use crate::principal::{Caller, Principal};
 use crate::records::Records;
 
+/// The customer's approvers, and the links and deliveries a request owes them.
+mod customer;
 /// Approving, denying, cancelling, revoking.
 mod decide;
+/// Sending what is owed to customer approvers: signed, retried with backoff.
+mod deliver;
+/// A customer approver's decision through its single-use link.
+mod link;
 /// Listing requests and grants, and who may see which.
 mod list;
 /// The levels a request form may offer on an org, with their rules.
@@ -47,7 +53,12 @@ mod sweep;
 #[cfg(test)]
 mod tests;
 
+pub use customer::{
+    CustomerApproverView, LINK_TOKEN_PREFIX, MAX_CUSTOMER_APPROVERS, MAX_WEBHOOK_URL_CHARS,
+    NewCustomerApprover, parse_webhook_url,
+};
 pub use decide::Decision;
+pub use link::{CustomerLinkView, LinkRequestView};
 pub use list::{AccessFilter, AccessPage};
 pub use options::Requestable;
 pub use revoke_sessions::{RevokeSessions, RevokeSessionsSettings};
@@ -144,6 +155,10 @@ pub struct Access {
     levels: Arc<CredentialPolicy>,
     /// `revoke_sessions`: what writes deny statements into customers' roles (none: off).
     revoke_sessions: Option<RevokeSessions>,
+    /// Where customers reach rolegate (`access.public_url`), for approval links.
+    public_url: Option<Arc<str>>,
+    /// Wakes the delivery loop when a request owes customer approvers a delivery.
+    deliveries: Arc<tokio::sync::Notify>,
 }
 
 /// `a` + 12 hex digits of milliseconds + 16 random hex digits (29 characters).
@@ -184,6 +199,8 @@ impl Access {
             orgs,
             levels,
             revoke_sessions: None,
+            public_url: None,
+            deliveries: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -191,6 +208,13 @@ impl Access {
     #[must_use]
     pub fn with_revoke_sessions(mut self, revoke: RevokeSessions) -> Self {
         self.revoke_sessions = Some(revoke);
+        self
+    }
+
+    /// With the address customers reach rolegate at, for customer approval links.
+    #[must_use]
+    pub fn with_public_url(mut self, url: Option<String>) -> Self {
+        self.public_url = url.map(Arc::from);
         self
     }
 

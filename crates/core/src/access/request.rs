@@ -18,7 +18,8 @@ impl Access {
         caller: &Caller,
         cmd: &RequestAccessCommand,
     ) -> Result<AccessRequestRecord, Error> {
-        self.orgs
+        let org = self
+            .orgs
             .load(caller, Action::RequestAccess, &cmd.org)
             .await?;
         let me = operator_id(caller)?.clone();
@@ -70,7 +71,8 @@ impl Access {
                 "starts_at must be between now and 7 days ahead",
             ));
         }
-        if cmd.break_glass && !rule.break_glass {
+        // The customer's veto is the point of `customer_approval`: no way around it.
+        if cmd.break_glass && (!rule.break_glass || rule.customer_approval) {
             let audit = AuditRecord::new("access.break_glass")
                 .org(cmd.org.to_string())
                 .failure(Code::BreakGlassNotAllowed.as_str())
@@ -86,6 +88,7 @@ impl Access {
             });
         }
         let auto = !cmd.break_glass
+            && !rule.customer_approval
             && rule
                 .auto_approve_under_secs
                 .is_some_and(|a| cmd.duration_secs < a);
@@ -99,7 +102,7 @@ impl Access {
         let end = start + i64::from(cmd.duration_secs);
         let ttl_end = now + i64::from(rule.request_ttl_secs);
         let stamp = self.records.now();
-        let rec = AccessRequestRecord {
+        let mut rec = AccessRequestRecord {
             id: id.clone(),
             org: cmd.org.clone(),
             access_level: level.name().to_owned(),
@@ -129,9 +132,23 @@ impl Access {
             grant_ends_at: granted.then(|| rfc3339(end)),
             grant_start_unix: granted.then_some(start),
             grant_end_unix: granted.then_some(end),
+            customer: None,
         };
         let key = keyspace::access_request(&id);
-        let txn = Txn::new().absent(key.as_str());
+        let mut txn = Txn::new().absent(key.as_str());
+        if rule.customer_approval {
+            match self.customer_writes(&org.value, &mut rec, txn) {
+                Ok(t) => txn = t,
+                Err(e) => {
+                    let audit = AuditRecord::new(Action::RequestAccess.name())
+                        .org(cmd.org.to_string())
+                        .failure(e.code().as_str())
+                        .details(serde_json::json!({"access_level": level.name(), "reason": e.to_string()}));
+                    self.records.record(caller, audit).await?;
+                    return Err(e);
+                }
+            }
+        }
         let mut txn = self
             .records
             .put(txn, &key, &rec)?
@@ -162,9 +179,13 @@ impl Access {
                 "break_glass": cmd.break_glass,
                 "review_required": rec.review_required,
                 "grant_ends_at": rec.grant_ends_at,
+                "customer_approvers": rec.customer.as_ref().map(|c| c.approvers.clone()),
             }));
         if !self.records.commit(caller, txn, audit).await? {
             return Err(Error::Contention);
+        }
+        if rec.customer.is_some() {
+            self.deliveries.notify_one();
         }
         if cmd.break_glass {
             // Loud on purpose: break-glass is for emergencies and is reviewed afterwards.

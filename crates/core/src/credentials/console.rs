@@ -135,6 +135,8 @@ impl Credentials {
                 "session_name": issued.session_name,
                 "source_identity": issued.source_identity,
                 "destination": destination,
+                "grant_id": issued.grant.as_ref().map(|g| g.0.clone()),
+                "reason": cmd.reason,
             }));
         match result {
             Ok(url) => {

@@ -270,6 +270,7 @@ impl Jobs {
                 "access_level": job.access_level,
                 "reason": job.reason,
                 "grant_id": job.grant_id,
+                "source_identity": job.source_identity,
             }));
         if !self.records.commit(caller, txn, audit).await? {
             return Err(Error::Contention);

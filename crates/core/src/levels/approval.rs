@@ -36,6 +36,9 @@ pub struct ApprovalRule {
     /// Requests up to this long may be approved from chat (Slack buttons); longer ones get
     /// a link to the API instead. `None`: any request.
     pub chat_approval_max_duration_secs: Option<u32>,
+    /// One of the org's customer approvers must agree too (ADR 0013); then neither
+    /// break-glass nor `auto_approve_under` applies.
+    pub customer_approval: bool,
 }
 
 impl Default for ApprovalRule {
@@ -52,6 +55,7 @@ impl Default for ApprovalRule {
             auto_approve_under_secs: None,
             break_glass: false,
             chat_approval_max_duration_secs: None,
+            customer_approval: false,
         }
     }
 }
@@ -71,6 +75,7 @@ pub struct ApprovalSettings {
     pub auto_approve_under_secs: Option<u32>,
     pub break_glass: Option<bool>,
     pub chat_approval_max_duration_secs: Option<u32>,
+    pub customer_approval: Option<bool>,
 }
 
 impl ApprovalSettings {
@@ -92,6 +97,7 @@ impl ApprovalSettings {
             chat_approval_max_duration_secs: over
                 .chat_approval_max_duration_secs
                 .or(self.chat_approval_max_duration_secs),
+            customer_approval: over.customer_approval.or(self.customer_approval),
         }
     }
 
@@ -184,6 +190,7 @@ impl ApprovalSettings {
             auto_approve_under_secs: self.auto_approve_under_secs,
             break_glass: self.break_glass.unwrap_or(d.break_glass),
             chat_approval_max_duration_secs: self.chat_approval_max_duration_secs,
+            customer_approval: self.customer_approval.unwrap_or(d.customer_approval),
         })
     }
 }

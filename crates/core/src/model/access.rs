@@ -136,6 +136,65 @@ pub struct AccessRequestRecord {
     pub grant_end_unix: Option<i64>,
     /// `request_expires_at` in unix seconds.
     pub request_expires_unix: i64,
+    /// The customer's say, when the level's rule asks for `customer_approval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<CustomerApproval>,
+}
+
+/// The customer's approval of one request: the provider's quorum *and* one customer approver
+/// must agree (a customer's deny denies).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerApproval {
+    /// The customer approvers asked (ids, never their addresses' secrets).
+    pub approvers: Vec<String>,
+    /// `approved` or `denied`, once one of them decided.
+    pub decision: Option<String>,
+    /// The approver who decided.
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+}
+
+/// A customer approver: a webhook the org's API key named. Deliveries to it are signed
+/// with its secret (`X-Rolegate-Signature`), shown once to the key that set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerApprover {
+    /// `c` + 16 hex digits.
+    pub id: String,
+    /// `https://…` (or `http://` to a loopback address).
+    pub url: String,
+    pub secret: super::Secret,
+    pub created_at: String,
+}
+
+/// One single-use decision link (`access/link/<digest of its token>`): the token itself is
+/// never stored, only sent to the approver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerLink {
+    pub request_id: String,
+    pub approver_id: String,
+    /// `approve` or `deny`.
+    pub decision: String,
+    /// Unix seconds: the request's TTL.
+    pub expires_unix: i64,
+}
+
+/// A delivery still owed to a customer approver (`access/deliver/<id>`): the signed POST
+/// with the request's details and its two links, retried with backoff until it is taken
+/// (2xx) or the request's TTL passes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerDelivery {
+    pub id: String,
+    pub request_id: String,
+    pub org: String,
+    pub approver_id: String,
+    pub url: String,
+    pub secret: super::Secret,
+    /// The JSON body; it holds the links' tokens, so it is a secret.
+    pub body: super::Secret,
+    pub attempts: u32,
+    pub next_unix: i64,
+    pub expires_unix: i64,
 }
 
 impl AccessRequestRecord {

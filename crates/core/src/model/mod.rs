@@ -23,8 +23,8 @@ pub mod user;
 pub mod workload;
 
 pub use access::{
-    AccessRequestRecord, AccessState, Approval, PendingRevocation, Review, RevocationState,
-    RevokedBy,
+    AccessRequestRecord, AccessState, Approval, CustomerApproval, CustomerApprover,
+    CustomerDelivery, CustomerLink, PendingRevocation, Review, RevocationState, RevokedBy,
 };
 pub use audit::{AuditEvent, AuditHead, Outcome};
 pub use credential::CachedCredentials;

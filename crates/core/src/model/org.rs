@@ -69,6 +69,9 @@ pub struct OrgRecord {
     /// requester's address).
     #[serde(default)]
     pub bind_source_ip: bool,
+    /// The customer's own approvers, named by the org's API key only (ADR 0013).
+    #[serde(default)]
+    pub customer_approvers: Vec<super::CustomerApprover>,
 }
 
 impl OrgRecord {

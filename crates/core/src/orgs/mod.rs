@@ -187,6 +187,7 @@ impl Orgs {
             allowed_cidrs: Vec::new(),
             api_key_allowed_cidrs: Vec::new(),
             bind_source_ip: false,
+            customer_approvers: Vec::new(),
         };
         let okey = keyspace::org(&cmd.name);
         let akey = keyspace::api_key(&api_digest);

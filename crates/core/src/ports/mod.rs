@@ -6,6 +6,8 @@ pub mod aws;
 pub mod notify;
 /// Storage primitives implemented by `rolegate-store`.
 pub mod store;
+/// Signed outgoing webhooks (customer approvers), implemented by the server.
+pub mod webhook;
 
 pub use store::{
     CommitFuture, Condition, KvStore, Page, RateDecision, RateLimit, StoreError, Txn, Write, gcra,

@@ -6,6 +6,7 @@
 //! sweep_interval_ms = 5000
 //! revoke_sessions = false
 //! revoke_sessions_orgs = ["acme-corp"]
+//! public_url = "https://rolegate.example.com"
 //! [access.groups]
 //! sre = ["bob", "carol"]
 //!
@@ -43,6 +44,9 @@ pub struct RawAccess {
     pub revoke_sessions: Option<bool>,
     /// Only these orgs, when `revoke_sessions` is not on for all.
     pub revoke_sessions_orgs: Option<Vec<String>>,
+    /// Where customers reach rolegate, for customer approval links (`https://host[/prefix]`;
+    /// default: the origin of `onboarding.callback_url`).
+    pub public_url: Option<String>,
 }
 
 /// Validated `[access]`.
@@ -51,6 +55,18 @@ pub struct AccessSettings {
     pub sweep_interval: Duration,
     /// Which orgs' roles get revocations written into them.
     pub revoke_sessions: RevokeSessionsSettings,
+    pub public_url: Option<String>,
+}
+
+/// `scheme://authority` of an http(s) URL.
+#[must_use]
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest
+        .split(['/', '?', '#'])
+        .next()
+        .filter(|a| !a.is_empty())?;
+    matches!(scheme, "http" | "https").then(|| format!("{scheme}://{authority}"))
 }
 
 impl RawAccess {
@@ -74,12 +90,24 @@ impl RawAccess {
                     .map_err(|e| bad("access.revoke_sessions_orgs", format!("{name:?}: {e}")))?,
             );
         }
+        if let Some(u) = &self.public_url
+            && (origin_of(u).is_none() || u.contains(char::is_whitespace) || u.contains(['?', '#']))
+        {
+            return Err(bad(
+                "access.public_url",
+                "must be an http(s) URL (https://host[:port][/prefix]) without query or fragment",
+            ));
+        }
         Ok(AccessSettings {
             sweep_interval: Duration::from_millis(ms),
             revoke_sessions: RevokeSessionsSettings {
                 all_orgs: self.revoke_sessions.unwrap_or(false),
                 orgs,
             },
+            public_url: self
+                .public_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_owned()),
         })
     }
 }
@@ -107,6 +135,9 @@ pub struct RawApprovalFields {
     pub break_glass: Option<bool>,
     /// Requests up to this long may be approved from Slack; longer ones get a link.
     pub chat_approval_max_duration_secs: Option<u32>,
+    /// One of the org's customer approvers (named by its API key) must agree too; then
+    /// neither break-glass nor `auto_approve_under_secs` applies.
+    pub customer_approval: Option<bool>,
 }
 
 impl RawApprovalFields {
@@ -122,6 +153,7 @@ impl RawApprovalFields {
             auto_approve_under_secs: self.auto_approve_under_secs,
             break_glass: self.break_glass,
             chat_approval_max_duration_secs: self.chat_approval_max_duration_secs,
+            customer_approval: self.customer_approval,
         }
     }
 }
@@ -140,6 +172,7 @@ pub struct RawApproval {
     pub auto_approve_under_secs: Option<u32>,
     pub break_glass: Option<bool>,
     pub chat_approval_max_duration_secs: Option<u32>,
+    pub customer_approval: Option<bool>,
     /// Per-org overrides of the fields above.
     #[serde(default)]
     pub orgs: BTreeMap<String, RawApprovalFields>,
@@ -163,6 +196,7 @@ impl RawApproval {
             auto_approve_under_secs: self.auto_approve_under_secs,
             break_glass: self.break_glass,
             chat_approval_max_duration_secs: self.chat_approval_max_duration_secs,
+            customer_approval: self.customer_approval,
         }
         .settings();
         let default = base
@@ -204,7 +238,13 @@ mod tests {
         assert_eq!(l.default.min_approvals, 1);
         let e = raw.validate("x", &BTreeMap::new()).unwrap_err();
         assert!(e.to_string().contains("x.approvers"), "{e}");
-        assert!(toml::from_str::<RawApproval>("customer_approval = true").is_err());
+        assert!(toml::from_str::<RawApproval>("customer_approvals = true").is_err());
+        let c: RawApproval =
+            toml::from_str("requires_approval = true\n[orgs.acme]\ncustomer_approval = true\n")
+                .unwrap();
+        let l = c.validate("x", &BTreeMap::new()).unwrap();
+        assert!(l.for_org(&acme).customer_approval);
+        assert!(!l.default.customer_approval);
     }
 
     #[test]

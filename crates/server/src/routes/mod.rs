@@ -9,10 +9,14 @@ pub mod audit;
 pub mod chat;
 /// Credential vending, validation and console sign-in.
 pub mod credentials;
+/// Customer approvers (set by the org's key) and their single-use decision links (public).
+pub mod customer;
 /// The OpenAPI document and the `/docs` page (public).
 pub mod docs;
 /// Liveness and readiness.
 pub mod health;
+/// The customer's access history of its org, and its NDJSON export.
+pub mod history;
 /// Jobs in customer accounts: create, read, list, cancel, events, the one-time secret.
 pub mod jobs;
 /// `GET /metrics` and the per-request counting middleware.
