@@ -389,7 +389,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .merge(crate::routes::docs::router())
         .merge(crate::routes::onboarding::public_router())
         .merge(crate::routes::workload::public_router())
-        .merge(crate::routes::chat::public_router());
+        .merge(crate::routes::chat::public_router())
         .merge(crate::routes::customer::public_router());
     if state.settings.metrics_enabled {
         open = open.routes(crate::authorize::documented(

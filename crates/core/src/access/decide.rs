@@ -1,7 +1,7 @@
 //! Approving, denying, cancelling and revoking: each a compare-and-swap through the update
 //! loop, with its audit event (a refusal is audited too).
 
-use super::{Access, may_approve, operator_id, plausible_id, refusal, rfc3339};
+use super::{Access, may_approve, operator_id, plausible_id, refusal};
 use crate::audit::AuditRecord;
 use crate::error::{Code, Error};
 use crate::keyspace;

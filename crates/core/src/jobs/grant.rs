@@ -116,6 +116,7 @@ mod tests {
             grant_start_unix: Some(start),
             grant_end_unix: Some(end),
             request_expires_unix: 0,
+            customer: None,
         }
     }
 
