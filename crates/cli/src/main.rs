@@ -211,7 +211,7 @@ Examples:
         name = "access-history",
         after_help = "\
 Examples:
-  ROLEGATE_API_KEY=… rolegate access-history --org acme-corp > history.jsonl
+  rolegate access-history --org acme-corp > history.jsonl   # with ROLEGATE_API_KEY set
   rolegate access-history --org acme-corp --after 1042 >> history.jsonl
   rolegate access-history --org acme-corp --follow --action credentials.issue"
     )]
