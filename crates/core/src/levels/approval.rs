@@ -60,21 +60,33 @@ impl Default for ApprovalRule {
     }
 }
 
-/// Settings as written in configuration; every field optional, so an org's table overrides
-/// only what it names.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Settings as written in configuration (`[credentials.access_levels.NAME.approval]` and its
+/// `orgs.NAME` overrides); every field optional, so an org's table overrides only what it
+/// names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ApprovalSettings {
+    /// The level is usable only through an approved, active grant.
     pub requires_approval: Option<bool>,
-    /// Operator ids, `group:NAME` or `admins`.
+    /// Operator ids, `group:NAME` (from `[access.groups]`) or `admins` (any admin). None
+    /// listed: any admin.
     pub approvers: Option<Vec<String>>,
+    /// Distinct approvals needed (default 1); the requester never counts.
     pub min_approvals: Option<u32>,
+    /// The longest grant one request may ask for (default 28800, at most 604800).
     pub max_duration_secs: Option<u32>,
     pub reason_required: Option<bool>,
     pub ticket_required: Option<bool>,
+    /// How long a pending request waits before it expires (default 86400).
     pub request_ttl_secs: Option<u32>,
+    /// Requests shorter than this are approved at once (audited as approved by rolegate).
     pub auto_approve_under_secs: Option<u32>,
+    /// Allow `break_glass` requests: active at once, reason required, flagged for review.
     pub break_glass: Option<bool>,
+    /// Requests up to this long may be approved from Slack; longer ones get a link.
     pub chat_approval_max_duration_secs: Option<u32>,
+    /// One of the org's customer approvers (named by its API key) must agree too; then
+    /// neither break-glass nor `auto_approve_under_secs` applies.
     pub customer_approval: Option<bool>,
 }
 

@@ -112,53 +112,9 @@ impl RawAccess {
     }
 }
 
-/// The approval fields, as a level or an org override writes them.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawApprovalFields {
-    /// The level is usable only through an approved, active grant.
-    pub requires_approval: Option<bool>,
-    /// Operator ids, `group:NAME` (from `[access.groups]`) or `admins` (any admin). None
-    /// listed: any admin.
-    pub approvers: Option<Vec<String>>,
-    /// Distinct approvals needed (default 1); the requester never counts.
-    pub min_approvals: Option<u32>,
-    /// The longest grant one request may ask for (default 28800, at most 604800).
-    pub max_duration_secs: Option<u32>,
-    pub reason_required: Option<bool>,
-    pub ticket_required: Option<bool>,
-    /// How long a pending request waits before it expires (default 86400).
-    pub request_ttl_secs: Option<u32>,
-    /// Requests shorter than this are approved at once (audited as approved by rolegate).
-    pub auto_approve_under_secs: Option<u32>,
-    /// Allow `break_glass` requests: active at once, reason required, flagged for review.
-    pub break_glass: Option<bool>,
-    /// Requests up to this long may be approved from Slack; longer ones get a link.
-    pub chat_approval_max_duration_secs: Option<u32>,
-    /// One of the org's customer approvers (named by its API key) must agree too; then
-    /// neither break-glass nor `auto_approve_under_secs` applies.
-    pub customer_approval: Option<bool>,
-}
-
-impl RawApprovalFields {
-    fn settings(&self) -> ApprovalSettings {
-        ApprovalSettings {
-            requires_approval: self.requires_approval,
-            approvers: self.approvers.clone(),
-            min_approvals: self.min_approvals,
-            max_duration_secs: self.max_duration_secs,
-            reason_required: self.reason_required,
-            ticket_required: self.ticket_required,
-            request_ttl_secs: self.request_ttl_secs,
-            auto_approve_under_secs: self.auto_approve_under_secs,
-            break_glass: self.break_glass,
-            chat_approval_max_duration_secs: self.chat_approval_max_duration_secs,
-            customer_approval: self.customer_approval,
-        }
-    }
-}
-
-/// `[credentials.access_levels.NAME.approval]`.
+/// `[credentials.access_levels.NAME.approval]`: the fields of [`ApprovalSettings`] (listed
+/// again because serde's `flatten` cannot be combined with `deny_unknown_fields`) and the
+/// per-org overrides.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawApproval {
@@ -175,7 +131,7 @@ pub struct RawApproval {
     pub customer_approval: Option<bool>,
     /// Per-org overrides of the fields above.
     #[serde(default)]
-    pub orgs: BTreeMap<String, RawApprovalFields>,
+    pub orgs: BTreeMap<String, ApprovalSettings>,
 }
 
 impl RawApproval {
@@ -185,7 +141,7 @@ impl RawApproval {
         setting: &str,
         groups: &BTreeMap<String, Vec<String>>,
     ) -> Result<LevelApproval, ConfigError> {
-        let base = RawApprovalFields {
+        let base = ApprovalSettings {
             requires_approval: self.requires_approval,
             approvers: self.approvers.clone(),
             min_approvals: self.min_approvals,
@@ -197,8 +153,7 @@ impl RawApproval {
             break_glass: self.break_glass,
             chat_approval_max_duration_secs: self.chat_approval_max_duration_secs,
             customer_approval: self.customer_approval,
-        }
-        .settings();
+        };
         let default = base
             .build(groups)
             .map_err(|e| bad(&format!("{setting}.{}", e.field), e.reason))?;
@@ -207,7 +162,7 @@ impl RawApproval {
             let org = OrgName::parse(name)
                 .map_err(|e| bad(&format!("{setting}.orgs.{name}"), e.to_string()))?;
             let rule = base
-                .merged(&over.settings())
+                .merged(over)
                 .build(groups)
                 .map_err(|e| bad(&format!("{setting}.orgs.{name}.{}", e.field), e.reason))?;
             orgs.insert(org, rule);
