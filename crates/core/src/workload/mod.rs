@@ -5,13 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditRecord;
 use crate::credentials::{Credentials, Issued};
 use crate::error::Error;
 use crate::ids::OrgName;
-use crate::keyspace;
+use crate::keyspace::{self, Key};
 use crate::levels::{CredentialPolicy, Grantee, MIN_DURATION_SECS};
 use crate::model::{
     AttributeMapping, Condition, StoredCrl, TrustAnchorRecord, WorkloadProfileRecord,
@@ -297,19 +298,17 @@ impl Workloads {
             crl: None,
             created_at: self.records.now(),
         };
-        let key = keyspace::trust_anchor(org, &id);
-        let idx = keyspace::trust_anchor_id(&id);
-        let txn = Txn::new().absent(key.as_str()).absent(idx.as_str());
-        let txn = self.records.put(txn, &key, &rec)?;
-        let txn = self.records.put(txn, &idx, org)?;
         let view = self.anchor_view(&rec);
         let audit = AuditRecord::new(Action::CreateTrustAnchor.name())
             .org(org.to_string())
             .target(view.trust_anchor_arn.clone())
             .details(serde_json::json!({"name": rec.name, "certificates": view.certificates}));
-        if !self.records.commit(caller, txn, audit).await? {
-            return Err(Error::Contention);
-        }
+        let (key, idx) = (
+            keyspace::trust_anchor(org, &id),
+            keyspace::trust_anchor_id(&id),
+        );
+        self.insert_indexed(caller, org, (&key, &idx), &rec, audit)
+            .await?;
         Ok(view)
     }
 
@@ -318,15 +317,11 @@ impl Workloads {
         caller: &Caller,
         org: &OrgName,
     ) -> Result<Vec<TrustAnchor>, Error> {
-        self.orgs
-            .load_with(caller, Action::ListTrustAnchors, org, None)
-            .await?;
-        let all: Vec<(String, TrustAnchorRecord)> = self
-            .records
-            .vault()
-            .list_all(&keyspace::trust_anchors_prefix(org))
-            .await?;
-        Ok(all.iter().map(|(_, r)| self.anchor_view(r)).collect())
+        let prefix = keyspace::trust_anchors_prefix(org);
+        self.list_indexed(caller, Action::ListTrustAnchors, org, &prefix, |r| {
+            self.anchor_view(r)
+        })
+        .await
     }
 
     pub async fn delete_anchor(
@@ -335,23 +330,73 @@ impl Workloads {
         org: &OrgName,
         id: &str,
     ) -> Result<(), Error> {
-        self.orgs
-            .load_with(caller, Action::DeleteTrustAnchor, org, None)
-            .await?;
+        let action = Action::DeleteTrustAnchor;
+        self.orgs.load_with(caller, action, org, None).await?;
         let id = Self::id_or_arn(id, "trust-anchor")?;
-        let key = keyspace::trust_anchor(org, &id);
-        if self.records.get(&key).await?.is_none() {
+        let (key, idx) = (
+            keyspace::trust_anchor(org, &id),
+            keyspace::trust_anchor_id(&id),
+        );
+        let arn = self.arn("trust-anchor", &id);
+        self.delete_indexed(caller, action, org, (&key, &idx), arn)
+            .await
+    }
+
+    /// Writes one of `org`'s records with its global id index (anchors and profiles), both
+    /// or neither, audited.
+    async fn insert_indexed<T: Serialize>(
+        &self,
+        caller: &Caller,
+        org: &OrgName,
+        (key, idx): (&Key<T>, &Key<OrgName>),
+        rec: &T,
+        audit: AuditRecord,
+    ) -> Result<(), Error> {
+        let txn = Txn::new().absent(key.as_str()).absent(idx.as_str());
+        let txn = self.records.put(txn, key, rec)?;
+        let txn = self.records.put(txn, idx, org)?;
+        if !self.records.commit(caller, txn, audit).await? {
+            return Err(Error::Contention);
+        }
+        Ok(())
+    }
+
+    /// Every record of `org` under `prefix`, as views, once the caller may `action` there.
+    async fn list_indexed<T: DeserializeOwned, V>(
+        &self,
+        caller: &Caller,
+        action: Action,
+        org: &OrgName,
+        prefix: &str,
+        view: impl Fn(&T) -> V,
+    ) -> Result<Vec<V>, Error> {
+        self.orgs.load_with(caller, action, org, None).await?;
+        let all: Vec<(String, T)> = self.records.vault().list_all(prefix).await?;
+        Ok(all.iter().map(|(_, r)| view(r)).collect())
+    }
+
+    /// Deletes one of `org`'s records and its id index (404 when it is not there), audited
+    /// as `action` on `arn`. The caller has been authorised.
+    async fn delete_indexed<T: DeserializeOwned>(
+        &self,
+        caller: &Caller,
+        action: Action,
+        org: &OrgName,
+        (key, idx): (&Key<T>, &Key<OrgName>),
+        arn: String,
+    ) -> Result<(), Error> {
+        if self.records.get(key).await?.is_none() {
             return Err(Error::NotFound {
-                what: keyspace::TRUST_ANCHOR.name,
+                what: key.family().name,
             });
         }
         let txn = Txn::new()
             .present(key.as_str())
             .delete(key.as_str())
-            .delete(keyspace::trust_anchor_id(&id).as_str());
-        let audit = AuditRecord::new(Action::DeleteTrustAnchor.name())
+            .delete(idx.as_str());
+        let audit = AuditRecord::new(action.name())
             .org(org.to_string())
-            .target(self.arn("trust-anchor", &id));
+            .target(arn);
         self.records.commit(caller, txn, audit).await?;
         Ok(())
     }
@@ -522,19 +567,15 @@ impl Workloads {
             accept_role_session_name: p.accept_role_session_name,
             created_at: self.records.now(),
         };
-        let key = keyspace::workload_profile(org, &id);
-        let idx = keyspace::workload_profile_id(&id);
-        let txn = Txn::new().absent(key.as_str()).absent(idx.as_str());
-        let txn = self.records.put(txn, &key, &rec)?;
-        let txn = self.records.put(txn, &idx, org)?;
         let view = self.profile_view(&rec);
         let audit = AuditRecord::new(Action::CreateWorkloadProfile.name())
             .org(org.to_string())
             .target(view.profile_arn.clone())
             .details(serde_json::to_value(&view).unwrap_or_default());
-        if !self.records.commit(caller, txn, audit).await? {
-            return Err(Error::Contention);
-        }
+        let key = keyspace::workload_profile(org, &id);
+        let idx = keyspace::workload_profile_id(&id);
+        self.insert_indexed(caller, org, (&key, &idx), &rec, audit)
+            .await?;
         Ok(view)
     }
 
@@ -543,15 +584,11 @@ impl Workloads {
         caller: &Caller,
         org: &OrgName,
     ) -> Result<Vec<WorkloadProfile>, Error> {
-        self.orgs
-            .load_with(caller, Action::ListWorkloadProfiles, org, None)
-            .await?;
-        let all: Vec<(String, WorkloadProfileRecord)> = self
-            .records
-            .vault()
-            .list_all(&keyspace::workload_profiles_prefix(org))
-            .await?;
-        Ok(all.iter().map(|(_, r)| self.profile_view(r)).collect())
+        let prefix = keyspace::workload_profiles_prefix(org);
+        self.list_indexed(caller, Action::ListWorkloadProfiles, org, &prefix, |r| {
+            self.profile_view(r)
+        })
+        .await
     }
 
     pub async fn delete_profile(
@@ -560,24 +597,13 @@ impl Workloads {
         org: &OrgName,
         id: &str,
     ) -> Result<(), Error> {
-        self.orgs
-            .load_with(caller, Action::DeleteWorkloadProfile, org, None)
-            .await?;
+        let action = Action::DeleteWorkloadProfile;
+        self.orgs.load_with(caller, action, org, None).await?;
         let id = Self::id_or_arn(id, "profile")?;
         let key = keyspace::workload_profile(org, &id);
-        if self.records.get(&key).await?.is_none() {
-            return Err(Error::NotFound {
-                what: keyspace::WORKLOAD_PROFILE.name,
-            });
-        }
-        let txn = Txn::new()
-            .present(key.as_str())
-            .delete(key.as_str())
-            .delete(keyspace::workload_profile_id(&id).as_str());
-        let audit = AuditRecord::new(Action::DeleteWorkloadProfile.name())
-            .org(org.to_string())
-            .target(self.arn("profile", &id));
-        self.records.commit(caller, txn, audit).await?;
-        Ok(())
+        let idx = keyspace::workload_profile_id(&id);
+        let arn = self.arn("profile", &id);
+        self.delete_indexed(caller, action, org, (&key, &idx), arn)
+            .await
     }
 }
