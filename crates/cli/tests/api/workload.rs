@@ -826,7 +826,84 @@ async fn sessions_are_rate_limited_per_source_before_verification(engine: Engine
     assert_eq!(reasons, vec!["malformed_authorization"], "{reasons:?}");
 }
 
+/// Deleting an anchor or a profile: owner and admins only, by id or ARN; its certificates
+/// get no more sessions at once; a second delete is 404, a malformed id 400, and each delete
+/// is audited with the ARN.
+async fn deleted_anchors_and_profiles_issue_nothing(engine: Engine) {
+    let app = creds_app(engine, "").await;
+    let org = format!("wi-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let ca1 = ca("rolegate delete CA");
+    let s = setup(&app, &org, &ca1).await;
+    let now = OffsetDateTime::now_utc();
+    let good = leaf(&ca1, "build-agent-9", 9001, now + Duration::days(30));
+    let b = body(&s);
+    let r = post_session(&app, &signed_headers(&app, &good, now, &b), &b).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+
+    let key = app
+        .post(
+            &format!("/api/orgs/{org}/api-key"),
+            &app.admin_token,
+            json!({}),
+        )
+        .await;
+    // The ARN form, its slash escaped as a client must.
+    let anchor = format!(
+        "/api/orgs/{org}/trust-anchors/{}",
+        s.anchor_arn.replace('/', "%2F")
+    );
+    let api_key = key.body["api_key"].as_str().expect("a rotated key");
+    let r = app.delete(&anchor, api_key).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let r = app
+        .delete(
+            &format!("/api/orgs/{org}/trust-anchors/not-an-id"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.body["error"]["field"], "id", "{:?}", r.body);
+    let r = app.delete(&anchor, &app.admin_token).await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let r = app.delete(&anchor, &app.admin_token).await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    let r = post_session(&app, &signed_headers(&app, &good, now, &b), &b).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let r = app
+        .get(&format!("/api/orgs/{org}/trust-anchors"), &app.admin_token)
+        .await;
+    assert_eq!(r.body["trust_anchors"], json!([]), "{:?}", r.body);
+
+    let profile_id = s.profile_arn.rsplit('/').next().unwrap().to_owned();
+    let profile = format!("/api/orgs/{org}/workload-profiles/{profile_id}");
+    let r = app.delete(&profile, &app.admin_token).await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let r = app.delete(&profile, &app.admin_token).await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    let r = app
+        .get(
+            &format!("/api/orgs/{org}/workload-profiles"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(r.body["workload_profiles"], json!([]), "{:?}", r.body);
+
+    let events = app.audit_events().await;
+    for (action, target) in [
+        ("trust_anchor.delete", s.anchor_arn.as_str()),
+        ("workload_profile.delete", s.profile_arn.as_str()),
+    ] {
+        let e = events
+            .iter()
+            .find(|e| e.action == action && e.outcome == rolegate_core::audit::Outcome::Success)
+            .unwrap_or_else(|| panic!("no {action} event"));
+        assert_eq!(e.target.as_deref(), Some(target), "{e:?}");
+        assert_eq!(e.org.as_deref(), Some(org.as_str()));
+    }
+}
+
 crate::both_engines!(
+    deleted_anchors_and_profiles_issue_nothing,
     sessions_are_rate_limited_per_source_before_verification,
     rolegate_creds_with_a_certificate_is_a_credential_process,
     the_official_python_client_gets_credentials,
