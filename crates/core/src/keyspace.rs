@@ -8,8 +8,8 @@ use std::marker::PhantomData;
 use crate::ids::{OrgName, UserId};
 use crate::model::{
     AccessRequestRecord, ApiKeyEntry, AuditEvent, AuditHead, CachedCredentials, CustomerDelivery,
-    CustomerLink, JobLease, JobRecord, JobSecret, OidcPending, OrgRecord, PendingRevocation,
-    RevocationState, SessionRecord, TokenEntry, TrustAnchorRecord, UserRecord,
+    CustomerLink, JobLease, JobRecord, JobSecret, OidcPending, OperatorRevocation, OrgRecord,
+    PendingRevocation, RevocationState, SessionRecord, TokenEntry, TrustAnchorRecord, UserRecord,
     WorkloadProfileRecord,
 };
 use crate::model::{ChatLink, NotifyCursor, OutboxEntry, SeenAddresses};
@@ -334,6 +334,14 @@ family!(
     Reseal
 );
 family!(
+    ACCESS_REVOCATION_OPERATOR,
+    "pending operator revocation",
+    "access/revu/",
+    "OperatorRevocation (access/revu/<id>) until the sweeper has queued it for every org the operator used",
+    true,
+    Reseal
+);
+family!(
     ACCESS_REVOCATION_STATE,
     "revocation policy state",
     "access/revs/",
@@ -406,6 +414,7 @@ pub const FAMILIES: &[Family] = &[
     CHAT_LINK,
     CHAT_REPLAY,
     ACCESS_REVOCATION,
+    ACCESS_REVOCATION_OPERATOR,
     ACCESS_REVOCATION_STATE,
     ACCESS_REVOCATION_LOCK,
     ACCESS_LINK,
@@ -666,6 +675,12 @@ pub fn access_revocation_prefix(org: &OrgName) -> String {
     format!("{}{org}/", ACCESS_REVOCATION.prefix)
 }
 
+/// `access/revu/<id>`: a disabled operator's revocation, not yet queued for every org.
+#[must_use]
+pub fn access_operator_revocation(id: &str) -> Key<OperatorRevocation> {
+    Key::new(&ACCESS_REVOCATION_OPERATOR, id)
+}
+
 /// `access/revs/<org>`.
 #[must_use]
 pub fn access_revocation_state(org: &OrgName) -> Key<RevocationState> {
@@ -810,6 +825,10 @@ mod tests {
             (
                 access_revocation(&org_name, "r1").to_string(),
                 &ACCESS_REVOCATION,
+            ),
+            (
+                access_operator_revocation("r1").to_string(),
+                &ACCESS_REVOCATION_OPERATOR,
             ),
             (
                 access_revocation_state(&org_name).to_string(),

@@ -55,6 +55,8 @@ pub mod ports;
 pub mod principal;
 /// Typed reads, the update loop, audited commits and decisions.
 pub mod records;
+/// Queuing `revoke_sessions` denies, for every area that revokes something.
+pub mod revocations;
 /// The wiring of the area services.
 pub mod services;
 /// Portal sessions: sign-in, resolution with timeouts, sign-out.

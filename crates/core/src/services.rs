@@ -18,6 +18,7 @@ use crate::ports::RateLimit;
 use crate::ports::aws::{Federation, Sts, TemplateStore};
 use crate::ports::notify::Notifier;
 use crate::records::Records;
+use crate::revocations::{RevocationQueue, RevokeSessionsSettings};
 use crate::sessions::{SessionSettings, Sessions};
 use crate::users::Users;
 use crate::vault::Vault;
@@ -51,6 +52,9 @@ pub struct Config {
     pub workload: WorkloadSettings,
     /// Portal session timeouts.
     pub sessions: SessionSettings,
+    /// `revoke_sessions`: the orgs whose roles get denies when an operator is disabled or
+    /// an API key rotated (grants: `Access::with_revoke_sessions`).
+    pub revoke_sessions: RevokeSessionsSettings,
 }
 
 impl Config {
@@ -69,6 +73,7 @@ impl Config {
             },
             workload: WorkloadSettings::default(),
             sessions: SessionSettings::default(),
+            revoke_sessions: RevokeSessionsSettings::default(),
         }
     }
 }
@@ -102,7 +107,8 @@ impl Services {
     pub async fn new(ports: Ports, config: Config) -> Result<Self, Error> {
         let records = Records::open(ports.vault, ports.clock).await?;
         let levels = Arc::new(config.levels);
-        let orgs = Orgs::new(records.clone(), levels.clone());
+        let revocations = RevocationQueue::new(config.revoke_sessions, &levels);
+        let orgs = Orgs::new(records.clone(), levels.clone()).with_revocations(revocations.clone());
         let credentials = Credentials::new(
             orgs.clone(),
             ports.sts.clone(),
@@ -118,7 +124,7 @@ impl Services {
                 levels.clone(),
                 config.workload,
             ),
-            users: Users::new(records.clone()),
+            users: Users::new(records.clone()).with_revocations(revocations),
             sessions: Sessions::new(records.clone(), config.sessions),
             onboarding: Onboarding::new(
                 orgs.clone(),

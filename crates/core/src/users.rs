@@ -12,6 +12,7 @@ use crate::policy::{Action, Facts};
 use crate::ports::Txn;
 use crate::principal::{Caller, Principal};
 use crate::records::{Change, Records};
+use crate::revocations::RevocationQueue;
 
 pub use crate::model::{User, UserRecord};
 
@@ -54,12 +55,24 @@ impl CreateUserCommand {
 #[derive(Debug, Clone)]
 pub struct Users {
     records: Records,
+    /// `revoke_sessions`: what disabling queues for the sessions already handed out.
+    revocations: RevocationQueue,
 }
 
 impl Users {
     #[must_use]
     pub fn new(records: Records) -> Self {
-        Self { records }
+        Self {
+            records,
+            revocations: RevocationQueue::default(),
+        }
+    }
+
+    /// The same area, queuing a disabled operator's `revoke_sessions` deny.
+    #[must_use]
+    pub fn with_revocations(mut self, revocations: RevocationQueue) -> Self {
+        self.revocations = revocations;
+        self
     }
 
     fn token_digest(&self, token: &str) -> String {
@@ -166,7 +179,9 @@ impl Users {
         Ok(User::from(&rec.value))
     }
 
-    /// Disables an operator: its token stops working at once, on every replica.
+    /// Disables an operator: its token stops working at once, on every replica. With
+    /// `revoke_sessions`, the same transaction queues the deny of the sessions it already
+    /// obtained (the access sweeper finds the orgs from the access history).
     pub async fn disable(&self, caller: &Caller, id: &UserId) -> Result<User, Error> {
         self.records
             .authorize(caller, Action::DisableUser, &Facts::user(id))
@@ -186,7 +201,17 @@ impl Users {
                 let mut rec = cur.clone();
                 rec.disabled = true;
                 let txn = Txn::new().delete(keyspace::token(&rec.token_digest).as_str());
-                let audit = AuditRecord::new(Action::DisableUser.name()).target(id.to_string());
+                let now = self.records.clock().now().unix_timestamp();
+                let (txn, queued) = self
+                    .revocations
+                    .queue_operator(&self.records, txn, id, now)?;
+                let mut audit = AuditRecord::new(Action::DisableUser.name()).target(id.to_string());
+                if let Some(m) = queued {
+                    audit = audit.details(serde_json::json!({"revoke_sessions": {
+                        "source_identity": m.source_identity,
+                        "expires_unix": m.expires_unix,
+                    }}));
+                }
                 Ok(Change::write_with(rec, txn, audit))
             })
             .await?;

@@ -132,6 +132,7 @@ fn service_config(settings: &Settings, callback_url: String) -> Config {
             ..WorkloadSettings::default()
         },
         sessions: settings.portal.sessions,
+        revoke_sessions: settings.access.revoke_sessions.clone(),
     }
 }
 

@@ -15,6 +15,8 @@ mod network;
 mod review;
 /// `revoke_sessions` and jobs that stop with their grant.
 mod revoke;
+/// `revoke_sessions` for a disabled operator and a rotated API key.
+mod revoke_principals;
 
 use crate::both_engines;
 use crate::credentials::issue;

@@ -43,6 +43,8 @@ mod request;
 mod review;
 /// The `rolegate-revocations` policy document (pure).
 pub mod revocation_policy;
+/// A disabled operator's revocation, scoped to the orgs its history shows.
+mod revoke_operators;
 /// Writing revocations into customers' roles (`revoke_sessions`).
 mod revoke_sessions;
 /// `revoke_sessions` end to end against stand-ins.

@@ -22,30 +22,13 @@ use crate::ports::Txn;
 use crate::ports::aws::iam::Iam;
 use crate::ports::aws::{AssumeRoleRequest, Sts, TemporaryCredentials};
 use crate::principal::Caller;
+use crate::revocations::EXPIRY_MARGIN_SECS;
+pub use crate::revocations::RevokeSessionsSettings;
 
 /// How long one replica may hold an org's writer lock.
 const LOCK_TTL: Duration = Duration::from_secs(60);
-/// Margin added to every statement's expiry, for clock skew between rolegate and AWS.
-const EXPIRY_MARGIN_SECS: i64 = 300;
 /// The longest wait between retries of a failed write.
 const MAX_BACKOFF_SECS: i64 = 300;
-
-/// Which orgs get deny statements written into their role (off by default: the customer's
-/// stack must have been created with the template's `AllowRevocations` option).
-#[derive(Debug, Clone, Default)]
-pub struct RevokeSessionsSettings {
-    /// Every org.
-    pub all_orgs: bool,
-    /// These orgs (when not `all_orgs`).
-    pub orgs: BTreeSet<OrgName>,
-}
-
-impl RevokeSessionsSettings {
-    #[must_use]
-    pub fn applies(&self, org: &OrgName) -> bool {
-        self.all_orgs || self.orgs.contains(org)
-    }
-}
 
 /// What writing revocations needs.
 #[derive(Debug, Clone)]
@@ -132,13 +115,7 @@ impl Access {
             before_unix: now,
             expires_unix: expires.max(now) + EXPIRY_MARGIN_SECS,
         };
-        let id = format!(
-            "{:012x}{}",
-            self.records.clock().now_ms().max(0),
-            rolegate_crypto::short_id()
-        );
-        self.records
-            .put(txn, &keyspace::access_revocation(org, &id), &marker)
+        crate::revocations::queue(&self.records, txn, &marker)
     }
 
     /// The orgs with markers to write or statements due for removal.
@@ -184,6 +161,10 @@ impl Access {
         let Some(rs) = self.revoke_sessions.clone() else {
             return Ok(0);
         };
+        // A disabled operator's revocation becomes one marker per org it used first.
+        if let Err(e) = self.scope_operator_revocations(&rs).await {
+            tracing::warn!(error = %e, "scoping operator revocations failed; retrying later");
+        }
         let mut written = 0;
         for org in self.revocation_work().await? {
             match self.write_org(&rs, &org).await {

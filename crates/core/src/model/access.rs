@@ -250,6 +250,27 @@ pub struct PendingRevocation {
     pub expires_unix: i64,
 }
 
+/// A disabled operator's revocation, waiting to be queued for the orgs whose roles its
+/// sessions may reach (sealed under `access/revu/<id>`, written in the disable's own
+/// transaction). The access sweeper reads the access history to find those orgs, queues a
+/// [`PendingRevocation`] for each one not yet `queued`, and drops this record once
+/// `settle_unix` has passed (issuances still in flight at the disable are in the history
+/// by then).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorRevocation {
+    pub user_id: crate::ids::UserId,
+    /// The SourceIdentity its sessions carry.
+    pub source_identity: String,
+    /// Sessions issued before this (unix seconds) are denied.
+    pub before_unix: i64,
+    /// When the last session it can affect has expired (unix seconds).
+    pub expires_unix: i64,
+    /// The last scope lookup (unix seconds); then the record goes.
+    pub settle_unix: i64,
+    /// The orgs already queued.
+    pub queued: std::collections::BTreeSet<OrgName>,
+}
+
 /// Where an org's `rolegate-revocations` policy stands (sealed under `access/revs/<org>`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevocationState {

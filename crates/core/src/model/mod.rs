@@ -24,7 +24,8 @@ pub mod workload;
 
 pub use access::{
     AccessRequestRecord, AccessState, Approval, CustomerApproval, CustomerApprover,
-    CustomerDelivery, CustomerLink, PendingRevocation, Review, RevocationState, RevokedBy,
+    CustomerDelivery, CustomerLink, OperatorRevocation, PendingRevocation, Review, RevocationState,
+    RevokedBy,
 };
 pub use audit::{AuditEvent, AuditHead, Outcome};
 pub use credential::CachedCredentials;

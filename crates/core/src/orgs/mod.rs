@@ -15,6 +15,7 @@ use crate::policy::{self, Action, Facts, NetworkFact, Owner};
 use crate::ports::Txn;
 use crate::principal::{Caller, Principal};
 use crate::records::{Change, Records};
+use crate::revocations::RevocationQueue;
 use crate::vault::Versioned;
 
 /// Registering many organisations in one transaction (imports, the benchmark seeder).
@@ -79,12 +80,25 @@ pub struct Orgs {
     records: Records,
     /// Access levels, to tell each caller which it may use.
     levels: Arc<CredentialPolicy>,
+    /// `revoke_sessions`: what an API key's rotation queues for its sessions.
+    revocations: RevocationQueue,
 }
 
 impl Orgs {
     #[must_use]
     pub fn new(records: Records, levels: Arc<CredentialPolicy>) -> Self {
-        Self { records, levels }
+        Self {
+            records,
+            levels,
+            revocations: RevocationQueue::default(),
+        }
+    }
+
+    /// The same area, queuing a rotated API key's `revoke_sessions` deny.
+    #[must_use]
+    pub fn with_revocations(mut self, revocations: RevocationQueue) -> Self {
+        self.revocations = revocations;
+        self
     }
 
     /// Resolves an org API key. `None` for unknown, rotated or offboarded keys.
@@ -384,7 +398,9 @@ impl Orgs {
         Ok(OrgPage { orgs, next })
     }
 
-    /// Issues a new API key; the old one stops working in the same transaction.
+    /// Issues a new API key; the old one stops working in the same transaction. With
+    /// `revoke_sessions` on a validated org, that transaction also queues the deny of the
+    /// sessions the old key obtained (`apikey.<old key id>`).
     pub async fn rotate_api_key(
         &self,
         caller: &Caller,
@@ -418,12 +434,27 @@ impl Orgs {
                     .absent(new_key.as_str())
                     .delete(keyspace::api_key(&old_digest).as_str());
                 let txn = self.records.put(txn, &new_key, &entry)?;
+                // Only an org with a role to write into (the writer refuses any other).
+                let (txn, queued) = if cur.status == OrgStatus::Validated && cur.role_arn.is_some()
+                {
+                    let now = self.records.clock().now().unix_timestamp();
+                    self.revocations
+                        .queue_api_key(&self.records, txn, name, &old_id, now)?
+                } else {
+                    (txn, None)
+                };
+                let mut details =
+                    serde_json::json!({"old_api_key_id": old_id, "api_key_id": rec.api_key_id});
+                if let Some(m) = queued {
+                    details["revoke_sessions"] = serde_json::json!({
+                        "source_identity": m.value,
+                        "expires_unix": m.expires_unix,
+                    });
+                }
                 let audit = AuditRecord::new(Action::RotateOrgApiKey.name())
                     .org(name.to_string())
                     .target(name.to_string())
-                    .details(
-                        serde_json::json!({"old_api_key_id": old_id, "api_key_id": rec.api_key_id}),
-                    );
+                    .details(details);
                 issued = Some(api_key);
                 Ok(Change::write_with(rec, txn, audit))
             })

@@ -253,7 +253,9 @@ async fn offboard(
 
 /// Rotate an organisation's API key
 ///
-/// The old key dies at once; the new one is shown only here.
+/// The old key dies at once; the new one is shown only here. With `revoke_sessions` on a
+/// validated org, the sessions the old key obtained are denied too: the customer role gets
+/// a `Deny *` for SourceIdentity `apikey.<old key id>` issued before now (ADR 0024).
 #[utoipa::path(
     post, path = "/api/orgs/{org}/api-key", operation_id = "rotate_org_api_key", tag = "orgs",
     params(("org" = String, Path, description = "The organisation's name.")),

@@ -139,7 +139,10 @@ async fn show(
 ///
 /// Its token stops working at once, on every replica. The record stays (it is named by the
 /// audit log), readable with `GET` as disabled. Disabling a disabled operator answers the
-/// record again.
+/// record again. With `revoke_sessions`, the sessions it already obtained are denied too:
+/// the customer role of every org (with the setting) where the access history shows it
+/// obtained credentials, a console session or a job gets a `Deny *` for its
+/// SourceIdentity issued before now (ADR 0024).
 #[utoipa::path(
     delete, path = "/api/users/{user_id}", operation_id = "disable_user", tag = "users",
     params(("user_id" = String, Path, description = "The operator's user id.")),

@@ -17,7 +17,7 @@ use crate::onboarding::{CUSTOMER, onboarding_app, validated_org};
 use crate::support::{Engine, TestApp, aws_cli, customer_credentials};
 
 /// `aws iam …` as the customer: the parsed output, or the error text.
-fn customer_iam(args: &[&str]) -> Result<Value, String> {
+pub(super) fn customer_iam(args: &[&str]) -> Result<Value, String> {
     let (a, b, c) = customer_credentials(CUSTOMER);
     let mut all = vec!["iam"];
     all.extend(args);
@@ -30,7 +30,7 @@ fn customer_iam(args: &[&str]) -> Result<Value, String> {
     }
 }
 
-fn revocations(role: &str) -> Result<Value, String> {
+pub(super) fn revocations(role: &str) -> Result<Value, String> {
     customer_iam(&[
         "get-role-policy",
         "--role-name",
@@ -42,7 +42,7 @@ fn revocations(role: &str) -> Result<Value, String> {
 }
 
 /// Polls (real time: the sweeper runs every 100 ms) until `done` holds.
-async fn eventually<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
+pub(super) async fn eventually<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
     for _ in 0..200 {
         if let Some(v) = done() {
             return v;
@@ -52,7 +52,11 @@ async fn eventually<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
     panic!("{what} did not happen");
 }
 
-async fn events(app: &TestApp, action: &str, org: &str) -> Vec<rolegate_core::audit::AuditEvent> {
+pub(super) async fn events(
+    app: &TestApp,
+    action: &str,
+    org: &str,
+) -> Vec<rolegate_core::audit::AuditEvent> {
     app.audit_events()
         .await
         .into_iter()
