@@ -189,14 +189,25 @@ impl Credentials {
         cmd: &IssueCommand,
         action: Action,
     ) -> Result<Issued, Error> {
-        let level = self.levels.shared_level(cmd.access_level.as_deref())?;
+        let level = match self.levels.shared_level(cmd.access_level.as_deref()) {
+            Ok(level) => level,
+            Err(e) => return Err(self.refused(caller, action, e).await),
+        };
+        // The budgets are spent once per request, whatever the attempts below.
+        let mut charged = false;
         for _ in 0..ISSUE_ATTEMPTS {
             // Authorisation first: another org's key, another operator's org, or an
-            // ungranted level is 403 and leaves only the refusal in the log.
-            let (cur, grant) = self
+            // ungranted level is 403 and leaves only the refusal in the log (and a step of
+            // the caller's own budget).
+            let (cur, grant) = match self
                 .orgs
                 .load_granted(caller, action, &cmd.org, Some(&**level))
-                .await?;
+                .await
+            {
+                Ok(loaded) => loaded,
+                Err(e) if charged => return Err(e),
+                Err(e) => return Err(self.refused(caller, action, e).await),
+            };
             let grant = grant.and_then(|g| {
                 Some(GrantUse {
                     key: keyspace::access_request(&g.value.id).to_string(),
@@ -206,19 +217,10 @@ impl Credentials {
                 })
             });
             // Only a caller the policy admitted for this org spends the org's budget, so
-            // nobody can exhaust another org's issuance.
-            let d = self
-                .records
-                .rate_step(
-                    &keyspace::rate::credentials_per_org(cmd.org.as_str()),
-                    self.org_budget,
-                )
-                .await?;
-            if !d.allowed {
-                return Err(Error::RateLimited {
-                    limit: "credentials_per_org",
-                    decision: d,
-                });
+            // nobody can exhaust another org's issuance; the caller's is spent with it.
+            if !charged {
+                self.charge(caller, action, &cmd.org).await?;
+                charged = true;
             }
             let result = match self.plan(caller, cmd, level, cur, action, grant) {
                 Ok(plan) => self.issue_planned(caller, cmd, &plan).await,

@@ -105,20 +105,10 @@ struct CredentialsResponse {
     grant_expires_at: Option<String>,
 }
 
-/// Issuance is limited per principal before any work is done (the caller's own budget).
-/// The per-org budget is spent by the service, only once the policy has admitted the caller
-/// for that org, so nobody can exhaust another org's budget.
-async fn limit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
-    step(
-        state,
-        "credentials_per_principal",
-        keyspace::rate::credentials_per_principal(&caller.principal.actor()),
-        state.settings.rate_limits.credentials_per_principal,
-    )
-    .await
-}
-
-/// Counts a 429 the service answered (the per-org budget) like the edge's own.
+/// Counts a 429 the service answered like the edge's own. Issuance spends two budgets in
+/// the service (ADR 0022): the caller's and the org's in one step once the policy admits
+/// the caller for that org (so nobody can exhaust another org's budget), the caller's
+/// alone when it refuses; the 429 names the one that refused.
 fn counted(state: &AppState, e: rolegate_core::Error) -> ApiError {
     if let rolegate_core::Error::RateLimited { limit, .. } = &e {
         state.metrics.rate_limit_rejected(limit);
@@ -150,8 +140,12 @@ async fn issue(
     ApiJson(req): ApiJson<CredentialsRequest>,
 ) -> Result<Response, ApiError> {
     let cmd = req.command()?;
-    limit(&state, &caller).await?;
-    let issued = state.services.credentials.issue(&caller, &cmd).await?;
+    let issued = state
+        .services
+        .credentials
+        .issue(&caller, &cmd)
+        .await
+        .map_err(|e| counted(&state, e))?;
     state.metrics.credential_cache_result(issued.cached);
     let c = issued.credentials;
     let body = CredentialsResponse {
@@ -243,7 +237,6 @@ async fn console(
     ApiJson(req): ApiJson<ConsoleRequest>,
 ) -> Result<Response, ApiError> {
     let cmd = req.command()?;
-    limit(&state, &caller).await?;
     let login = state
         .services
         .credentials
