@@ -129,7 +129,7 @@ fn counted(state: &AppState, e: rolegate_core::Error) -> ApiError {
         (status = 400, description = "`invalid_field`, `session_policy_too_large`, `idempotency_key_not_accepted`.", body = ErrorBody),
         (status = 403, description = "`forbidden` (another org's key or operator), `access_level_not_allowed`, `grant_required`, `grant_ending`, `assume_role_denied`.", body = ErrorBody),
         (status = 412, description = "`org_not_validated`, with `details.status` and `details.onboarding`.", body = ErrorBody),
-        (status = 429, description = "`rate_limited` (per caller, per org).", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the caller's or the org's budget, named in `details.limit` (`credentials_per_principal`, `credentials_per_org`).", body = ErrorBody),
         (status = 502, description = "`sts_unavailable`, `sts_error`.", body = ErrorBody),
         (status = 503, description = "`sts_throttled`, `provider_credentials_unavailable`, `audit_unavailable`.", body = ErrorBody),
     )
@@ -227,7 +227,7 @@ pub struct ConsoleResponse {
         (status = 400, description = "`invalid_field` (e.g. `destination`), `idempotency_key_not_accepted`.", body = ErrorBody),
         (status = 403, description = "`forbidden`, `assume_role_denied`.", body = ErrorBody),
         (status = 412, description = "`org_not_validated`.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the caller's or the org's budget, named in `details.limit`.", body = ErrorBody),
         (status = 502, description = "`console_federation_failed`, `sts_unavailable`.", body = ErrorBody),
     )
 )]
