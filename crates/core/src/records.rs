@@ -310,6 +310,20 @@ impl Records {
             .await?)
     }
 
+    /// Steps of several rate limits at once, at the clock's time, all or nothing (one round
+    /// trip; ADR 0022): one decision per step, and none charged when any refuses.
+    pub async fn rate_steps(
+        &self,
+        steps: &[(&str, RateLimit)],
+    ) -> Result<Vec<RateDecision>, Error> {
+        Ok(self
+            .inner
+            .vault
+            .store()
+            .rate_steps(steps, self.inner.clock.now_ms())
+            .await?)
+    }
+
     /// Whether the store is reachable and writable, and its engine's name.
     pub async fn ping(&self) -> Result<(), Error> {
         Ok(self.inner.vault.store().ping().await?)

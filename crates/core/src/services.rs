@@ -48,6 +48,10 @@ pub struct Config {
     pub template: Arc<[u8]>,
     /// Credential issuances per org (spent after authorization).
     pub credentials_per_org: RateLimit,
+    /// Credential issuances per caller (an operator or an API key; a workload is limited
+    /// per source instead): spent with the org's in one step once the policy admits the
+    /// caller, alone when it refuses (ADR 0022).
+    pub credentials_per_principal: RateLimit,
     /// Workload identity's ARNs and CRL grace.
     pub workload: WorkloadSettings,
     /// Portal session timeouts.
@@ -69,6 +73,10 @@ impl Config {
             template: Arc::from(&b""[..]),
             credentials_per_org: RateLimit {
                 burst: 600,
+                period: std::time::Duration::from_secs(60),
+            },
+            credentials_per_principal: RateLimit {
+                burst: 120,
                 period: std::time::Duration::from_secs(60),
             },
             workload: WorkloadSettings::default(),
@@ -116,7 +124,8 @@ impl Services {
             levels.clone(),
             config.console,
             config.credentials_per_org,
-        );
+        )
+        .with_caller_budget(config.credentials_per_principal);
         Ok(Self {
             workloads: Workloads::new(
                 orgs.clone(),

@@ -14,6 +14,7 @@ use crate::ports::aws::{AssumeRoleRequest, CallerIdentity, Sts, StsError, Tempor
 use crate::ports::store::rules;
 use crate::ports::{
     CommitFuture, Condition, KvStore, Page, RateDecision, RateLimit, StoreError, Txn, Write, gcra,
+    gcra_all,
 };
 use crate::services::{Config, Ports, Services};
 use crate::vault::Vault;
@@ -180,6 +181,34 @@ impl KvStore for MemoryStore {
                 .insert(key.to_owned(), (tat, now + Duration::from_millis(ttl)));
         }
         Ok(decision)
+    }
+
+    async fn rate_steps(
+        &self,
+        steps: &[(&str, RateLimit)],
+        now_ms: i64,
+    ) -> Result<Vec<RateDecision>, StoreError> {
+        rules::rate_steps(steps, now_ms)?;
+        let now = Instant::now();
+        let mut data = self.data();
+        let buckets: Vec<(Option<i64>, RateLimit)> = steps
+            .iter()
+            .map(|(key, limit)| {
+                let stored = data
+                    .rate
+                    .get(*key)
+                    .filter(|(_, exp)| *exp > now)
+                    .map(|(tat, _)| *tat);
+                (stored, *limit)
+            })
+            .collect();
+        let (decisions, tats) = gcra_all(now_ms, &buckets);
+        for ((key, _), tat) in steps.iter().zip(tats.unwrap_or_default()) {
+            let ttl = u64::try_from((tat - now_ms).max(1)).unwrap_or(1);
+            data.rate
+                .insert((*key).to_owned(), (tat, now + Duration::from_millis(ttl)));
+        }
+        Ok(decisions)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

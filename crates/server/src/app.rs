@@ -121,6 +121,7 @@ fn service_config(settings: &Settings, callback_url: String) -> Config {
         },
         template: Arc::from(ONBOARDING_TEMPLATE),
         credentials_per_org: settings.rate_limits.credentials_per_org,
+        credentials_per_principal: settings.rate_limits.credentials_per_principal,
         // The ARNs name the onboarding region and the provider's account (a placeholder
         // account when none is configured: clients only read the region from them).
         workload: WorkloadSettings {

@@ -58,6 +58,16 @@ impl ApiError {
         }
     }
 
+    /// [`ApiError::rate_limited`] naming the limit that refused (its config key) in
+    /// `details.limit`, for a client that spends more than one budget per request.
+    #[must_use]
+    pub fn rate_limited_by(limit: &str, d: &RateDecision) -> Self {
+        Self {
+            details: Some(Box::new(serde_json::json!({ "limit": limit }))),
+            ..Self::rate_limited(d)
+        }
+    }
+
     /// 429 `rate_limited` for a denied rate-limit step, with `Retry-After` and the IETF
     /// `RateLimit-Limit/-Remaining/-Reset` headers (not counted: `ratelimit::rejected` counts).
     #[must_use]
@@ -114,6 +124,8 @@ pub struct ErrorDetail<'a> {
     /// The offending field, for `invalid_field`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'a str>,
+    /// Machine-readable facts about the error, e.g. an org's `status`, or for
+    /// `rate_limited` the `limit` that refused (its `rate_limits` setting).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<&'a serde_json::Value>,
 }
@@ -147,7 +159,7 @@ impl From<CoreError> for ApiError {
                 }
                 e
             }
-            CoreError::RateLimited { decision, .. } => Self::rate_limited(&decision),
+            CoreError::RateLimited { limit, decision } => Self::rate_limited_by(limit, &decision),
             CoreError::Contention => Self::new(code, "too much contention; retry")
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
             CoreError::AuditUnavailable(source) => {

@@ -94,6 +94,15 @@ impl KvStore for InstrumentedStore {
             .await
     }
 
+    async fn rate_steps(
+        &self,
+        steps: &[(&str, RateLimit)],
+        now_ms: i64,
+    ) -> Result<Vec<RateDecision>, StoreError> {
+        self.timed("rate_steps", self.inner.rate_steps(steps, now_ms))
+            .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.timed("ping", self.inner.ping()).await
     }
@@ -129,6 +138,13 @@ mod tests {
             _: i64,
             _: RateLimit,
         ) -> Result<RateDecision, StoreError> {
+            Err(StoreError::Unavailable("down".into()))
+        }
+        async fn rate_steps(
+            &self,
+            _: &[(&str, RateLimit)],
+            _: i64,
+        ) -> Result<Vec<RateDecision>, StoreError> {
             Err(StoreError::Unavailable("down".into()))
         }
         async fn ping(&self) -> Result<(), StoreError> {

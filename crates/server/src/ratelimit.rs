@@ -28,5 +28,5 @@ pub async fn step(
 #[must_use]
 pub fn rejected(metrics: &Metrics, limit: &str, d: &RateDecision) -> ApiError {
     metrics.rate_limit_rejected(limit);
-    ApiError::rate_limited(d)
+    ApiError::rate_limited_by(limit, d)
 }

@@ -7,7 +7,8 @@
 //!   key it names, in a fixed order, then checks its conditions and applies its writes
 //!   (docs/adr/0010-postgres-commit-isolation.md says why this and not SERIALIZABLE).
 //! * `rate_step` is one `INSERT … ON CONFLICT DO UPDATE` statement (the GCRA arithmetic in
-//!   SQL); buckets live in their own table.
+//!   SQL); buckets live in their own table. `rate_steps` (several buckets, all or nothing)
+//!   is one call of a PL/pgSQL function (migration 2, ADR 0022).
 //! * Expiry uses the database server's clock; expired rows are ignored on read and deleted
 //!   by a background sweeper that never waits for a row a commit holds.
 //! * Migrations are versioned and applied at start-up under an advisory lock.
@@ -506,6 +507,61 @@ impl KvStore for PostgresStore {
             });
         }
         Ok(decision)
+    }
+
+    async fn rate_steps(
+        &self,
+        steps: &[(&str, RateLimit)],
+        now_ms: i64,
+    ) -> Result<Vec<RateDecision>, StoreError> {
+        validate::rate_steps(steps, now_ms)?;
+        // Sorted by key, so that every caller locks the buckets in one order.
+        let mut order: Vec<usize> = (0..steps.len()).collect();
+        order.sort_by(|&a, &b| steps[a].0.cmp(steps[b].0));
+        let (mut keys, mut intervals, mut spans) = (Vec::new(), Vec::new(), Vec::new());
+        for &i in &order {
+            let (key, limit) = steps[i];
+            // The same emission interval as `gcra` computes.
+            let burst = i64::from(limit.burst.max(1));
+            let period = i64::try_from(limit.period.as_millis())
+                .unwrap_or(i64::MAX / 4)
+                .max(1);
+            let interval = (period / burst).max(1);
+            keys.push(key);
+            intervals.push(interval);
+            spans.push(interval * burst);
+        }
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(SQL_RATE_STEPS)
+            .await
+            .map_err(|e| db_err(&e))?;
+        let rows = client
+            .query(&stmt, &[&keys, &now_ms, &intervals, &spans])
+            .await
+            .map_err(|e| db_err(&e))?;
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            key: format!("ratelimit {}", keys.join(",")),
+            reason: reason.into(),
+        };
+        if rows.len() != steps.len() {
+            return Err(corrupt("the rate steps answered for other buckets"));
+        }
+        let mut decisions = vec![None; steps.len()];
+        for (row, &i) in rows.iter().zip(&order) {
+            let tat: i64 = row.try_get(0).map_err(|e| db_err(&e))?;
+            let allowed: bool = row.try_get(1).map_err(|e| db_err(&e))?;
+            // The TAT as the step read it: the shared helper reproduces the decision.
+            let (decision, _) = gcra(now_ms, Some(tat), steps[i].1);
+            if decision.allowed != allowed {
+                return Err(corrupt("stored TAT disagrees with the rate step"));
+            }
+            decisions[i] = Some(decision);
+        }
+        decisions
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| corrupt("a rate step went unanswered"))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

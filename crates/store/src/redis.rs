@@ -31,6 +31,7 @@ pub(crate) mod secret;
 static COMMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/commit.lua")));
 static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/list.lua")));
 static RATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/rate.lua")));
+static RATES: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/rates.lua")));
 static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/sweep.lua")));
 
 /// Index entries a listing may examine beyond the page it returns (expired entries).
@@ -450,6 +451,53 @@ impl KvStore for RedisStore {
             retry_after_ms: to_u64(retry_after),
             reset_after_ms: to_u64(reset_after),
         })
+    }
+
+    async fn rate_steps(
+        &self,
+        steps: &[(&str, RateLimit)],
+        now_ms: i64,
+    ) -> Result<Vec<RateDecision>, StoreError> {
+        validate::rate_steps(steps, now_ms)?;
+        let mut invocation = RATES.prepare_invoke();
+        invocation.arg(now_ms);
+        for (key, limit) in steps {
+            let period = i64::try_from(limit.period.as_millis())
+                .unwrap_or(i64::MAX / 4)
+                .max(1);
+            invocation
+                .key(self.meta_key(&format!("rl {key}")))
+                .arg(limit.burst.max(1))
+                .arg(period);
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<i64> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let corrupt = |i: usize, reason: &str| StoreError::Corrupt {
+            key: self.meta_key(&format!("rl {}", steps.get(i).map_or("", |s| s.0))),
+            reason: reason.into(),
+        };
+        if let [-1, i] = reply.as_slice() {
+            let i = usize::try_from(*i - 1).unwrap_or(0);
+            return Err(corrupt(i, "stored TAT is not a number"));
+        }
+        if reply.len() != steps.len() * 4 {
+            return Err(corrupt(0, "unexpected rate script reply"));
+        }
+        let to_u64 = |v: i64| u64::try_from(v.max(0)).unwrap_or(0);
+        Ok(reply
+            .chunks_exact(4)
+            .zip(steps)
+            .map(|(d, (_, limit))| RateDecision {
+                allowed: d[0] == 1,
+                limit: limit.burst,
+                remaining: u32::try_from(d[1].max(0)).unwrap_or(0),
+                retry_after_ms: to_u64(d[2]),
+                reset_after_ms: to_u64(d[3]),
+            })
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

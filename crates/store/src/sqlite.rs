@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rolegate_core::ports::{
-    CommitFuture, KvStore, Page, RateDecision, RateLimit, StoreError, Txn, gcra,
+    CommitFuture, KvStore, Page, RateDecision, RateLimit, StoreError, Txn, gcra, gcra_all,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
@@ -256,6 +256,40 @@ fn step_bucket(
     decision
 }
 
+/// [`step_bucket`] over several buckets, all or nothing, under the one map lock.
+fn step_buckets(
+    buckets: &mut HashMap<String, (i64, i64)>,
+    sweep: bool,
+    steps: &[(&str, RateLimit)],
+    now_ms: i64,
+) -> Vec<RateDecision> {
+    let wall = validate::now_ms();
+    if sweep {
+        buckets.retain(|_, (_, expires)| *expires > wall);
+    }
+    let read: Vec<(Option<i64>, RateLimit)> = steps
+        .iter()
+        .map(|(key, limit)| {
+            let stored = buckets
+                .get(*key)
+                .filter(|(_, expires)| *expires > wall)
+                .map(|(tat, _)| *tat);
+            (stored, *limit)
+        })
+        .collect();
+    let (decisions, tats) = gcra_all(now_ms, &read);
+    for ((key, _), tat) in steps.iter().zip(tats.unwrap_or_default()) {
+        let expires = wall.saturating_add(tat.saturating_sub(now_ms));
+        match buckets.get_mut(*key) {
+            Some(bucket) => *bucket = (tat, expires),
+            None => {
+                buckets.insert((*key).to_owned(), (tat, expires));
+            }
+        }
+    }
+    decisions
+}
+
 #[async_trait]
 impl KvStore for SqliteStore {
     fn engine(&self) -> &'static str {
@@ -355,6 +389,22 @@ impl KvStore for SqliteStore {
             key,
             now_ms,
             limit,
+        ))
+    }
+
+    async fn rate_steps(
+        &self,
+        steps: &[(&str, RateLimit)],
+        now_ms: i64,
+    ) -> Result<Vec<RateDecision>, StoreError> {
+        validate::rate_steps(steps, now_ms)?;
+        let sweep =
+            self.inner.rate_steps.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1;
+        Ok(step_buckets(
+            &mut lock(&self.inner.rate),
+            sweep,
+            steps,
+            now_ms,
         ))
     }
 

@@ -2,7 +2,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub(crate) use rolegate_core::ports::store::rules::{key, page_limit, prefix, rate, ttl_ms, txn};
+pub(crate) use rolegate_core::ports::store::rules::{
+    key, page_limit, prefix, rate, rate_steps, ttl_ms, txn,
+};
 
 /// The key range `[prefix, upper)` covering every key that starts with `prefix`.
 /// `None` means "no upper bound" (empty prefix). Keys are ASCII <= 0x7e, so bumping the last

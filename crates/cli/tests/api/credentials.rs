@@ -9,6 +9,8 @@ use crate::metrics::{sample, scrape};
 use crate::onboarding::{CUSTOMER, notice, onboarding_app, signed, validated_org};
 use crate::support::{AppOptions, Engine, Resp, TestApp, aws_cli, spawn_with};
 
+/// The caller's and the org's budgets, stepped together (ADR 0022).
+mod budgets;
 /// Console sign-in against a stand-in federation endpoint.
 mod console;
 /// STS failures mapped to their codes, through a stand-in STS and a refused endpoint.

@@ -100,15 +100,11 @@ impl Credentials {
     ) -> Result<ConsoleLogin, Error> {
         // A destination is checked against the bound role's partition before anything is
         // issued.
-        if let Some(d) = destination {
-            let level = self.levels.level(cmd.access_level.as_deref())?;
-            let rec = self
-                .orgs
-                .load_with(caller, Action::ConsoleSignin, &cmd.org, Some(level))
-                .await?
-                .value;
-            let partition = rec.role_arn.as_deref().and_then(|a| a.split(':').nth(1));
-            parse_destination(d, partition.unwrap_or("aws"))?;
+        // A request refused here steps the caller's budget like one the issuance refuses.
+        if let Some(d) = destination
+            && let Err(e) = self.check_destination(caller, cmd, d).await
+        {
+            return Err(self.refused(caller, Action::ConsoleSignin, e).await);
         }
         let issued = self.issue_as(caller, cmd, Action::ConsoleSignin).await?;
         let (default_federation, home) = partition_endpoints(&issued.partition);
@@ -157,6 +153,25 @@ impl Credentials {
                 Err(err)
             }
         }
+    }
+}
+
+impl Credentials {
+    /// Checks `destination` against the bound role's partition, as the caller may see it.
+    async fn check_destination(
+        &self,
+        caller: &Caller,
+        cmd: &IssueCommand,
+        destination: &str,
+    ) -> Result<(), Error> {
+        let level = self.levels.level(cmd.access_level.as_deref())?;
+        let rec = self
+            .orgs
+            .load_with(caller, Action::ConsoleSignin, &cmd.org, Some(level))
+            .await?
+            .value;
+        let partition = rec.role_arn.as_deref().and_then(|a| a.split(':').nth(1));
+        parse_destination(destination, partition.unwrap_or("aws")).map(|_| ())
     }
 }
 

@@ -138,7 +138,8 @@ struct Plan {
     /// lands while STS is being called wins (the credentials are never handed out).
     org_rev: Vec<u8>,
     role_arn: String,
-    level: AccessLevel,
+    /// Shared with the configuration: an issuance copies no policy text.
+    level: Arc<AccessLevel>,
     duration_secs: u32,
     cache_key: Key<CachedCredentials>,
     /// The cross-replica fill lock of `cache_key`.
@@ -146,9 +147,10 @@ struct Plan {
     source_identity: String,
     /// The action issuing (decides the audit event's name).
     action: Action,
-    /// The inline session policy: the level's, or with `bind_source_ip` the level's plus
-    /// the deny outside the allowed blocks.
-    policy: Option<String>,
+    /// With `bind_source_ip`, the inline session policy: the level's plus the deny outside
+    /// the allowed blocks. Otherwise `None`, and the level's own policy is used (built
+    /// only when STS is called: a cache hit copies no policy text).
+    bound_policy: Option<String>,
     /// The grant that admitted the caller: its id, key, revision and end (unix seconds).
     /// The issuance commits only if it is unchanged, so a revocation wins.
     grant: Option<GrantUse>,
@@ -187,14 +189,25 @@ impl Credentials {
         cmd: &IssueCommand,
         action: Action,
     ) -> Result<Issued, Error> {
-        let level = self.levels.level(cmd.access_level.as_deref())?;
+        let level = match self.levels.shared_level(cmd.access_level.as_deref()) {
+            Ok(level) => level,
+            Err(e) => return Err(self.refused(caller, action, e).await),
+        };
+        // The budgets are spent once per request, whatever the attempts below.
+        let mut charged = false;
         for _ in 0..ISSUE_ATTEMPTS {
             // Authorisation first: another org's key, another operator's org, or an
-            // ungranted level is 403 and leaves only the refusal in the log.
-            let (cur, grant) = self
+            // ungranted level is 403 and leaves only the refusal in the log (and a step of
+            // the caller's own budget).
+            let (cur, grant) = match self
                 .orgs
-                .load_granted(caller, action, &cmd.org, Some(level))
-                .await?;
+                .load_granted(caller, action, &cmd.org, Some(&**level))
+                .await
+            {
+                Ok(loaded) => loaded,
+                Err(e) if charged => return Err(e),
+                Err(e) => return Err(self.refused(caller, action, e).await),
+            };
             let grant = grant.and_then(|g| {
                 Some(GrantUse {
                     key: keyspace::access_request(&g.value.id).to_string(),
@@ -204,19 +217,10 @@ impl Credentials {
                 })
             });
             // Only a caller the policy admitted for this org spends the org's budget, so
-            // nobody can exhaust another org's issuance.
-            let d = self
-                .records
-                .rate_step(
-                    &keyspace::rate::credentials_per_org(cmd.org.as_str()),
-                    self.org_budget,
-                )
-                .await?;
-            if !d.allowed {
-                return Err(Error::RateLimited {
-                    limit: "credentials_per_org",
-                    decision: d,
-                });
+            // nobody can exhaust another org's issuance; the caller's is spent with it.
+            if !charged {
+                self.charge(caller, action, &cmd.org).await?;
+                charged = true;
             }
             let result = match self.plan(caller, cmd, level, cur, action, grant) {
                 Ok(plan) => self.issue_planned(caller, cmd, &plan).await,
@@ -237,7 +241,7 @@ impl Credentials {
         &self,
         caller: &Caller,
         cmd: &IssueCommand,
-        level: &AccessLevel,
+        level: &Arc<AccessLevel>,
         org: Versioned<OrgRecord>,
         action: Action,
         grant: Option<GrantUse>,
@@ -308,13 +312,13 @@ impl Credentials {
             });
         }
         let source_identity = session::source_identity(by);
-        let policy = if rec.bind_source_ip {
+        let bound_policy = if rec.bind_source_ip {
             Some(super::bind::bound_policy(
                 level,
                 &self.bound_sources(caller, &rec)?,
             )?)
         } else {
-            level.policy().map(str::to_owned)
+            None
         };
         let mut h = Sha256::new();
         for part in [
@@ -329,7 +333,7 @@ impl Credentials {
         }
         if rec.bind_source_ip {
             // Credentials bound to some addresses are never served for others.
-            h.update(policy.as_deref().unwrap_or_default());
+            h.update(bound_policy.as_deref().unwrap_or_default());
             h.update([0]);
         }
         if let Some(g) = &grant {
@@ -353,13 +357,13 @@ impl Credentials {
             rec,
             org_rev,
             role_arn,
-            level: level.clone(),
+            level: Arc::clone(level),
             duration_secs,
             cache_key: keyspace::credentials(&cmd.org, &digest),
             lock_key: keyspace::credential_lock(&digest),
             source_identity,
             action,
-            policy,
+            bound_policy,
             grant,
         })
     }
@@ -523,7 +527,10 @@ impl Credentials {
             session_name: session_name.clone(),
             source_identity: Some(plan.source_identity.clone()),
             tags,
-            policy: plan.policy.clone(),
+            policy: plan
+                .bound_policy
+                .clone()
+                .or_else(|| plan.level.policy().map(str::to_owned)),
             policy_arns: plan.level.policy_arns().to_vec(),
             duration_seconds: i32::try_from(plan.duration_secs).unwrap_or(i32::MAX),
         };
@@ -642,14 +649,14 @@ impl Credentials {
         }
         Ok(Some(Issued {
             credentials: TemporaryCredentials {
-                access_key_id: c.access_key_id.clone(),
+                access_key_id: c.access_key_id,
                 secret_access_key: SecretString::from(c.secret_access_key.expose().to_owned()),
                 session_token: SecretString::from(c.session_token.expose().to_owned()),
                 expiration,
-                assumed_role_arn: c.assumed_role_arn.clone(),
+                assumed_role_arn: c.assumed_role_arn,
             },
-            session_name: c.session_name.clone(),
-            source_identity: c.source_identity.clone(),
+            session_name: c.session_name,
+            source_identity: c.source_identity,
             access_level: plan.level.name().to_owned(),
             duration_secs: plan.duration_secs,
             region: self.levels.region.clone(),

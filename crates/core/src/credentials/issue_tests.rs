@@ -69,6 +69,13 @@ async fn keys(store: &MemoryStore, prefix: &str) -> usize {
 
 /// Services over a fresh store with `sts`, and one validated org owned by `admin`.
 async fn rig(sts: Arc<SlowSts>) -> (Services, Arc<MemoryStore>, Caller, OrgName) {
+    rig_with(sts, Config::offline()).await
+}
+
+async fn rig_with(
+    sts: Arc<SlowSts>,
+    config: Config,
+) -> (Services, Arc<MemoryStore>, Caller, OrgName) {
     let store = Arc::new(MemoryStore::default());
     let ring = rolegate_crypto::Keyring::new(&[rolegate_crypto::MasterKey::generate()]).unwrap();
     let vault = Vault::new(store.clone(), Arc::new(ring));
@@ -79,7 +86,7 @@ async fn rig(sts: Arc<SlowSts>) -> (Services, Arc<MemoryStore>, Caller, OrgName)
         federation: Arc::new(NoSts),
         templates: None,
     };
-    let services = Services::new(ports, Config::offline()).await.unwrap();
+    let services = Services::new(ports, config).await.unwrap();
     let admin = Caller::new(
         Principal::Operator {
             user_id: UserId::parse("admin").unwrap(),
@@ -212,4 +219,83 @@ async fn waiters_share_a_fill_that_could_not_reach_sts() {
     sts.unreachable.store(false, Ordering::SeqCst);
     assert!(services.credentials.issue(&admin, &cmd).await.is_ok());
     assert_eq!(sts.calls.load(Ordering::SeqCst), 2);
+}
+
+/// ADR 0022: a request the policy refuses steps only the caller's budget; one it admits
+/// steps the caller's and the org's together, once, and a refusing budget charges neither.
+#[tokio::test]
+async fn budgets_are_stepped_together_once_admitted() {
+    use crate::ports::RateLimit;
+    let budget = |burst| RateLimit {
+        burst,
+        period: Duration::from_secs(3600 * u64::from(burst)),
+    };
+    let mut config = Config::offline();
+    config.credentials_per_principal = budget(3);
+    config.credentials_per_org = budget(2);
+    let sts = Arc::new(SlowSts::default());
+    let (services, store, admin, org) = rig_with(sts.clone(), config).await;
+    let stranger = Caller::new(
+        Principal::Operator {
+            user_id: UserId::parse("stranger").unwrap(),
+            role: Role::Operator,
+        },
+        RequestContext::system("test"),
+    );
+    let cmd = IssueCommand::parse(Some("slow-org"), None, None, None, false).unwrap();
+    let org_key = keyspace::rate::credentials_per_org(org.as_str());
+    // The stranger is refused three times (forbidden), then limited: its own budget.
+    for _ in 0..3 {
+        let e = services
+            .credentials
+            .issue(&stranger, &cmd)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Forbidden, "{e:?}");
+    }
+    let e = services
+        .credentials
+        .issue(&stranger, &cmd)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            Error::RateLimited {
+                limit: "credentials_per_principal",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // The admin spends both budgets: twice, then the org's refuses and the admin's third
+    // step is left unspent.
+    for _ in 0..2 {
+        services.credentials.issue(&admin, &cmd).await.unwrap();
+    }
+    let e = services.credentials.issue(&admin, &cmd).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::RateLimited { limit: "credentials_per_org", decision } if decision.limit == 2),
+        "{e:?}"
+    );
+    let now = services.records.clock().now_ms();
+    let admin_key = keyspace::rate::credentials_per_principal(&admin.principal.actor());
+    let d = store.rate_step(&admin_key, now, budget(3)).await.unwrap();
+    assert_eq!(
+        (d.allowed, d.remaining),
+        (true, 0),
+        "the org's refusal did not charge the admin"
+    );
+    assert!(
+        !store
+            .rate_step(&org_key, now, budget(2))
+            .await
+            .unwrap()
+            .allowed
+    );
+    assert_eq!(
+        sts.calls.load(Ordering::SeqCst),
+        1,
+        "one fill, then cache hits"
+    );
 }

@@ -12,6 +12,8 @@ use crate::records::Records;
 
 /// `bind_source_ip`: the session policy's deny outside the allowed blocks.
 pub mod bind;
+/// The caller's and the org's issuance budgets, stepped together (ADR 0022).
+pub mod budget;
 /// Console sign-in URLs through the federation endpoint.
 pub mod console;
 /// The issuance path: cache, single-flight, STS, audit.
@@ -37,6 +39,9 @@ pub struct Credentials {
     console: ConsoleSettings,
     /// Issuances per org, spent only by callers the policy admitted for that org.
     org_budget: RateLimit,
+    /// Issuances per caller (operators and API keys), spent with the org's budget in one
+    /// step, or alone when the request is refused before that (ADR 0022).
+    caller_budget: RateLimit,
     /// In-process single-flight for issuance.
     flights: Arc<Flights>,
 }
@@ -59,8 +64,19 @@ impl Credentials {
             levels,
             console,
             org_budget,
+            caller_budget: RateLimit {
+                burst: 120,
+                period: std::time::Duration::from_secs(60),
+            },
             flights: Arc::default(),
         }
+    }
+
+    /// Sets the per-caller issuance budget (`rate_limits.credentials_per_principal`).
+    #[must_use]
+    pub fn with_caller_budget(mut self, caller_budget: RateLimit) -> Self {
+        self.caller_budget = caller_budget;
+        self
     }
 
     /// The configured access levels.

@@ -289,7 +289,8 @@ impl AccessLevel {
 /// Every configured level, the default one, and how the cache refreshes.
 #[derive(Debug, Clone)]
 pub struct CredentialPolicy {
-    levels: BTreeMap<String, AccessLevel>,
+    /// Shared, so that an issuance holds its level without copying its policy text.
+    levels: BTreeMap<String, Arc<AccessLevel>>,
     default_level: String,
     /// The duration when a request names none (capped by the level's maximum).
     pub default_duration_secs: u32,
@@ -298,6 +299,10 @@ pub struct CredentialPolicy {
     pub refresh_window: Option<Duration>,
     /// The region reported with credentials (the provider's AWS region).
     pub region: String,
+}
+
+fn shared(levels: BTreeMap<String, AccessLevel>) -> BTreeMap<String, Arc<AccessLevel>> {
+    levels.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()
 }
 
 impl CredentialPolicy {
@@ -328,7 +333,7 @@ impl CredentialPolicy {
                 .get_or_insert_with(|| default_allow(level.name == default_level));
         }
         Ok(Self {
-            levels,
+            levels: shared(levels),
             default_level: default_level.to_owned(),
             default_duration_secs,
             refresh_window,
@@ -353,7 +358,7 @@ impl CredentialPolicy {
             levels.insert(level.name.clone(), level);
         }
         Self {
-            levels,
+            levels: shared(levels),
             default_level: "readonly".to_owned(),
             default_duration_secs: 3600,
             refresh_window: None,
@@ -373,6 +378,7 @@ impl CredentialPolicy {
         let mut levels: Vec<AccessLevel> = Self::defaults(partition, region.clone())
             .levels
             .into_values()
+            .map(Arc::unwrap_or_clone)
             .collect();
         for level in &mut levels {
             level.allow = None;
@@ -388,12 +394,21 @@ impl CredentialPolicy {
 
     /// Every configured level, by name.
     pub fn levels(&self) -> impl Iterator<Item = &AccessLevel> {
-        self.levels.values()
+        self.levels.values().map(AsRef::as_ref)
     }
 
     /// The named level, or the default one. A name that could never be a level is refused
     /// without being echoed (it came from a request).
     pub fn level(&self, name: Option<&str>) -> Result<&AccessLevel, crate::error::Error> {
+        self.shared_level(name).map(AsRef::as_ref)
+    }
+
+    /// [`CredentialPolicy::level`], shared: what an issuance holds on to, without copying
+    /// the level's policy text.
+    pub fn shared_level(
+        &self,
+        name: Option<&str>,
+    ) -> Result<&Arc<AccessLevel>, crate::error::Error> {
         let name = name.unwrap_or(&self.default_level);
         if !is_level_name(name) {
             return Err(crate::error::Error::invalid(

@@ -12,3 +12,4 @@ pub mod webhook;
 pub use store::{
     CommitFuture, Condition, KvStore, Page, RateDecision, RateLimit, StoreError, Txn, Write, gcra,
 };
+pub use store::{first_refused, gcra_all};

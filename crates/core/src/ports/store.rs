@@ -183,8 +183,27 @@ pub trait KvStore: Send + Sync + std::fmt::Debug + 'static {
         limit: RateLimit,
     ) -> Result<RateDecision, StoreError>;
 
+    /// GCRA steps on several buckets at once, all or nothing, evaluated at `now_ms`, in one
+    /// round trip on the shared engines (ADR 0022). The answer has one decision per step, in
+    /// order. When every one allows, every bucket was charged; when any refuses, none was,
+    /// and each decision says what its own step would have done (so the refusing ones carry
+    /// the `retry_after_ms` to report: see [`first_refused`]). Atomic across processes: no
+    /// bucket is charged without the others. The steps follow [`rules::rate_steps`].
+    async fn rate_steps(
+        &self,
+        steps: &[(&str, RateLimit)],
+        now_ms: i64,
+    ) -> Result<Vec<RateDecision>, StoreError>;
+
     /// Checks that the engine is reachable and accepts writes.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The index of the first refusing decision of a [`KvStore::rate_steps`] answer, if any
+/// (then nothing was charged).
+#[must_use]
+pub fn first_refused(decisions: &[RateDecision]) -> Option<usize> {
+    decisions.iter().position(|d| !d.allowed)
 }
 
 /// The argument rules of the port: every engine refuses exactly these requests with
@@ -272,6 +291,32 @@ pub mod rules {
         }
     }
 
+    /// Most buckets one [`super::KvStore::rate_steps`] call may step.
+    pub const MAX_RATE_STEPS: usize = 4;
+
+    /// Checks the steps of one [`super::KvStore::rate_steps`] call: 1 to
+    /// [`MAX_RATE_STEPS`] of them, each valid for [`rate`], no key twice (a bucket charged
+    /// twice in one all-or-nothing step has no single meaning).
+    pub fn rate_steps(steps: &[(&str, RateLimit)], now_ms: i64) -> Result<(), StoreError> {
+        if steps.is_empty() {
+            return Err(StoreError::Invalid("no rate-limit steps".into()));
+        }
+        if steps.len() > MAX_RATE_STEPS {
+            return Err(StoreError::Invalid(format!(
+                "more than {MAX_RATE_STEPS} rate-limit steps at once"
+            )));
+        }
+        for (i, (k, limit)) in steps.iter().enumerate() {
+            rate(k, now_ms, *limit)?;
+            if steps[..i].iter().any(|(other, _)| other == k) {
+                return Err(StoreError::Invalid(
+                    "the same rate-limit key twice in one step".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks a rate-limit step's inputs stay in the range every engine computes exactly.
     pub fn rate(key_: &str, now_ms: i64, limit: RateLimit) -> Result<(), StoreError> {
         key(key_)?;
@@ -322,6 +367,27 @@ pub fn gcra(now_ms: i64, stored_tat: Option<i64>, limit: RateLimit) -> (RateDeci
     (decision, Some(new_tat))
 }
 
+/// [`gcra`] over several buckets, all or nothing: `buckets` holds each bucket's stored TAT
+/// and limit. Returns one decision per bucket and, only when every one allows, the TATs to
+/// store (in the same order).
+#[must_use]
+pub fn gcra_all(
+    now_ms: i64,
+    buckets: &[(Option<i64>, RateLimit)],
+) -> (Vec<RateDecision>, Option<Vec<i64>>) {
+    let mut decisions = Vec::with_capacity(buckets.len());
+    let mut tats = Vec::with_capacity(buckets.len());
+    for (stored, limit) in buckets {
+        let (d, tat) = gcra(now_ms, *stored, *limit);
+        decisions.push(d);
+        if let Some(t) = tat {
+            tats.push(t);
+        }
+    }
+    let all = tats.len() == buckets.len();
+    (decisions, all.then_some(tats))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +411,41 @@ mod tests {
         assert!(t.is_none());
         let (d, _) = gcra(1000, tat, limit);
         assert!(d.allowed);
+    }
+
+    #[test]
+    fn gcra_all_charges_all_or_none() {
+        let one = RateLimit {
+            burst: 1,
+            period: Duration::from_secs(10),
+        };
+        let (d, tats) = gcra_all(0, &[(None, one), (None, one)]);
+        assert!(d.iter().all(|d| d.allowed));
+        assert_eq!(tats, Some(vec![10_000, 10_000]));
+        let (d, tats) = gcra_all(0, &[(None, one), (Some(10_000), one)]);
+        assert_eq!(first_refused(&d), Some(1));
+        assert!(d[0].allowed, "the other step says what it would have done");
+        assert_eq!(d[1].retry_after_ms, 10_000);
+        assert_eq!(tats, None);
+    }
+
+    #[test]
+    fn rate_steps_rules() {
+        let l = RateLimit {
+            burst: 1,
+            period: Duration::from_secs(1),
+        };
+        assert!(rules::rate_steps(&[("a", l), ("b", l)], 0).is_ok());
+        for bad in [
+            &[][..],
+            &[("a", l), ("a", l)][..],
+            &[("a", l), ("a b", l)][..],
+            &[("a", l), ("b", l), ("c", l), ("d", l), ("e", l)][..],
+        ] {
+            assert!(
+                matches!(rules::rate_steps(bad, 0), Err(StoreError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
     }
 }

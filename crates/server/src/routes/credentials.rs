@@ -105,20 +105,10 @@ struct CredentialsResponse {
     grant_expires_at: Option<String>,
 }
 
-/// Issuance is limited per principal before any work is done (the caller's own budget).
-/// The per-org budget is spent by the service, only once the policy has admitted the caller
-/// for that org, so nobody can exhaust another org's budget.
-async fn limit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
-    step(
-        state,
-        "credentials_per_principal",
-        keyspace::rate::credentials_per_principal(&caller.principal.actor()),
-        state.settings.rate_limits.credentials_per_principal,
-    )
-    .await
-}
-
-/// Counts a 429 the service answered (the per-org budget) like the edge's own.
+/// Counts a 429 the service answered like the edge's own. Issuance spends two budgets in
+/// the service (ADR 0022): the caller's and the org's in one step once the policy admits
+/// the caller for that org (so nobody can exhaust another org's budget), the caller's
+/// alone when it refuses; the 429 names the one that refused.
 fn counted(state: &AppState, e: rolegate_core::Error) -> ApiError {
     if let rolegate_core::Error::RateLimited { limit, .. } = &e {
         state.metrics.rate_limit_rejected(limit);
@@ -139,7 +129,7 @@ fn counted(state: &AppState, e: rolegate_core::Error) -> ApiError {
         (status = 400, description = "`invalid_field`, `session_policy_too_large`, `idempotency_key_not_accepted`.", body = ErrorBody),
         (status = 403, description = "`forbidden` (another org's key or operator), `access_level_not_allowed`, `grant_required`, `grant_ending`, `assume_role_denied`.", body = ErrorBody),
         (status = 412, description = "`org_not_validated`, with `details.status` and `details.onboarding`.", body = ErrorBody),
-        (status = 429, description = "`rate_limited` (per caller, per org).", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the caller's or the org's budget, named in `details.limit` (`credentials_per_principal`, `credentials_per_org`).", body = ErrorBody),
         (status = 502, description = "`sts_unavailable`, `sts_error`.", body = ErrorBody),
         (status = 503, description = "`sts_throttled`, `provider_credentials_unavailable`, `audit_unavailable`.", body = ErrorBody),
     )
@@ -150,8 +140,12 @@ async fn issue(
     ApiJson(req): ApiJson<CredentialsRequest>,
 ) -> Result<Response, ApiError> {
     let cmd = req.command()?;
-    limit(&state, &caller).await?;
-    let issued = state.services.credentials.issue(&caller, &cmd).await?;
+    let issued = state
+        .services
+        .credentials
+        .issue(&caller, &cmd)
+        .await
+        .map_err(|e| counted(&state, e))?;
     state.metrics.credential_cache_result(issued.cached);
     let c = issued.credentials;
     let body = CredentialsResponse {
@@ -233,7 +227,7 @@ pub struct ConsoleResponse {
         (status = 400, description = "`invalid_field` (e.g. `destination`), `idempotency_key_not_accepted`.", body = ErrorBody),
         (status = 403, description = "`forbidden`, `assume_role_denied`.", body = ErrorBody),
         (status = 412, description = "`org_not_validated`.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the caller's or the org's budget, named in `details.limit`.", body = ErrorBody),
         (status = 502, description = "`console_federation_failed`, `sts_unavailable`.", body = ErrorBody),
     )
 )]
@@ -243,7 +237,6 @@ async fn console(
     ApiJson(req): ApiJson<ConsoleRequest>,
 ) -> Result<Response, ApiError> {
     let cmd = req.command()?;
-    limit(&state, &caller).await?;
     let login = state
         .services
         .credentials

@@ -15,8 +15,9 @@ pub(super) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS rolegate_m
 )";
 
 /// Versioned migrations, applied in order, each once. Never edit a released one: add another.
-pub(super) const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
+pub(super) const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
     // `COLLATE "C"` makes the primary key's btree order bytewise, so `list` is one index
     // range scan `key >= prefix AND key < prefix_upper` in the order the other engines use.
     "CREATE TABLE rolegate_kv (
@@ -32,7 +33,62 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[(
         allowed boolean NOT NULL
     );
     CREATE INDEX rolegate_ratelimit_expires ON rolegate_ratelimit (expires_at);",
-)];
+    ),
+    (
+        2,
+        // Several GCRA steps, all or nothing, in one call (ADR 0022). One statement cannot
+        // do it: rows it inserts or locks are invisible to its own later reads, so the
+        // steps run as three statements inside one function, each with a fresh snapshot.
+        //  1. Lock every bucket, in key order (no two callers wait on each other in a
+        //     cycle), creating absent ones as expired placeholders: ON CONFLICT waits for a
+        //     concurrent step on the row and returns the row that step left.
+        //  2. The GCRA arithmetic of `rate_step` on those rows; write them only if every
+        //     step is allowed (a refused call leaves expired placeholders for the sweeper).
+        //  3. Return, per bucket in input order, the TAT it was read at (raised to the
+        //     caller's now) and whether its own step is allowed: the caller recovers each
+        //     decision with the shared `gcra` helper.
+        // `$1` keys (sorted, distinct), `$2` caller's now (ms), `$3` emission intervals,
+        // `$4` interval × burst.
+        "CREATE FUNCTION rolegate_rate_steps(
+            p_keys text[], p_now bigint, p_interval bigint[], p_span bigint[]
+        ) RETURNS TABLE (o_ord bigint, o_tat bigint, o_allowed boolean)
+        LANGUAGE plpgsql VOLATILE AS $fn$
+        DECLARE
+            v_server_now bigint := (floor(extract(epoch FROM statement_timestamp()) * 1000))::bigint;
+            v_read bigint[];
+            v_all boolean;
+        BEGIN
+            WITH locked AS (
+                INSERT INTO rolegate_ratelimit AS r (key, tat, expires_at, allowed)
+                SELECT k, 0, 0, false FROM unnest(p_keys) AS k ORDER BY k COLLATE \"C\"
+                ON CONFLICT (key) DO UPDATE SET allowed = r.allowed
+                RETURNING r.key AS lk, r.tat AS lt, r.expires_at AS le
+            )
+            SELECT array_agg(
+                       CASE WHEN l.le > v_server_now THEN GREATEST(l.lt, p_now) ELSE p_now END
+                       ORDER BY i.ord)
+              INTO v_read
+              FROM unnest(p_keys) WITH ORDINALITY AS i(ik, ord)
+              JOIN locked l ON l.lk = i.ik;
+            SELECT bool_and(u.ut + u.ui - u.us <= p_now)
+              INTO v_all
+              FROM unnest(v_read, p_interval, p_span) AS u(ut, ui, us);
+            IF v_all THEN
+                UPDATE rolegate_ratelimit AS r
+                   SET tat = u.ut + u.ui,
+                       expires_at = v_server_now + (u.ut + u.ui - p_now),
+                       allowed = true
+                  FROM unnest(p_keys, v_read, p_interval) AS u(uk, ut, ui)
+                 WHERE r.key = u.uk;
+            END IF;
+            RETURN QUERY
+                SELECT u.ord, u.ut, u.ut + u.ui - u.us <= p_now
+                  FROM unnest(v_read, p_interval, p_span) WITH ORDINALITY AS u(ut, ui, us, ord)
+                 ORDER BY u.ord;
+        END
+        $fn$;",
+    ),
+];
 
 /// Unix milliseconds on the database server at the start of the statement.
 macro_rules! now_ms {
@@ -141,6 +197,11 @@ pub(super) const SQL_RATE_STEP: &str = concat!(
     " + $3 - $2) ELSE r.expires_at END
      RETURNING tat, allowed"
 );
+
+/// Several GCRA steps, all or nothing (migration 2's function): rows of (TAT as read,
+/// allowed on its own), in the order of `$1`.
+pub(super) const SQL_RATE_STEPS: &str = "SELECT o_tat, o_allowed \
+     FROM rolegate_rate_steps($1::text[], $2::bigint, $3::bigint[], $4::bigint[]) ORDER BY o_ord";
 
 /// Deletes up to `$1` expired rows; rows a commit holds are skipped, never waited for.
 pub(super) const SQL_SWEEP_KV: &str = concat!(

@@ -39,9 +39,9 @@ async fn replicas_starting_together_migrate_once() {
     assert_eq!(
         sql(
             &name,
-            "SELECT string_agg(version::text, ',') FROM rolegate_migrations"
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM rolegate_migrations"
         ),
-        "1"
+        "1,2"
     );
     assert_eq!(
         sql(
