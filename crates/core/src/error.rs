@@ -92,6 +92,7 @@ codes! {
     SecretPurged = ("secret_purged", 410, "the job's secret was not read in time (`jobs.secret_ttl_secs`) and was purged"),
     ApprovalLinkExpired = ("approval_link_expired", 410, "a customer approval link outlived its request's `request_ttl`, or the request is no longer pending"),
     NoCustomerApprovers = ("no_customer_approvers", 412, "the level needs the customer's approval on this org, and the org's API key has named no customer approvers (`PUT /api/orgs/{org}/customer-approvers`)"),
+    EmailNotConfigured = ("email_not_configured", 412, "an email customer approver was named, and the server has no `[smtp]` table to send mail with; name webhooks, or configure SMTP"),
     OrgNotValidated = ("org_not_validated", 412, "credentials for an org that is not `validated`; `details` has its `status` and the `onboarding` endpoint"),
     PayloadTooLarge = ("payload_too_large", 413, "body over 64 KiB"),
     UnsupportedMediaType = ("unsupported_media_type", 415, "the body is not `application/json`"),

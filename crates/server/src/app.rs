@@ -98,7 +98,8 @@ pub async fn open_services_with(
         .access
         .clone()
         .with_revoke_sessions(revoke)
-        .with_public_url(public_url);
+        .with_public_url(public_url)
+        .with_mail(settings.smtp.is_some());
     Ok(services)
 }
 
@@ -158,6 +159,8 @@ pub struct Application {
     router: Router,
     state: AppState,
     tls: Option<Arc<crate::tls::Certificates>>,
+    /// What customer approvers' deliveries go out through (webhooks; mail with `[smtp]`).
+    senders: rolegate_core::access::Senders,
 }
 
 impl Application {
@@ -201,7 +204,17 @@ impl Application {
         let services =
             open_services_with(&settings, true, clock.clone(), Some(&metrics), callback_url)
                 .await?;
-        let sinks = crate::notify::sinks(&settings.notify, clock.clone())?;
+        // One sender for every signed webhook: the notification sinks and customer approvers.
+        let webhooks = crate::webhook::HttpWebhooks::new()?;
+        let sinks = crate::notify::sinks(&settings.notify, clock.clone(), &webhooks);
+        let senders = rolegate_core::access::Senders {
+            webhooks: Arc::new(webhooks),
+            mail: match &settings.smtp {
+                Some(smtp) => Some(Arc::new(crate::mail::SmtpMailer::new(smtp)?)
+                    as Arc<dyn rolegate_core::ports::mail::Mailer>),
+                None => None,
+            },
+        };
         let services = services.with_notifiers(sinks, settings.notify.settings.clone());
         bootstrap_admin(&services, &settings).await?;
         // Before listening: what happens from here on is followed, not what came before.
@@ -228,6 +241,7 @@ impl Application {
             listener,
             state,
             tls,
+            senders,
         })
     }
 
@@ -276,7 +290,7 @@ impl Application {
         let notifier = AbortOnDrop(tokio::spawn(self.state.services.notify.clone().run()));
         let deliveries = AbortOnDrop(tokio::spawn(
             self.state.services.access.clone().run_deliveries(
-                Arc::new(crate::webhook::HttpWebhooks::new()),
+                self.senders.clone(),
                 self.state.settings.access.sweep_interval,
             ),
         ));

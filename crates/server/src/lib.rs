@@ -22,6 +22,8 @@ pub mod idempotency;
 pub mod instrumented_store;
 /// Master keyring loading.
 pub mod keys;
+/// Outgoing mail (email customer approvers) over SMTP with `lettre`.
+pub mod mail;
 /// The `Sts` decorator that counts AssumeRole calls.
 pub mod metered_sts;
 /// Prometheus metrics and `GET /metrics`.

@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 
 /// The customer's access history and `customer_approval` (issue 12 §6).
 mod customer;
+/// Customer approvers reached by email, against a real SMTP server.
+mod email;
 /// IP allowlists and `bind_source_ip`.
 mod network;
 /// Break-glass review.

@@ -10,8 +10,8 @@ use crate::error::{Code, Error};
 use crate::ids::OrgName;
 use crate::keyspace;
 use crate::model::{
-    AccessRequestRecord, CustomerApproval, CustomerApprover, CustomerDelivery, CustomerLink,
-    OrgRecord, OrgStatus, Secret,
+    AccessRequestRecord, ApproverChannel, CustomerApproval, CustomerApprover, CustomerDelivery,
+    CustomerLink, OrgRecord, OrgStatus, Secret,
 };
 use crate::policy::Action;
 use crate::ports::Txn;
@@ -22,6 +22,8 @@ use crate::records::Change;
 pub const MAX_CUSTOMER_APPROVERS: usize = 5;
 /// At most this many characters of webhook URL.
 pub const MAX_WEBHOOK_URL_CHARS: usize = 512;
+/// At most this many characters of email address (RFC 5321's path limit less the brackets).
+pub const MAX_EMAIL_CHARS: usize = 254;
 /// Every link token starts with this.
 pub const LINK_TOKEN_PREFIX: &str = "rga_";
 /// Every approver's signing secret starts with this.
@@ -29,13 +31,16 @@ const SIGNING_SECRET_PREFIX: &str = "rgw_";
 /// The pepper purpose of link digests.
 const LINK_PURPOSE: &str = "customer-approval-link";
 
-/// A customer approver as the org's key sees it once, with the secret deliveries to it are
-/// signed with (and its callbacks may be).
+/// A customer approver as the org's key sees it once: a webhook with the secret deliveries
+/// to it are signed with (and its callbacks may be), or an email address (no secret).
 #[derive(Debug, Clone)]
 pub struct NewCustomerApprover {
     pub id: String,
+    pub channel: ApproverChannel,
+    /// The webhook URL or the email address.
     pub url: String,
-    pub signing_secret: Secret,
+    /// Webhooks only.
+    pub signing_secret: Option<Secret>,
 }
 
 /// A customer approver as anyone allowed to read the org sees it.
@@ -43,18 +48,80 @@ pub struct NewCustomerApprover {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CustomerApproverView {
     pub id: String,
-    pub url: String,
+    /// `webhook` or `email`.
+    pub kind: ApproverChannel,
+    /// A webhook approver's URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// An email approver's address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
     pub created_at: String,
 }
 
 impl From<&CustomerApprover> for CustomerApproverView {
     fn from(a: &CustomerApprover) -> Self {
+        let (url, email) = match a.channel {
+            ApproverChannel::Webhook => (Some(a.url.clone()), None),
+            ApproverChannel::Email => (None, Some(a.url.clone())),
+        };
         Self {
             id: a.id.clone(),
-            url: a.url.clone(),
+            kind: a.channel,
+            url,
+            email,
             created_at: a.created_at.clone(),
         }
     }
+}
+
+/// Checks an email address strictly: ASCII `local@domain`, at most 254 characters; the
+/// local part a dot-atom (letters, digits, ``!#$%&'*+/=?^_`{|}~-`` and single inner dots,
+/// at most 64); the domain at least two DNS labels (letters, digits, inner hyphens, at
+/// most 63 each). No quoted local parts, comments, IP literals or display names: what is
+/// accepted is exactly what is sent to, so nothing can smuggle a second recipient or a
+/// header into the SMTP envelope.
+pub fn parse_email_address(raw: &str) -> Result<String, Error> {
+    let bad = |why: &str| {
+        Error::invalid(
+            "emails",
+            format!("email address {why}: name@example.com, at most {MAX_EMAIL_CHARS} characters"),
+        )
+    };
+    if raw.len() > MAX_EMAIL_CHARS {
+        return Err(bad("is too long"));
+    }
+    if !raw.is_ascii() || raw.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(bad("must be ASCII without spaces or control characters"));
+    }
+    let Some((local, domain)) = raw.split_once('@') else {
+        return Err(bad("needs an @"));
+    };
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .split('.')
+            .all(|part| !part.is_empty() && part.chars().all(atext));
+    if !local_ok {
+        return Err(bad("has an invalid part before the @"));
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| tld.chars().any(|c| c.is_ascii_alphabetic()));
+    if !domain_ok {
+        return Err(bad("has an invalid domain (after the @)"));
+    }
+    Ok(raw.to_owned())
 }
 
 /// Checks a webhook URL: `https://` (or `http://` to a loopback address, for local
@@ -115,37 +182,64 @@ impl Access {
         self.records.pepper().digest(LINK_PURPOSE, token).to_hex()
     }
 
-    /// Names the org's customer approvers, replacing any before (the org's API key only;
-    /// each gets a new signing secret, shown once).
+    /// Names the org's customer approvers, webhooks and email addresses, replacing any
+    /// before (the org's API key only; each webhook gets a new signing secret, shown
+    /// once). Email approvers need `[smtp]`: without it, 412 `email_not_configured`.
     #[tracing::instrument(skip_all, fields(org = %org))]
     pub async fn set_customer_approvers(
         &self,
         caller: &Caller,
         org: &OrgName,
         urls: &[String],
+        emails: &[String],
     ) -> Result<Vec<NewCustomerApprover>, Error> {
         self.orgs
             .load(caller, Action::SetCustomerApprovers, org)
             .await?;
-        if urls.is_empty() || urls.len() > MAX_CUSTOMER_APPROVERS {
+        let total = urls.len().saturating_add(emails.len());
+        if total == 0 || total > MAX_CUSTOMER_APPROVERS {
             return Err(Error::invalid(
-                "webhooks",
-                format!("name 1 to {MAX_CUSTOMER_APPROVERS} webhooks (DELETE removes them all)"),
+                if emails.is_empty() {
+                    "webhooks"
+                } else {
+                    "emails"
+                },
+                format!(
+                    "name 1 to {MAX_CUSTOMER_APPROVERS} approvers in webhooks and emails together (DELETE removes them all)"
+                ),
             ));
         }
-        let mut parsed = Vec::with_capacity(urls.len());
+        let mut parsed = Vec::with_capacity(total);
         for u in urls {
             let u = parse_webhook_url(u)?;
-            if parsed.contains(&u) {
+            if parsed.contains(&(ApproverChannel::Webhook, u.clone())) {
                 return Err(Error::invalid("webhooks", "a webhook URL is named twice"));
             }
-            parsed.push(u);
+            parsed.push((ApproverChannel::Webhook, u));
+        }
+        for e in emails {
+            let e = parse_email_address(e)?;
+            if parsed
+                .iter()
+                .any(|(c, a)| *c == ApproverChannel::Email && a.eq_ignore_ascii_case(&e))
+            {
+                return Err(Error::invalid("emails", "an email address is named twice"));
+            }
+            parsed.push((ApproverChannel::Email, e));
+        }
+        if !emails.is_empty() && !self.mail {
+            return Err(Error::Precondition {
+                code: Code::EmailNotConfigured,
+                message: "this server cannot send email: its configuration has no [smtp] table; name webhooks instead, or ask the provider to configure SMTP".into(),
+                details: serde_json::json!({"field": "emails"}),
+            });
         }
         let stamp = self.records.now();
         let fresh: Vec<CustomerApprover> = parsed
             .into_iter()
-            .map(|url| CustomerApprover {
+            .map(|(channel, url)| CustomerApprover {
                 id: format!("c{}", rolegate_crypto::short_id()),
+                channel,
                 url,
                 secret: Secret::new(
                     secrecy::ExposeSecret::expose_secret(&rolegate_crypto::secret_token(
@@ -162,8 +256,9 @@ impl Access {
             .into_iter()
             .map(|a| NewCustomerApprover {
                 id: a.id,
+                channel: a.channel,
                 url: a.url,
-                signing_secret: a.secret,
+                signing_secret: (a.channel == ApproverChannel::Webhook).then_some(a.secret),
             })
             .collect())
     }
@@ -219,7 +314,9 @@ impl Access {
                 next.updated_at = stamp.clone();
                 let shown = |l: &[CustomerApprover]| {
                     l.iter()
-                        .map(|a| serde_json::json!({"id": a.id, "url": a.url}))
+                        .map(|a| {
+                            serde_json::json!({"id": a.id, "kind": a.channel.as_str(), "url": a.url})
+                        })
                         .collect::<Vec<_>>()
                 };
                 let audit = AuditRecord::new(action.name())
@@ -322,6 +419,7 @@ impl Access {
                 request_id: rec.id.clone(),
                 org: rec.org.to_string(),
                 approver_id: approver.id.clone(),
+                channel: approver.channel,
                 url: approver.url.clone(),
                 secret: approver.secret.clone(),
                 body: Secret::new(body.to_string()),
@@ -340,7 +438,50 @@ impl Access {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::parse_webhook_url;
+    use super::{parse_email_address, parse_webhook_url};
+
+    #[test]
+    fn email_addresses_are_plain_dot_atoms_at_dns_names() {
+        for ok in [
+            "security@acme.example",
+            "first.last+rolegate@mail.acme.example",
+            "o'brien@acme.co.uk",
+            "x@a-b.example",
+        ] {
+            assert_eq!(parse_email_address(ok).unwrap(), ok);
+        }
+        for bad in [
+            "",
+            "acme.example",
+            "@acme.example",
+            "security@",
+            "security@localhost",
+            "security@acme",
+            "Security <security@acme.example>",
+            "\"quoted\"@acme.example",
+            ".a@acme.example",
+            "a.@acme.example",
+            "a..b@acme.example",
+            "a@@acme.example",
+            "a@acme..example",
+            "a@-acme.example",
+            "a@acme-.example",
+            "a@[127.0.0.1]",
+            "a@127.0.0.1",
+            "a b@acme.example",
+            "a@acme.example\r\nBcc: x@evil.example",
+            "a@acme.example,b@acme.example",
+            "é@acme.example",
+            &format!("{}@acme.example", "a".repeat(65)),
+            &format!("a@{}.example", "b".repeat(250)),
+        ] {
+            let e = parse_email_address(bad).unwrap_err();
+            assert!(
+                matches!(e, crate::error::Error::Invalid { ref field, .. } if field == "emails"),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn webhook_urls_are_https_or_loopback_http_without_credentials() {

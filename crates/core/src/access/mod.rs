@@ -31,6 +31,8 @@ mod customer;
 mod decide;
 /// Sending what is owed to customer approvers: signed, retried with backoff.
 mod deliver;
+/// The email a customer approver reached by mail receives (pure).
+mod email;
 /// A customer approver's decision through its single-use link.
 mod link;
 /// Listing requests and grants, and who may see which.
@@ -56,10 +58,11 @@ mod sweep;
 mod tests;
 
 pub use customer::{
-    CustomerApproverView, LINK_TOKEN_PREFIX, MAX_CUSTOMER_APPROVERS, MAX_WEBHOOK_URL_CHARS,
-    NewCustomerApprover, parse_webhook_url,
+    CustomerApproverView, LINK_TOKEN_PREFIX, MAX_CUSTOMER_APPROVERS, MAX_EMAIL_CHARS,
+    MAX_WEBHOOK_URL_CHARS, NewCustomerApprover, parse_email_address, parse_webhook_url,
 };
 pub use decide::Decision;
+pub use deliver::Senders;
 pub use link::{CustomerLinkView, LinkRequestView};
 pub use list::{AccessFilter, AccessPage};
 pub use options::Requestable;
@@ -161,6 +164,8 @@ pub struct Access {
     public_url: Option<Arc<str>>,
     /// Wakes the delivery loop when a request owes customer approvers a delivery.
     deliveries: Arc<tokio::sync::Notify>,
+    /// Whether mail can be sent (`[smtp]`): email customer approvers need it.
+    mail: bool,
 }
 
 /// `a` + 12 hex digits of milliseconds + 16 random hex digits (29 characters).
@@ -203,7 +208,15 @@ impl Access {
             revoke_sessions: None,
             public_url: None,
             deliveries: Arc::new(tokio::sync::Notify::new()),
+            mail: false,
         }
+    }
+
+    /// The same area, allowing email customer approvers (the server has `[smtp]`).
+    #[must_use]
+    pub fn with_mail(mut self, mail: bool) -> Self {
+        self.mail = mail;
+        self
     }
 
     /// The same area, writing revocations into the roles of the orgs `revoke` names.

@@ -155,13 +155,41 @@ pub struct CustomerApproval {
     pub decided_at: Option<String>,
 }
 
-/// A customer approver: a webhook the org's API key named. Deliveries to it are signed
-/// with its secret (`X-Rolegate-Signature`), shown once to the key that set it.
+/// How a customer approver is reached. Records written before email approvers existed
+/// have no `channel` and are webhooks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ApproverChannel {
+    /// A signed JSON POST to `url`.
+    #[default]
+    Webhook,
+    /// A plain-text email to `url` (an address), sent over SMTP (`[smtp]`).
+    Email,
+}
+
+impl ApproverChannel {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Email => "email",
+        }
+    }
+}
+
+/// A customer approver: a webhook or an email address the org's API key named. Webhook
+/// deliveries are signed with its secret (`X-Rolegate-Signature`), shown once to the key
+/// that set it; an email approver's secret is never shown, so a signed POST on its links
+/// never verifies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerApprover {
     /// `c` + 16 hex digits.
     pub id: String,
-    /// `https://…` (or `http://` to a loopback address).
+    #[serde(default)]
+    pub channel: ApproverChannel,
+    /// The webhook's `https://…` (or `http://` to a loopback address), or the email
+    /// address.
     pub url: String,
     pub secret: super::Secret,
     pub created_at: String,
@@ -180,7 +208,7 @@ pub struct CustomerLink {
 }
 
 /// A delivery still owed to a customer approver (`access/deliver/<id>`): the signed POST
-/// with the request's details and its two links, retried with backoff until it is taken
+/// (or the email) with the request's details and its two links, retried with backoff until it is taken
 /// (2xx) or the request's TTL passes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerDelivery {
@@ -188,6 +216,10 @@ pub struct CustomerDelivery {
     pub request_id: String,
     pub org: String,
     pub approver_id: String,
+    /// The approver's channel: a webhook POST, or an email rendered from `body`.
+    #[serde(default)]
+    pub channel: ApproverChannel,
+    /// The webhook URL, or the email address.
     pub url: String,
     pub secret: super::Secret,
     /// The JSON body; it holds the links' tokens, so it is a secret.

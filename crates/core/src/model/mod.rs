@@ -23,9 +23,9 @@ pub mod user;
 pub mod workload;
 
 pub use access::{
-    AccessRequestRecord, AccessState, Approval, CustomerApproval, CustomerApprover,
-    CustomerDelivery, CustomerLink, OperatorRevocation, PendingRevocation, Review, RevocationState,
-    RevokedBy,
+    AccessRequestRecord, AccessState, Approval, ApproverChannel, CustomerApproval,
+    CustomerApprover, CustomerDelivery, CustomerLink, OperatorRevocation, PendingRevocation,
+    Review, RevocationState, RevokedBy,
 };
 pub use audit::{AuditEvent, AuditHead, Outcome};
 pub use credential::CachedCredentials;

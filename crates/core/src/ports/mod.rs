@@ -2,6 +2,8 @@
 
 /// STS and S3 calls implemented by `rolegate-aws`.
 pub mod aws;
+/// Outgoing mail (customer approvers reached by email), implemented by the server over SMTP.
+pub mod mail;
 /// Notification sinks (Slack, signed webhooks) implemented by the server.
 pub mod notify;
 /// Storage primitives implemented by `rolegate-store`.

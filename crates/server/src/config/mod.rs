@@ -16,6 +16,8 @@ pub mod notify;
 pub mod oidc;
 /// `[portal]`: the operator portal's sessions.
 pub mod portal;
+/// `[smtp]`: the mail server for customer approvers reached by email.
+pub mod smtp;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -121,6 +123,8 @@ pub struct RawSettings {
     pub access: access::RawAccess,
     #[serde(default)]
     pub notify: notify::RawNotify,
+    #[serde(default)]
+    pub smtp: Option<smtp::RawSmtp>,
 }
 
 /// Environment variable names, one per scalar setting.
@@ -479,6 +483,7 @@ impl RawSettings {
         let portal = self.portal.validate()?;
         let oidc = self.oidc.validate()?;
         let notify = self.notify.validate()?;
+        let smtp = self.smtp.map(smtp::RawSmtp::validate).transpose()?;
         Ok(Settings {
             listen,
             data_dir,
@@ -504,6 +509,7 @@ impl RawSettings {
             oidc,
             access,
             notify,
+            smtp,
         })
     }
 }
@@ -617,6 +623,8 @@ pub struct Settings {
     pub access: access::AccessSettings,
     /// Notification sinks and approve-from-Slack (`[notify]`).
     pub notify: notify::NotifyConfig,
+    /// The mail server for email customer approvers (`[smtp]`); none: they are refused.
+    pub smtp: Option<smtp::SmtpConfig>,
 }
 
 impl Settings {

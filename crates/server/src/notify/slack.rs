@@ -15,8 +15,9 @@ pub const DENY: &str = "deny";
 
 /// A Slack incoming webhook. Its URL is a credential.
 pub struct SlackWebhook {
-    http: reqwest::Client,
+    http: crate::webhook::HttpWebhooks,
     url: SecretString,
+    timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for SlackWebhook {
@@ -27,8 +28,12 @@ impl std::fmt::Debug for SlackWebhook {
 
 impl SlackWebhook {
     #[must_use]
-    pub fn new(http: reqwest::Client, url: SecretString) -> Self {
-        Self { http, url }
+    pub fn new(
+        http: crate::webhook::HttpWebhooks,
+        url: SecretString,
+        timeout: std::time::Duration,
+    ) -> Self {
+        Self { http, url, timeout }
     }
 }
 
@@ -39,7 +44,10 @@ impl Notifier for SlackWebhook {
     }
 
     async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
-        super::post(self.http.post(self.url.expose_secret()).json(&message(n))).await
+        self.http
+            .post_json(self.url.expose_secret(), &message(n), self.timeout)
+            .await
+            .map_err(DeliveryError)
     }
 }
 

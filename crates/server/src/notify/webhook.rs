@@ -3,19 +3,22 @@
 //! (`rolegate_crypto::webhook::sign`), so the receiver can check origin and freshness.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rolegate_core::clock::Clock;
 use rolegate_core::ports::notify::{DeliveryError, Notification, Notifier};
-use rolegate_crypto::webhook::{SIGNATURE_HEADER, sign};
 use secrecy::{ExposeSecret as _, SecretString};
 
-/// A signed generic webhook.
+use crate::webhook::HttpWebhooks;
+
+/// A signed generic webhook, sent through the one signed-webhook sender.
 pub struct SignedWebhook {
-    http: reqwest::Client,
+    http: HttpWebhooks,
     url: SecretString,
     secret: SecretString,
     clock: Arc<dyn Clock>,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for SignedWebhook {
@@ -27,16 +30,18 @@ impl std::fmt::Debug for SignedWebhook {
 impl SignedWebhook {
     #[must_use]
     pub fn new(
-        http: reqwest::Client,
+        http: HttpWebhooks,
         url: SecretString,
         secret: SecretString,
         clock: Arc<dyn Clock>,
+        timeout: Duration,
     ) -> Self {
         Self {
             http,
             url,
             secret,
             clock,
+            timeout,
         }
     }
 }
@@ -51,14 +56,15 @@ impl Notifier for SignedWebhook {
         let body = serde_json::to_vec(n)
             .map_err(|_| DeliveryError("the notification could not be encoded".to_owned()))?;
         let now = self.clock.now().unix_timestamp();
-        let signature = sign(self.secret.expose_secret().as_bytes(), now, &body);
-        super::post(
-            self.http
-                .post(self.url.expose_secret())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header(SIGNATURE_HEADER, signature)
-                .body(body),
-        )
-        .await
+        self.http
+            .post_signed(
+                self.url.expose_secret(),
+                self.secret.expose_secret().as_bytes(),
+                now,
+                body,
+                self.timeout,
+            )
+            .await
+            .map_err(DeliveryError)
     }
 }

@@ -11,6 +11,7 @@ use rolegate_core::RequestContext;
 use rolegate_core::access::{CustomerApproverView, CustomerLinkView};
 use rolegate_core::ids::OrgName;
 use rolegate_core::keyspace;
+use rolegate_core::model::ApproverChannel;
 use rolegate_core::policy::Action;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -43,29 +44,46 @@ pub fn public_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(show_link, use_link))
 }
 
-/// The org's customer approvers: webhooks that receive each request on a level with
-/// `customer_approval`.
+/// The org's customer approvers: webhooks and email addresses that receive each request on
+/// a level with `customer_approval`. 1 to 5 in all; they replace any named before.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetCustomerApproversRequest {
-    /// 1 to 5 distinct `https://` URLs (`http://` only to a loopback address), each at most
-    /// 512 characters; they replace any approvers named before.
+    /// Distinct `https://` URLs (`http://` only to a loopback address), each at most 512
+    /// characters.
     #[schema(
-        required = true, nullable = false, min_items = 1, max_items = 5,
+        nullable = false, max_items = 5,
         example = json!(["https://approvals.acme.example/rolegate"])
     )]
     webhooks: Option<Vec<String>>,
+    /// Distinct plain addresses (`name@example.com`: ASCII, a dot-atom before the `@`, a
+    /// DNS name after it; no display names), each at most 254 characters. Needs the
+    /// server's `[smtp]`: without it, 412 `email_not_configured`.
+    #[schema(
+        nullable = false, max_items = 5,
+        example = json!(["security@acme.example"])
+    )]
+    emails: Option<Vec<String>>,
 }
 
-/// A customer approver with the secret its deliveries are signed with, shown only now.
+/// A customer approver just named. A webhook comes with the secret its deliveries are
+/// signed with, shown only now; an email approver has none.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NewCustomerApproverResponse {
     id: String,
-    url: String,
-    /// HMAC-SHA256 key of `X-Rolegate-Signature` (`t=<unix>,v1=<hex of HMAC over
-    /// "<t>.<body>">`) on every delivery; the approver's system may sign its decision POST
-    /// with it too.
-    signing_secret: String,
+    /// `webhook` or `email`.
+    kind: ApproverChannel,
+    /// A webhook approver's URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    /// An email approver's address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    /// Webhooks only: the HMAC-SHA256 key of `X-Rolegate-Signature` (`t=<unix>,v1=<hex of
+    /// HMAC over "<t>.<body>">`) on every delivery; the approver's system may sign its
+    /// decision POST with it too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_secret: Option<String>,
 }
 
 /// The org's customer approvers.
@@ -82,18 +100,20 @@ pub struct SetCustomerApproversResponse {
 
 /// Name the org's customer approvers
 ///
-/// Only the org's own API key: the provider's staff cannot name themselves. Each approver
-/// gets a new signing secret, shown in this answer only.
+/// Only the org's own API key: the provider's staff cannot name themselves. Each webhook
+/// approver gets a new signing secret, shown in this answer only; email approvers are
+/// mailed each request's links through the server's `[smtp]`.
 #[utoipa::path(
     put, path = "/api/orgs/{org}/customer-approvers", operation_id = "set_customer_approvers", tag = "orgs",
     params(("org" = String, Path, description = "The organisation's name.")),
     request_body = SetCustomerApproversRequest,
     responses(
         (status = 200, description = "The approvers, with their signing secrets (`Cache-Control: no-store`).", body = SetCustomerApproversResponse),
-        (status = 400, description = "`invalid_field` (`webhooks`).", body = ErrorBody),
+        (status = 400, description = "`invalid_field` (`webhooks`, `emails`).", body = ErrorBody),
         (status = 403, description = "`forbidden` (not this org's key).", body = ErrorBody),
         (status = 404, description = "`not_found`.", body = ErrorBody),
         (status = 409, description = "`org_offboarded`.", body = ErrorBody),
+        (status = 412, description = "`email_not_configured`: emails named, and the server has no `[smtp]`.", body = ErrorBody),
     )
 )]
 async fn set(
@@ -103,23 +123,31 @@ async fn set(
     ApiJson(req): ApiJson<SetCustomerApproversRequest>,
 ) -> Result<Response, ApiError> {
     let org = OrgName::parse(&org)?;
-    let urls: Vec<String> = req
-        .webhooks
-        .ok_or_else(|| ApiError::invalid_field("webhooks", "webhooks is required"))?
-        .into_iter()
-        .collect();
+    if req.webhooks.is_none() && req.emails.is_none() {
+        return Err(ApiError::invalid_field(
+            "webhooks",
+            "webhooks or emails is required",
+        ));
+    }
+    let urls = req.webhooks.unwrap_or_default();
+    let emails = req.emails.unwrap_or_default();
     let made = state
         .services
         .access
-        .set_customer_approvers(&caller, &org, &urls)
+        .set_customer_approvers(&caller, &org, &urls, &emails)
         .await?;
     let body = SetCustomerApproversResponse {
         approvers: made
             .into_iter()
-            .map(|a| NewCustomerApproverResponse {
-                id: a.id,
-                url: a.url,
-                signing_secret: a.signing_secret.expose().to_owned(),
+            .map(|a| {
+                let email = a.channel == ApproverChannel::Email;
+                NewCustomerApproverResponse {
+                    id: a.id,
+                    kind: a.channel,
+                    url: (!email).then(|| a.url.clone()),
+                    email: email.then_some(a.url),
+                    signing_secret: a.signing_secret.map(|s| s.expose().to_owned()),
+                }
             })
             .collect(),
     };
