@@ -2,7 +2,7 @@
 //! the request id, known here).
 
 use axum::extract::Request;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -25,7 +25,13 @@ pub async fn secure(req: Request, next: Next) -> Response {
     if let Some(err) = res.extensions_mut().remove::<PageError>() {
         res = render(&err, &request_id, res);
     }
-    let h = res.headers_mut();
+    apply(res.headers_mut(), is_asset);
+    res
+}
+
+/// The portal's security headers, also on pages served outside its router (the customer
+/// approval link's page).
+pub fn apply(h: &mut HeaderMap, is_asset: bool) {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
@@ -44,5 +50,4 @@ pub async fn secure(req: Request, next: Next) -> Response {
     if !is_asset {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    res
 }

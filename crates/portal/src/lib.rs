@@ -34,6 +34,7 @@ use axum::routing::{get, post};
 use rolegate_core::Services;
 use rolegate_core::ports::RateLimit;
 
+pub use pages::customer_link::{customer_link_error, customer_link_page};
 pub use session::{COOKIE, COOKIE_INSECURE};
 
 /// What the server tells the portal about each request: the client's address (as the

@@ -86,8 +86,8 @@ pub(super) fn render(to: &str, body: &str) -> Result<Email, MailError> {
          To DENY:\n\
          {deny}\n\
          \n\
-         Opening a link only shows the request. Deciding is a POST to the same link,\n\
-         for example:  curl -X POST '<link>'\n\
+         Opening a link in a browser shows the request and one button; nothing is\n\
+         decided until it is pressed. Without a browser: curl -X POST '<link>'\n\
          Each link decides once, and stops working at {expires}.\n\
          Do not forward this message: whoever holds a link can decide with it.\n",
         who = r.requested_by,

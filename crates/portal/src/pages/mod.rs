@@ -8,6 +8,8 @@ pub mod access;
 pub mod audit;
 /// Credentials: the three forms, and the console.
 pub mod credentials;
+/// The page behind a customer approval link (no session: the link is the credential).
+pub mod customer_link;
 /// The organisations the operator may see.
 pub mod home;
 /// An inventory job's result as tables (job and stacks pages).

@@ -234,7 +234,8 @@ async fn limit(state: &AppState, ip: &str) -> Result<(), ApiError> {
 ///
 /// No login: the link is the credential. Shows the request and what a POST to the same
 /// URL would do (`approve` or `deny`); changes nothing, so mail scanners that prefetch
-/// links decide nothing.
+/// links decide nothing. A browser (`Accept: text/html`) gets the same as a page with one
+/// button that POSTs back; errors are pages too, with the same status.
 #[utoipa::path(
     get, path = "/api/customer-approvals", operation_id = "show_customer_approval_link", tag = "access",
     params(LinkQuery),
@@ -253,9 +254,41 @@ async fn show_link(
     headers: HeaderMap,
     Query(q): Query<LinkQuery>,
 ) -> Result<Response, ApiError> {
-    limit(&state, &source_ip(&state, &headers, Some(peer))).await?;
-    let view = state.services.access.show_link(token(&q)?).await?;
-    Ok(super::no_store(Json(view).into_response()))
+    let html = wants_html(&headers);
+    let shown = async {
+        limit(&state, &source_ip(&state, &headers, Some(peer))).await?;
+        Ok::<_, ApiError>(state.services.access.show_link(token(&q)?).await?)
+    }
+    .await;
+    match (shown, html) {
+        (Ok(view), true) => Ok(rolegate_portal::customer_link_page(&view, &q.token, false)),
+        (Ok(view), false) => Ok(super::no_store(Json(view).into_response())),
+        (Err(e), true) => Ok(error_page(e)),
+        (Err(e), false) => Err(e),
+    }
+}
+
+/// A browser (its `Accept` names `text/html` before any JSON) gets the approver's page
+/// instead of JSON: what the link decides and one button that POSTs back.
+fn wants_html(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    match (accept.find("text/html"), accept.find("application/json")) {
+        (Some(h), Some(j)) => h < j,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// A refused link as a page: the API's status and message, and the rate-limit headers.
+fn error_page(e: ApiError) -> Response {
+    let mut res = rolegate_portal::customer_link_error(e.status, &e.message);
+    for (k, v) in e.headers {
+        res.headers_mut().insert(k, v);
+    }
+    res
 }
 
 /// Decide through a customer approval link
@@ -263,7 +296,8 @@ async fn show_link(
 /// Approves or denies (as the link says) for its customer approver, once. With the
 /// provider's approvals already in, an approval makes the grant; a deny denies. A system
 /// that POSTs back may sign the (possibly empty) body with the approver's signing secret in
-/// `X-Rolegate-Signature`; a signature that does not verify is refused (401).
+/// `X-Rolegate-Signature`; a signature that does not verify is refused (401). A browser's
+/// form post (`Accept: text/html`) gets the outcome as a page.
 #[utoipa::path(
     post, path = "/api/customer-approvals", operation_id = "use_customer_approval_link", tag = "access",
     params(
@@ -288,20 +322,31 @@ async fn use_link(
     Query(q): Query<LinkQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let ip = source_ip(&state, &headers, Some(peer));
-    limit(&state, &ip).await?;
-    let ctx = RequestContext {
-        request_id: request_id(&headers),
-        source_ip: Some(ip),
-        actor: "customer".to_owned(),
-    };
-    let signature = headers
-        .get(rolegate_crypto::webhook::SIGNATURE_HEADER)
-        .map(|v| v.to_str().unwrap_or_default());
-    let view = state
-        .services
-        .access
-        .decide_by_link(&ctx, token(&q)?, signature.map(|s| (s, &body[..])))
-        .await?;
-    Ok(super::no_store(Json(view).into_response()))
+    let html = wants_html(&headers);
+    let decided = async {
+        let ip = source_ip(&state, &headers, Some(peer));
+        limit(&state, &ip).await?;
+        let ctx = RequestContext {
+            request_id: request_id(&headers),
+            source_ip: Some(ip),
+            actor: "customer".to_owned(),
+        };
+        let signature = headers
+            .get(rolegate_crypto::webhook::SIGNATURE_HEADER)
+            .map(|v| v.to_str().unwrap_or_default());
+        Ok::<_, ApiError>(
+            state
+                .services
+                .access
+                .decide_by_link(&ctx, token(&q)?, signature.map(|s| (s, &body[..])))
+                .await?,
+        )
+    }
+    .await;
+    match (decided, html) {
+        (Ok(view), true) => Ok(rolegate_portal::customer_link_page(&view, &q.token, true)),
+        (Ok(view), false) => Ok(super::no_store(Json(view).into_response())),
+        (Err(e), true) => Ok(error_page(e)),
+        (Err(e), false) => Err(e),
+    }
 }

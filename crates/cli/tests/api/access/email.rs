@@ -298,10 +298,59 @@ async fn customer_approval_by_email(engine: Engine) {
     assert_eq!(shown.status, 200, "{:?}", shown.body);
     assert_eq!(shown.body["decision"], "approve");
     assert_eq!(shown.body["request"]["state"], "pending");
-    let done = app.send(app.client.post(&approve)).await;
-    assert_eq!(done.status, 200, "{:?}", done.body);
-    assert_eq!(done.body["request"]["state"], "active");
-    assert_eq!(done.body["request"]["customer_decision"], "approved");
+    // The approver opens the mail's link in a browser: a page showing the request and one
+    // button, with the portal's headers (no Referer can carry the token away); opening it
+    // decides nothing.
+    const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let page = app
+        .send(app.client.get(&approve).header("accept", BROWSER))
+        .await;
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8_lossy(&page.raw).into_owned();
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert!(
+        page.header("content-security-policy")
+            .unwrap()
+            .contains("form-action 'self'")
+    );
+    for want in [
+        "Approve an access request",
+        "INC-123",
+        "mail-org",
+        "id=\"decide\"",
+        id.as_str(),
+    ] {
+        assert!(html.contains(want), "{want} not in {html}");
+    }
+    assert!(
+        html.contains(&format!("action=\"/api/customer-approvals?token={token}\"")),
+        "{html}"
+    );
+    let r = app
+        .get(&format!("/api/access-requests/{id}"), &p.dave)
+        .await;
+    assert_eq!(r.body["state"], "pending", "{:?}", r.body);
+    // Pressing the button: the browser's form post, answered with a page.
+    let done = app
+        .send(
+            app.client
+                .post(&approve)
+                .header("accept", BROWSER)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(""),
+        )
+        .await;
+    assert_eq!(done.status, 200);
+    let html = String::from_utf8_lossy(&done.raw).into_owned();
+    assert!(html.contains("Request approved"), "{html}");
+    assert!(!html.contains("id=\"decide\""), "{html}");
     let r = app
         .get(&format!("/api/access-requests/{id}"), &p.dave)
         .await;
@@ -309,6 +358,13 @@ async fn customer_approval_by_email(engine: Engine) {
     let c = creds(&app, &p.dave, "mail-org", false).await;
     assert_eq!(c.status, 200, "{:?}", c.body);
     assert_eq!(c.body["grant_id"], id.as_str());
+    // Reused in the browser: the refusal as a page, with the API's status.
+    let again = app
+        .send(app.client.post(&approve).header("accept", BROWSER))
+        .await;
+    assert_eq!(again.status, 409);
+    let html = String::from_utf8_lossy(&again.raw).into_owned();
+    assert!(html.contains("cannot be used"), "{html}");
     // Reused, or the sibling link: 409.
     for u in [&approve, &deny] {
         let r = app.send(app.client.post(u)).await;
